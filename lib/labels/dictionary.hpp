@@ -1,0 +1,51 @@
+// Label names and colours: the VISTA3D tables shipped in conf/, overridden by
+// a sidecar next to an image ({file}.labels.json or an ITK-SNAP label file).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace medimg::labels {
+
+using Rgb = std::array<std::uint8_t, 3>;
+
+class Dictionary {
+public:
+    Dictionary() = default;   // empty: every name is the id as a string
+
+    // dict_json: {"name": id, ...}; colors_json: [{"id":..,"name":..,"color":[r,g,b]}, ...].
+    // Either path may be empty (not loaded). Throws Error(BadParameter) naming
+    // the file and what is wrong with it; Error(NotFound) for a missing file.
+    static Dictionary load(const std::filesystem::path& dict_json,
+                           const std::filesystem::path& colors_json);
+
+    // This dictionary overridden by the sidecar of `image`, if one exists:
+    // "{image}.labels.json" ({"6":"aorta",...} or {"6":{"name":..,"color":[..]}})
+    // or the ITK-SNAP label description "{stem}.txt" (stem = name without
+    // .nii/.nii.gz/.hdr/.img[.gz]). A malformed sidecar throws Error(BadParameter) naming the
+    // sidecar file.
+    Dictionary with_sidecar_for(const std::filesystem::path& image) const;
+
+    void set(std::int64_t id, std::string name, std::optional<Rgb> color);
+
+    // Case-insensitive (ASCII) exact name match.
+    std::optional<std::int64_t> find(std::string_view name) const;
+    // The name, or the id as a string ("133") when unknown.
+    std::string name_of(std::int64_t id) const;
+    std::optional<Rgb> color_of(std::int64_t id) const;
+    std::size_t size() const noexcept { return entries_.size(); }
+
+private:
+    struct Entry {
+        std::string name;
+        std::optional<Rgb> color;
+    };
+    std::map<std::int64_t, Entry> entries_;
+};
+
+}  // namespace medimg::labels

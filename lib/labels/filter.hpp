@@ -1,0 +1,52 @@
+// The streaming label filter: keep (or mask) the selected ids, zero the rest,
+// optionally crop to their bounding box, in memory that does not grow with
+// the volume.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+#include "labels/label_set.hpp"
+#include "nifti/reader.hpp"
+#include "nifti/stream.hpp"
+#include "nifti/writer.hpp"
+
+namespace medimg::labels {
+
+enum class Mode { Keep, Mask };
+
+struct FilterOptions {
+    LabelSet labels;
+    Mode mode = Mode::Keep;
+    bool crop = false;
+    std::int64_t margin = 0;   // voxels around the bounding box when cropping (>= 0)
+    int gzip_level = 1;        // 1..9
+};
+
+struct FilterResult {
+    std::uint64_t voxels_selected = 0;
+    std::uint64_t bytes_written = 0;   // as written to the sink
+};
+
+// Filters the image `in` into `sink` as a single-file NIfTI in `container`.
+// Keep mode keeps datatype, scaling and stored values of kept voxels; removed
+// voxels get the stored value that scales to exactly 0, or the output is
+// written unscaled (DESIGN.md §10). Mask mode writes uint8 0/1, unscaled.
+// Crop moves qoffset and srow offsets so kept voxels keep their world
+// coordinates; an empty selection with crop gives a 1x1x1 zero volume.
+// Float inputs are checked to be integral and finite before anything is
+// written. Throws Error: UnsupportedDatatype, NonIntegralLabels, plus the
+// Reader's errors and the sink's Io.
+FilterResult filter(nifti::Reader& in, nifti::ByteSink& sink, nifti::Container container,
+                    const FilterOptions& options);
+
+// File to file: `output` is written atomically (temporary name then rename,
+// nothing left behind on failure); "-" writes to stdout.
+FilterResult filter_file(const std::filesystem::path& input, const std::filesystem::path& output,
+                         const FilterOptions& options, const nifti::ReadLimits& limits);
+
+// "filtered_{file}", with .hdr/.img inputs renamed to .nii.gz (DESIGN.md §4).
+std::string filtered_name(const std::filesystem::path& input);
+
+}  // namespace medimg::labels

@@ -1,0 +1,47 @@
+// The set of label ids a request or command selects: "1,5,10-12", or names
+// from the label dictionary ("aorta,liver").
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace medimg::labels {
+
+class Dictionary;
+
+class LabelSet {
+public:
+    LabelSet() = default;   // the empty set
+
+    // Comma-separated integers (optionally negative) and inclusive ranges
+    // "a-b" (a <= b); spaces ignored; duplicates and overlaps allowed.
+    // An empty string is the empty set. Throws Error(BadLabelIds) naming the
+    // bad item, Error(TooManyLabels) when the set holds more than max_ids ids.
+    static LabelSet parse(std::string_view text, std::uint64_t max_ids);
+    // Comma-separated names, matched case-insensitively against `dict`.
+    // Throws Error(UnknownLabel) naming the name, Error(TooManyLabels).
+    static LabelSet parse_names(std::string_view text, const Dictionary& dict,
+                                std::uint64_t max_ids);
+    static LabelSet from_ids(const std::vector<std::int64_t>& ids);
+
+    LabelSet& merge(const LabelSet& other);
+
+    bool empty() const noexcept { return ranges_.empty(); }
+    bool contains(std::int64_t id) const noexcept;
+    std::uint64_t count() const noexcept;   // number of distinct ids
+    // Sorted, disjoint, non-adjacent inclusive ranges.
+    const std::vector<std::pair<std::int64_t, std::int64_t>>& ranges() const noexcept {
+        return ranges_;
+    }
+    // Normalised text, e.g. "1,5,10-12": equal sets give equal strings
+    // (used in cache keys and ETags).
+    std::string canonical() const;
+
+private:
+    std::vector<std::pair<std::int64_t, std::int64_t>> ranges_;
+};
+
+}  // namespace medimg::labels

@@ -1,0 +1,46 @@
+// Label metadata of an image: ids present, voxel counts, volumes, bounding
+// boxes; rendered as the /labels JSON (DESIGN.md §4) and the /info JSON.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "labels/dictionary.hpp"
+#include "nifti/reader.hpp"
+
+namespace medimg::labels {
+
+struct LabelStats {
+    std::int64_t id = 0;
+    std::uint64_t voxels = 0;
+    std::array<std::int64_t, 3> bbox_min{}, bbox_max{};   // inclusive voxel indices i, j, k
+};
+
+struct Metadata {
+    std::vector<LabelStats> labels;   // ascending id, 0 excluded
+    std::array<std::int64_t, 3> dims{};
+    std::array<double, 3> pixdim{};
+    std::string datatype;             // "int16", ...
+    double voxel_volume_ml = 0;       // |pixdim1*pixdim2*pixdim3| in mL, unit-aware
+};
+
+// One streaming pass over `in` (ids compared on scaled values, exactly).
+// Throws Error(UnsupportedDatatype / NonIntegralLabels) and Reader errors.
+Metadata compute_metadata(nifti::Reader& in);
+
+// {"labels":[{"id","name","color"?,"voxels","volume_ml","bbox"}...],
+//  "voxel_filename","dims","pixdim","datatype"}
+nlohmann::json labels_json(const Metadata& meta, const Dictionary& dict,
+                           std::string_view voxel_filename);
+
+// {"version":"nifti1"|"nifti2"|"analyze","byte_order","dims":[..dim0],
+//  "pixdim","datatype","bitpix","vox_offset","scl_slope","scl_inter",
+//  "qform_code","sform_code","affine":[[4]x4],"xyzt_units","description","magic"}
+nlohmann::json info_json(const nifti::Header& header);
+
+}  // namespace medimg::labels

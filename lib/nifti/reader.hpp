@@ -1,0 +1,53 @@
+// Opens a NIfTI/Analyze image (.nii, .nii.gz, .hdr/.img pairs, gzip or not,
+// container sniffed from the bytes) and streams its voxel bytes in bounded
+// memory.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "nifti/header.hpp"
+
+namespace medimg::nifti {
+
+struct ReadLimits {
+    HeaderLimits header;
+    std::uint64_t inflate_slack = 1u << 20;   // inflate at most data end + 1 MiB
+};
+
+class Reader {
+public:
+    // `path` names a .nii/.nii.gz, or either file of a pair (x.hdr, x.img,
+    // x.hdr.gz, x.img.gz). Throws Error: NotFound, NotNifti, CorruptHeader,
+    // TooLarge, TruncatedData, BadGzip, Io.
+    static Reader open(const std::filesystem::path& path, const ReadLimits& limits);
+    // A single-file image held in memory (tests, fuzzing).
+    static Reader open_memory(std::vector<std::uint8_t> bytes, const ReadLimits& limits);
+
+    Reader(Reader&&) noexcept;
+    Reader& operator=(Reader&&) noexcept;
+    ~Reader();
+
+    const Header& header() const noexcept;
+    // Bytes between the end of the header and vox_offset in a single file
+    // (extensions, valid or not), verbatim; empty for pairs.
+    const std::vector<std::uint8_t>& extension_bytes() const noexcept;
+    bool gzip() const noexcept;   // the voxel data came gzip-compressed
+
+    // Next voxel bytes in the file's byte order: min(n, remaining) bytes,
+    // 0 at the end of the data. Throws TruncatedData / BadGzip / Io.
+    std::size_t read(std::uint8_t* buf, std::size_t n);
+    std::uint64_t remaining() const noexcept;
+    // Back to the first voxel (re-opens / re-inflates); for two-pass work.
+    void rewind();
+
+private:
+    struct Impl;
+    explicit Reader(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace medimg::nifti

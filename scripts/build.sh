@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Configures and builds medimg into build/ (or $MEDIMG_BUILD_DIR).
+# Extra arguments go to cmake's configure step.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="${MEDIMG_BUILD_DIR:-$here/build}"
+generator=()
+command -v ninja >/dev/null 2>&1 && generator=(-G Ninja)
+if [ ! -f "$build/CMakeCache.txt" ]; then
+  cmake -S "$here" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@"
+elif [ $# -gt 0 ]; then
+  cmake -S "$here" -B "$build" "$@"
+fi
+cmake --build "$build" -j "$(nproc)"

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what the tests need, builds, and runs the whole suite: unit tests,
+# FastCGI route tests, integration tests on real lighttpd/Apache, browser tests.
+#   scripts/test.sh              everything
+#   scripts/test.sh --sanitize   unit + route tests under ASan+UBSan (build-asan/)
+#   scripts/test.sh -L unit      any ctest arguments select a subset
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+"$here/scripts/install-deps.sh"
+if [ "${1:-}" = "--sanitize" ]; then
+  shift
+  export MEDIMG_BUILD_DIR="${MEDIMG_BUILD_DIR:-$here/build-asan}"
+  "$here/scripts/build.sh" -DMEDIMG_SANITIZE=ON
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+  set -- -L unit "$@"
+else
+  "$here/scripts/build.sh"
+fi
+build="${MEDIMG_BUILD_DIR:-$here/build}"
+cd "$build"
+ctest --output-on-failure -j "$(nproc)" "$@"
