@@ -38,6 +38,8 @@ public:
     // Up to n decompressed bytes; 0 only at the end of the last member.
     std::size_t read(std::uint8_t* buf, std::size_t n);
     std::uint64_t total_out() const noexcept;
+    // Changes the output cap (e.g. once a header has told the data size).
+    void set_max_output(std::uint64_t max_output) noexcept;
 
 private:
     struct Impl;

@@ -1,0 +1,368 @@
+// Opens .nii / .nii.gz / .hdr+.img(.gz) images and streams their voxel bytes
+// through fixed-size buffers. The container is sniffed from the bytes.
+//
+// gzip verification: once the last voxel byte has been inflated, read()
+// drains the rest of the gzip stream (bounded by vox_offset + data + slack)
+// before returning, so a bad CRC-32/ISIZE or a truncated final member is
+// reported by the call that delivers the last data, never after a caller has
+// seen read() return 0.
+#include "nifti/reader.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <optional>
+#include <string>
+
+#include "error.hpp"
+#include "nifti/gzip.hpp"
+
+namespace medimg::nifti {
+namespace {
+
+constexpr std::size_t kScratch = 256 * 1024;
+constexpr std::size_t kMaxHeader = 540;
+// The extension region is held in memory; larger regions are refused.
+constexpr std::uint64_t kMaxExtensionBytes = 16u << 20;
+
+class FdSource final : public ByteSource {
+public:
+    FdSource(const std::filesystem::path& path) : path_(path) {
+        fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd_ < 0) {
+            const int e = errno;
+            if (e == ENOENT || e == ENOTDIR)
+                throw Error(ErrorCode::NotFound, "no such file: " + path.filename().string());
+            throw Error(ErrorCode::Io, "cannot open " + path.filename().string() + ": " + std::strerror(e));
+        }
+        struct stat st{};
+        if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) {
+            ::close(fd_);
+            throw Error(ErrorCode::NotFound, path.filename().string() + " is not a regular file");
+        }
+        size_ = static_cast<std::uint64_t>(st.st_size);
+    }
+    ~FdSource() override { ::close(fd_); }
+    std::size_t read(std::uint8_t* buf, std::size_t n) override {
+        for (;;) {
+            const ssize_t r = ::read(fd_, buf, n);
+            if (r >= 0) return static_cast<std::size_t>(r);
+            if (errno == EINTR) continue;
+            const int e = errno;
+            throw Error(ErrorCode::Io, "cannot read " + path_.filename().string() + ": " + std::strerror(e));
+        }
+    }
+    std::uint64_t size() const noexcept { return size_; }
+    // The first bytes of the file, without moving the read position.
+    std::size_t peek(std::uint8_t* buf, std::size_t n) {
+        std::size_t got = 0;
+        while (got < n) {
+            const ssize_t r = ::pread(fd_, buf + got, n - got, static_cast<off_t>(got));
+            if (r == 0) break;
+            if (r < 0) {
+                if (errno == EINTR) continue;
+                const int e = errno;
+                throw Error(ErrorCode::Io, "cannot read " + path_.filename().string() + ": " + std::strerror(e));
+            }
+            got += static_cast<std::size_t>(r);
+        }
+        return got;
+    }
+
+private:
+    std::filesystem::path path_;
+    int fd_ = -1;
+    std::uint64_t size_ = 0;
+};
+
+class MemSource final : public ByteSource {
+public:
+    explicit MemSource(std::shared_ptr<const std::vector<std::uint8_t>> b) : bytes_(std::move(b)) {}
+    std::size_t read(std::uint8_t* buf, std::size_t n) override {
+        n = std::min(n, bytes_->size() - pos_);
+        std::memcpy(buf, bytes_->data() + pos_, n);
+        pos_ += n;
+        return n;
+    }
+
+private:
+    std::shared_ptr<const std::vector<std::uint8_t>> bytes_;
+    std::size_t pos_ = 0;
+};
+
+// One opened file (or memory image): plain or gzip, read sequentially.
+struct Stream {
+    std::unique_ptr<ByteSource> raw;
+    std::unique_ptr<GzipInflater> gz;
+    std::uint64_t plain_size = UINT64_MAX;   // known for plain files only
+    std::string name;
+
+    std::size_t read(std::uint8_t* buf, std::size_t n) {
+        return gz ? gz->read(buf, n) : raw->read(buf, n);
+    }
+    // Reads exactly n bytes unless the stream ends; returns bytes read.
+    std::size_t read_full(std::uint8_t* buf, std::size_t n) {
+        std::size_t got = 0;
+        while (got < n) {
+            const std::size_t r = read(buf + got, n - got);
+            if (r == 0) break;
+            got += r;
+        }
+        return got;
+    }
+    void set_cap(std::uint64_t cap) {
+        if (gz) throw Error(ErrorCode::Internal, "gzip cap set twice");
+        gz = std::make_unique<GzipInflater>(*raw, cap);
+    }
+};
+
+// Opens `path`; `gzip` says whether it holds gzip (the inflater is created
+// later, once the output cap is known).
+Stream open_file(const std::filesystem::path& path, bool& gzip) {
+    auto src = std::make_unique<FdSource>(path);
+    std::uint8_t magic[2] = {0, 0};
+    const std::size_t m = src->peek(magic, 2);
+    gzip = is_gzip(std::span<const std::uint8_t>(magic, m));
+    Stream s;
+    s.plain_size = gzip ? UINT64_MAX : src->size();
+    s.name = path.filename().string();
+    s.raw = std::move(src);
+    return s;
+}
+
+std::string lower(std::string s) {
+    for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+}  // namespace
+
+struct Reader::Impl {
+    ReadLimits limits;
+    std::optional<Header> header;
+    std::vector<std::uint8_t> ext;
+    bool gzip = false;
+    // Where the voxel data lives: a file (single or .img) or memory.
+    std::filesystem::path data_path;
+    std::shared_ptr<const std::vector<std::uint8_t>> memory;
+    Stream data;
+    std::uint64_t remaining = 0;
+    std::vector<std::uint8_t> scratch;
+
+    std::uint64_t cap() const {
+        std::uint64_t c = static_cast<std::uint64_t>(header->vox_offset()) + header->data_bytes();
+        if (c > UINT64_MAX - limits.inflate_slack) return UINT64_MAX;
+        return c + limits.inflate_slack;
+    }
+
+    Stream open_data(bool& gz) {
+        if (memory) {
+            Stream s;
+            gz = is_gzip(std::span<const std::uint8_t>(memory->data(), std::min<std::size_t>(2, memory->size())));
+            s.plain_size = gz ? UINT64_MAX : memory->size();
+            s.raw = std::make_unique<MemSource>(memory);
+            s.name = "image";
+            return s;
+        }
+        return open_file(data_path, gz);
+    }
+
+    // Skips n bytes of the data stream; TruncatedData if it ends first.
+    void skip(Stream& s, std::uint64_t n) {
+        ensure_scratch();
+        while (n > 0) {
+            const std::size_t k = static_cast<std::size_t>(std::min<std::uint64_t>(n, scratch.size()));
+            const std::size_t r = s.read_full(scratch.data(), k);
+            if (r < k) throw Error(ErrorCode::TruncatedData, s.name + " ends before vox_offset " +
+                                                                 std::to_string(header->vox_offset()));
+            n -= r;
+        }
+    }
+
+    void ensure_scratch() {
+        if (scratch.empty()) scratch.resize(kScratch);
+    }
+
+    // Reads the extension region [header size, vox_offset) of a single file.
+    void read_extension(Stream& s) {
+        const std::uint64_t n = static_cast<std::uint64_t>(header->vox_offset()) - header->size();
+        if (n > kMaxExtensionBytes)
+            throw Error(ErrorCode::TooLarge, "vox_offset " + std::to_string(header->vox_offset()) +
+                                                 " leaves " + std::to_string(n) +
+                                                 " bytes of extensions; at most " +
+                                                 std::to_string(kMaxExtensionBytes) + " are supported");
+        // Grow only as bytes really arrive (gzip sizes are not known up front).
+        std::uint64_t got = 0;
+        while (got < n) {
+            const std::size_t k = static_cast<std::size_t>(std::min<std::uint64_t>(n - got, 64 * 1024));
+            ext.resize(static_cast<std::size_t>(got) + k);
+            const std::size_t r = s.read_full(ext.data() + got, k);
+            if (r < k)
+                throw Error(ErrorCode::TruncatedData, "the file ends inside the extension region before vox_offset " +
+                                                          std::to_string(header->vox_offset()));
+            got += r;
+        }
+    }
+
+    // Single file: header, extension, then data from the same stream.
+    void open_single() {
+        bool gz = false;
+        data = open_data(gz);
+        gzip = gz;
+        // Until the header is known, inflate at most the header + slack.
+        if (gz) data.set_cap(kMaxHeader + limits.inflate_slack);
+        std::uint8_t hb[kMaxHeader];
+        std::size_t got = data.read_full(hb, 4);
+        std::size_t hsize = kMaxHeader;
+        if (got == 4) {
+            std::int32_t le, be;
+            std::memcpy(&le, hb, 4);
+            be = static_cast<std::int32_t>(__builtin_bswap32(static_cast<std::uint32_t>(le)));
+            if (le == 348 || be == 348) hsize = 348;   // host is little-endian (x86-64, arm64)
+            got += data.read_full(hb + 4, hsize - 4);
+        }
+        header = Header::parse(std::span<const std::uint8_t>(hb, got), Layout::Single, limits.header,
+                               data.plain_size);
+        if (gz) data.gz->set_max_output(cap());
+        read_extension(data);
+        remaining = header->data_bytes();
+    }
+
+    void open_pair(const std::filesystem::path& hdr_path, const std::filesystem::path& img_path) {
+        bool hgz = false;
+        Stream hs = open_file(hdr_path, hgz);
+        if (hgz) hs.set_cap(kMaxHeader + limits.inflate_slack);
+        std::uint8_t hb[kMaxHeader];
+        const std::size_t got = hs.read_full(hb, kMaxHeader);
+        if (hgz) {   // verify the rest of the header member(s) too
+            ensure_scratch();
+            while (hs.read(scratch.data(), scratch.size()) > 0) {
+            }
+        }
+        data_path = img_path;
+        bool gz = false;
+        data = open_data(gz);
+        gzip = gz;
+        header = Header::parse(std::span<const std::uint8_t>(hb, got), Layout::Pair, limits.header,
+                               data.plain_size);
+        if (gz) data.set_cap(cap());
+        skip(data, static_cast<std::uint64_t>(header->vox_offset()));
+        remaining = header->data_bytes();
+    }
+
+    void reopen_data() {
+        bool gz = false;
+        data = Stream{};
+        data = open_data(gz);
+        if (gz) data.set_cap(cap());
+        std::uint64_t skip_bytes = static_cast<std::uint64_t>(header->vox_offset());
+        skip(data, skip_bytes);
+        remaining = header->data_bytes();
+    }
+
+    std::size_t read(std::uint8_t* buf, std::size_t n) {
+        if (remaining == 0) return 0;
+        const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(n, remaining));
+        std::size_t got = 0;
+        while (got < want) {
+            const std::size_t r = data.read(buf + got, want - got);
+            if (r == 0) {
+                throw Error(ErrorCode::TruncatedData,
+                            "image data ends after " + std::to_string(header->data_bytes() - remaining + got) +
+                                " of " + std::to_string(header->data_bytes()) + " bytes");
+            }
+            got += r;
+            if (!data.gz) break;   // plain: return what the read gave
+        }
+        remaining -= got;
+        if (remaining == 0 && data.gz) {
+            // Drain the gzip stream so CRC-32/ISIZE of every member are verified
+            // before the last data is handed out (bounded by the inflate cap).
+            ensure_scratch();
+            while (data.read(scratch.data(), scratch.size()) > 0) {
+            }
+        }
+        return got;
+    }
+};
+
+Reader::Reader(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Reader::Reader(Reader&&) noexcept = default;
+Reader& Reader::operator=(Reader&&) noexcept = default;
+Reader::~Reader() = default;
+
+Reader Reader::open(const std::filesystem::path& path, const ReadLimits& limits) {
+    auto impl = std::make_unique<Impl>();
+    impl->limits = limits;
+    const std::string name = lower(path.filename().string());
+    std::string stem_ext;   // ".hdr" or ".img" when a pair
+    bool gz_name = false;
+    for (const char* ext : {".hdr", ".img", ".hdr.gz", ".img.gz"}) {
+        if (ends_with(name, ext)) {
+            stem_ext = std::string(ext).substr(0, 4);
+            gz_name = ends_with(ext, ".gz");
+        }
+    }
+    if (stem_ext.empty()) {
+        impl->data_path = path;
+        impl->open_single();
+        return Reader(std::move(impl));
+    }
+    // Pair: find the partner from either file name, same compression first.
+    const std::string fname = path.filename().string();
+    const std::string base = fname.substr(0, fname.size() - (gz_name ? 7 : 4));
+    const std::string orig_ext = fname.substr(base.size(), 4);   // keeps the original case
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec))
+        throw Error(ErrorCode::NotFound, "no such file: " + fname);
+    const bool is_hdr = stem_ext == ".hdr";
+    auto upper_like = [&](const std::string& e) {
+        // ".IMG" for ".HDR" and so on.
+        std::string r = e;
+        if (std::isupper(static_cast<unsigned char>(orig_ext[1])))
+            for (auto& c : r) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+        return r;
+    };
+    const std::string partner_ext = upper_like(is_hdr ? ".img" : ".hdr");
+    const std::string gz_ext = upper_like(".gz");
+    std::filesystem::path partner;
+    for (bool gz : {gz_name, !gz_name}) {
+        const auto cand = path.parent_path() / (base + partner_ext + (gz ? gz_ext : ""));
+        if (std::filesystem::exists(cand, ec)) {
+            partner = cand;
+            break;
+        }
+    }
+    if (partner.empty())
+        throw Error(ErrorCode::NotFound, std::string("no ") + (is_hdr ? ".img" : ".hdr") + " file found for " + fname);
+    if (is_hdr)
+        impl->open_pair(path, partner);
+    else
+        impl->open_pair(partner, path);
+    return Reader(std::move(impl));
+}
+
+Reader Reader::open_memory(std::vector<std::uint8_t> bytes, const ReadLimits& limits) {
+    auto impl = std::make_unique<Impl>();
+    impl->limits = limits;
+    impl->memory = std::make_shared<const std::vector<std::uint8_t>>(std::move(bytes));
+    impl->open_single();
+    return Reader(std::move(impl));
+}
+
+const Header& Reader::header() const noexcept { return *impl_->header; }
+const std::vector<std::uint8_t>& Reader::extension_bytes() const noexcept { return impl_->ext; }
+bool Reader::gzip() const noexcept { return impl_->gzip; }
+std::size_t Reader::read(std::uint8_t* buf, std::size_t n) { return impl_->read(buf, n); }
+std::uint64_t Reader::remaining() const noexcept { return impl_->remaining; }
+void Reader::rewind() { impl_->reopen_data(); }
+
+}  // namespace medimg::nifti

@@ -1,0 +1,89 @@
+// Writes a single-file NIfTI: header bytes, extension bytes, voxel data,
+// plain or through a GzipDeflater.
+#include "nifti/writer.hpp"
+
+#include <optional>
+#include <string>
+
+#include "error.hpp"
+#include "nifti/gzip.hpp"
+
+namespace medimg::nifti {
+namespace {
+
+std::string lower(std::string s) {
+    for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+}  // namespace
+
+Container output_container_for(const std::filesystem::path& input_name) {
+    const std::string n = lower(input_name.filename().string());
+    if (ends_with(n, ".gz")) return Container::Gzip;
+    if (ends_with(n, ".nii")) return Container::Plain;
+    return Container::Gzip;   // .hdr/.img pairs (and anything else) → .nii.gz
+}
+
+struct Writer::Impl {
+    ByteSink* out = nullptr;
+    std::optional<GzipDeflater> gz;
+    std::uint64_t expected = 0;
+    std::uint64_t written = 0;
+    bool finished = false;
+};
+
+Writer::Writer(ByteSink& sink, const Header& header, std::span<const std::uint8_t> extension,
+               Container container, int gzip_level)
+    : impl_(std::make_unique<Impl>()) {
+    if (header.layout() != Layout::Single)
+        throw Error(ErrorCode::Internal, "Writer needs a single-file header (call make_single_file())");
+    const std::uint64_t hsize = header.size();
+    const std::uint64_t vox = static_cast<std::uint64_t>(header.vox_offset());
+    // An empty extension with vox_offset = header + 4 gets a zero extender.
+    const bool zero_extender = extension.empty() && vox == hsize + 4;
+    if (!zero_extender && vox != hsize + extension.size())
+        throw Error(ErrorCode::Internal, "vox_offset " + std::to_string(vox) + " is not header size " +
+                                             std::to_string(hsize) + " + extension bytes " +
+                                             std::to_string(extension.size()));
+    impl_->expected = header.data_bytes();
+    if (container == Container::Gzip) {
+        impl_->gz.emplace(sink, gzip_level);
+        impl_->out = &*impl_->gz;
+    } else {
+        impl_->out = &sink;
+    }
+    impl_->out->write(header.bytes().data(), header.bytes().size());
+    if (zero_extender) {
+        static const std::uint8_t zeros[4] = {0, 0, 0, 0};
+        impl_->out->write(zeros, 4);
+    } else if (!extension.empty()) {
+        impl_->out->write(extension.data(), extension.size());
+    }
+}
+
+Writer::~Writer() = default;
+
+void Writer::write(const std::uint8_t* data, std::size_t n) {
+    if (impl_->finished) throw Error(ErrorCode::Internal, "Writer::write after finish()");
+    if (n > impl_->expected - impl_->written)
+        throw Error(ErrorCode::Internal, "Writer: more voxel bytes than the header declares (" +
+                                             std::to_string(impl_->expected) + ")");
+    impl_->out->write(data, n);
+    impl_->written += n;
+}
+
+void Writer::finish() {
+    if (impl_->finished) throw Error(ErrorCode::Internal, "Writer::finish called twice");
+    if (impl_->written != impl_->expected)
+        throw Error(ErrorCode::Internal, "Writer: " + std::to_string(impl_->written) + " voxel bytes written, header declares " +
+                                             std::to_string(impl_->expected));
+    if (impl_->gz) impl_->gz->finish();
+    impl_->finished = true;
+}
+
+}  // namespace medimg::nifti
