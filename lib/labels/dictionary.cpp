@@ -1,0 +1,245 @@
+// Dictionary: the VISTA3D name and colour tables, and per-image sidecars
+// ({file}.labels.json, ITK-SNAP label description {stem}.txt).
+#include "labels/dictionary.hpp"
+
+#include <charconv>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "error.hpp"
+
+namespace medimg::labels {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+// Sidecars and tables are small; a bigger file is refused before it is read.
+constexpr std::uintmax_t kMaxFileBytes = 16u << 20;
+
+std::string read_text(const fs::path& path) {
+    std::error_code ec;
+    const auto size = fs::file_size(path, ec);
+    if (ec) {
+        if (ec == std::errc::no_such_file_or_directory)
+            throw Error(ErrorCode::NotFound, "label file " + path.string() + " does not exist");
+        throw Error(ErrorCode::Io, "cannot read label file " + path.string() + ": " + ec.message());
+    }
+    if (size > kMaxFileBytes)
+        throw Error(ErrorCode::BadParameter,
+                    "label file " + path.string() + " is larger than 16 MiB");
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw Error(ErrorCode::Io, "cannot open label file " + path.string());
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+[[noreturn]] void malformed(const fs::path& path, const std::string& what) {
+    throw Error(ErrorCode::BadParameter, "label file " + path.string() + " is malformed: " + what);
+}
+
+json parse_json(const fs::path& path) {
+    const std::string text = read_text(path);
+    json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded()) malformed(path, "not valid JSON");
+    return j;
+}
+
+std::int64_t json_id(const json& v, const fs::path& path, const std::string& where) {
+    if (v.is_number_integer()) {
+        if (v.is_number_unsigned() && v.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX))
+            malformed(path, where + " is out of range");
+        return v.get<std::int64_t>();
+    }
+    malformed(path, where + " is not an integer");
+}
+
+Rgb json_color(const json& v, const fs::path& path, const std::string& where) {
+    if (!v.is_array() || v.size() != 3) malformed(path, where + " is not [r,g,b]");
+    Rgb rgb{};
+    for (std::size_t i = 0; i < 3; ++i) {
+        if (!v[i].is_number_integer() || v[i].get<std::int64_t>() < 0 ||
+            v[i].get<std::int64_t>() > 255)
+            malformed(path, where + " has a component that is not an integer 0..255");
+        rgb[i] = static_cast<std::uint8_t>(v[i].get<std::int64_t>());
+    }
+    return rgb;
+}
+
+bool parse_int(std::string_view s, std::int64_t& value) {
+    if (s.empty()) return false;
+    auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
+    return ec == std::errc() && ptr == s.data() + s.size();
+}
+
+char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+
+bool iequal(std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i)
+        if (lower(a[i]) != lower(b[i])) return false;
+    return true;
+}
+
+bool ends_with_ci(std::string_view s, std::string_view suffix) {
+    return s.size() >= suffix.size() && iequal(s.substr(s.size() - suffix.size()), suffix);
+}
+
+// The file name without .nii/.nii.gz/.hdr/.img[.gz].
+std::string image_stem(const std::string& name) {
+    for (std::string_view ext : {".nii.gz", ".hdr.gz", ".img.gz", ".nii", ".hdr", ".img"})
+        if (ends_with_ci(name, ext)) return name.substr(0, name.size() - ext.size());
+    return name;
+}
+
+// {"6":"aorta", ...} or {"6":{"name":"aorta","color":[r,g,b]}, ...}
+void apply_json_sidecar(Dictionary& dict, const Dictionary& base, const fs::path& path) {
+    const json j = parse_json(path);
+    if (!j.is_object()) malformed(path, "the top level is not an object of id: name");
+    for (const auto& [key, value] : j.items()) {
+        std::int64_t id = 0;
+        if (!parse_int(key, id)) malformed(path, "key \"" + key + "\" is not an integer id");
+        const std::string where = "entry \"" + key + "\"";
+        if (value.is_string()) {
+            dict.set(id, value.get<std::string>(), base.color_of(id));
+        } else if (value.is_object()) {
+            std::string name = base.name_of(id);
+            std::optional<Rgb> color = base.color_of(id);
+            bool any = false;
+            if (auto it = value.find("name"); it != value.end()) {
+                if (!it->is_string()) malformed(path, where + " has a name that is not a string");
+                name = it->get<std::string>();
+                any = true;
+            }
+            if (auto it = value.find("color"); it != value.end()) {
+                color = json_color(*it, path, where + " color");
+                any = true;
+            }
+            if (!any) malformed(path, where + " has neither a name nor a color");
+            dict.set(id, std::move(name), color);
+        } else {
+            malformed(path, where + " is neither a name nor an object");
+        }
+    }
+}
+
+// ITK-SNAP label description: "IDX -R- -G- -B- -A-- VIS MSH \"LABEL\"", '#' comments.
+void apply_itksnap(Dictionary& dict, const fs::path& path) {
+    const std::string text = read_text(path);
+    std::istringstream lines(text);
+    std::string line;
+    int number = 0;
+    while (std::getline(lines, line)) {
+        ++number;
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        const auto first = line.find_first_not_of(" \t");
+        if (first == std::string::npos || line[first] == '#') continue;
+        const std::string where = "line " + std::to_string(number);
+        const auto q1 = line.find('"');
+        const auto q2 = line.rfind('"');
+        if (q1 == std::string::npos || q2 == q1)
+            malformed(path, where + " has no quoted label");
+        std::istringstream fields(line.substr(0, q1));
+        std::string tok[7];
+        int n = 0;
+        while (n < 8 && fields >> (n < 7 ? tok[n] : tok[6])) ++n;
+        if (n != 7) malformed(path, where + " does not have IDX R G B A VIS MSH before the label");
+        std::int64_t id = 0;
+        if (!parse_int(tok[0], id)) malformed(path, where + " has an index that is not an integer");
+        Rgb rgb{};
+        for (int c = 0; c < 3; ++c) {
+            std::int64_t v = 0;
+            if (!parse_int(tok[1 + c], v) || v < 0 || v > 255)
+                malformed(path, where + " has a colour component that is not an integer 0..255");
+            rgb[c] = static_cast<std::uint8_t>(v);
+        }
+        double alpha = 0;
+        try {
+            std::size_t used = 0;
+            alpha = std::stod(tok[4], &used);
+            if (used != tok[4].size() || !std::isfinite(alpha)) throw std::invalid_argument("");
+        } catch (const std::exception&) {
+            malformed(path, where + " has an alpha that is not a number");
+        }
+        for (int f = 5; f < 7; ++f) {
+            std::int64_t v = 0;
+            if (!parse_int(tok[f], v)) malformed(path, where + " has a VIS/MSH flag that is not an integer");
+        }
+        if (line.find_first_not_of(" \t", q2 + 1) != std::string::npos)
+            malformed(path, where + " has text after the quoted label");
+        dict.set(id, line.substr(q1 + 1, q2 - q1 - 1), rgb);
+    }
+}
+
+}  // namespace
+
+Dictionary Dictionary::load(const fs::path& dict_json, const fs::path& colors_json) {
+    Dictionary dict;
+    if (!dict_json.empty()) {
+        const json j = parse_json(dict_json);
+        if (!j.is_object()) malformed(dict_json, "the top level is not an object of name: id");
+        for (const auto& [name, value] : j.items())
+            dict.set(json_id(value, dict_json, "the id of \"" + name + "\""), name, std::nullopt);
+    }
+    if (!colors_json.empty()) {
+        const json j = parse_json(colors_json);
+        if (!j.is_array()) malformed(colors_json, "the top level is not an array");
+        std::size_t index = 0;
+        for (const auto& entry : j) {
+            const std::string where = "entry " + std::to_string(index++);
+            if (!entry.is_object()) malformed(colors_json, where + " is not an object");
+            auto id_it = entry.find("id");
+            if (id_it == entry.end()) malformed(colors_json, where + " has no id");
+            const std::int64_t id = json_id(*id_it, colors_json, where + " id");
+            std::string name = dict.name_of(id);
+            if (auto it = entry.find("name"); it != entry.end()) {
+                if (!it->is_string()) malformed(colors_json, where + " has a name that is not a string");
+                name = it->get<std::string>();
+            }
+            std::optional<Rgb> color;
+            if (auto it = entry.find("color"); it != entry.end())
+                color = json_color(*it, colors_json, where + " color");
+            dict.set(id, std::move(name), color);
+        }
+    }
+    return dict;
+}
+
+Dictionary Dictionary::with_sidecar_for(const fs::path& image) const {
+    Dictionary out = *this;
+    const fs::path json_sidecar = fs::path(image.string() + ".labels.json");
+    std::error_code ec;
+    if (fs::is_regular_file(json_sidecar, ec)) {
+        apply_json_sidecar(out, *this, json_sidecar);
+        return out;
+    }
+    const fs::path txt = image.parent_path() / (image_stem(image.filename().string()) + ".txt");
+    if (fs::is_regular_file(txt, ec)) apply_itksnap(out, txt);
+    return out;
+}
+
+void Dictionary::set(std::int64_t id, std::string name, std::optional<Rgb> color) {
+    entries_[id] = Entry{std::move(name), color};
+}
+
+std::optional<std::int64_t> Dictionary::find(std::string_view name) const {
+    for (const auto& [id, entry] : entries_)
+        if (iequal(entry.name, name)) return id;
+    return std::nullopt;
+}
+
+std::string Dictionary::name_of(std::int64_t id) const {
+    auto it = entries_.find(id);
+    return it == entries_.end() ? std::to_string(id) : it->second.name;
+}
+
+std::optional<Rgb> Dictionary::color_of(std::int64_t id) const {
+    auto it = entries_.find(id);
+    return it == entries_.end() ? std::nullopt : it->second.color;
+}
+
+}  // namespace medimg::labels

@@ -1,0 +1,205 @@
+// LabelSet: parsing "1,5,10-12" and dictionary names into normalised ranges.
+#include "labels/label_set.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <limits>
+
+#include "error.hpp"
+#include "labels/dictionary.hpp"
+
+namespace medimg::labels {
+namespace {
+
+using Range = std::pair<std::int64_t, std::int64_t>;
+
+// Sorts and merges overlapping or adjacent ranges.
+void normalise(std::vector<Range>& ranges) {
+    std::sort(ranges.begin(), ranges.end());
+    std::vector<Range> out;
+    out.reserve(ranges.size());
+    for (const auto& r : ranges) {
+        if (!out.empty()) {
+            auto& last = out.back();
+            // Adjacent when r.first == last.second + 1 (without overflowing).
+            if (last.second == std::numeric_limits<std::int64_t>::max() ||
+                r.first <= last.second + 1) {
+                last.second = std::max(last.second, r.second);
+                continue;
+            }
+        }
+        out.push_back(r);
+    }
+    ranges.swap(out);
+}
+
+// Parses one whole signed integer; false on anything else (incl. overflow).
+bool parse_int(std::string_view s, std::int64_t& value) {
+    if (s.empty()) return false;
+    const char* first = s.data();
+    const char* last = s.data() + s.size();
+    auto [ptr, ec] = std::from_chars(first, last, value);
+    return ec == std::errc() && ptr == last;
+}
+
+// Quotes an item for an error message, shortened so a huge query cannot
+// produce a huge message.
+std::string quoted(std::string_view item) {
+    constexpr std::size_t kMax = 40;
+    if (item.size() > kMax) return "\"" + std::string(item.substr(0, kMax)) + "...\"";
+    return "\"" + std::string(item) + "\"";
+}
+
+void check_count(const LabelSet& set, std::uint64_t max_ids) {
+    if (set.count() > max_ids)
+        throw Error(ErrorCode::TooManyLabels,
+                    "the label selection holds " +
+                        (set.count() == std::numeric_limits<std::uint64_t>::max()
+                             ? std::string("more than 18446744073709551614")
+                             : std::to_string(set.count())) +
+                        " ids, more than the limit of " + std::to_string(max_ids));
+}
+
+std::string_view trim(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    return s;
+}
+
+}  // namespace
+
+LabelSet LabelSet::parse(std::string_view text, std::uint64_t max_ids) {
+    std::string compact;
+    compact.reserve(text.size());
+    for (char c : text)
+        if (c != ' ' && c != '\t') compact.push_back(c);
+
+    LabelSet set;
+    if (compact.empty()) return set;
+
+    std::size_t position = 0;
+    std::string_view rest = compact;
+    while (true) {
+        ++position;
+        const std::size_t comma = rest.find(',');
+        const std::string_view item = rest.substr(0, comma);
+        if (item.empty())
+            throw Error(ErrorCode::BadLabelIds,
+                        "label_ids item " + std::to_string(position) + " is empty");
+        // A range separator is a '-' that follows a digit; a leading '-' or
+        // one after the separator is a sign ("-5--3").
+        std::size_t sep = std::string_view::npos;
+        for (std::size_t i = 1; i < item.size(); ++i)
+            if (item[i] == '-' && item[i - 1] >= '0' && item[i - 1] <= '9') {
+                sep = i;
+                break;
+            }
+        std::int64_t a = 0, b = 0;
+        if (sep == std::string_view::npos) {
+            if (!parse_int(item, a))
+                throw Error(ErrorCode::BadLabelIds,
+                            "label_ids item " + std::to_string(position) + " " + quoted(item) +
+                                " is not an integer or a range a-b");
+            b = a;
+        } else {
+            if (!parse_int(item.substr(0, sep), a) || !parse_int(item.substr(sep + 1), b))
+                throw Error(ErrorCode::BadLabelIds,
+                            "label_ids item " + std::to_string(position) + " " + quoted(item) +
+                                " is not an integer or a range a-b");
+            if (a > b)
+                throw Error(ErrorCode::BadLabelIds,
+                            "label_ids range " + quoted(item) + " (item " +
+                                std::to_string(position) + ") ends before it starts");
+        }
+        set.ranges_.emplace_back(a, b);
+        // Bound the work on hostile input: normalise as we go once large.
+        if (set.ranges_.size() >= 4096 && (set.ranges_.size() & 4095) == 0) {
+            normalise(set.ranges_);
+            check_count(set, max_ids);
+        }
+        if (comma == std::string_view::npos) break;
+        rest.remove_prefix(comma + 1);
+        if (rest.empty())
+            throw Error(ErrorCode::BadLabelIds,
+                        "label_ids item " + std::to_string(position + 1) + " is empty");
+    }
+    normalise(set.ranges_);
+    check_count(set, max_ids);
+    return set;
+}
+
+LabelSet LabelSet::parse_names(std::string_view text, const Dictionary& dict,
+                               std::uint64_t max_ids) {
+    LabelSet set;
+    if (trim(text).empty()) return set;
+    std::size_t position = 0;
+    std::string_view rest = text;
+    while (true) {
+        ++position;
+        const std::size_t comma = rest.find(',');
+        const std::string_view name = trim(rest.substr(0, comma));
+        if (name.empty())
+            throw Error(ErrorCode::BadLabelIds,
+                        "label name " + std::to_string(position) + " is empty");
+        const auto id = dict.find(name);
+        if (!id) throw Error(ErrorCode::UnknownLabel, "unknown label name " + quoted(name));
+        set.ranges_.emplace_back(*id, *id);
+        if (comma == std::string_view::npos) break;
+        rest.remove_prefix(comma + 1);
+    }
+    normalise(set.ranges_);
+    check_count(set, max_ids);
+    return set;
+}
+
+LabelSet LabelSet::from_ids(const std::vector<std::int64_t>& ids) {
+    LabelSet set;
+    set.ranges_.reserve(ids.size());
+    for (auto id : ids) set.ranges_.emplace_back(id, id);
+    normalise(set.ranges_);
+    return set;
+}
+
+LabelSet& LabelSet::merge(const LabelSet& other) {
+    ranges_.insert(ranges_.end(), other.ranges_.begin(), other.ranges_.end());
+    normalise(ranges_);
+    return *this;
+}
+
+bool LabelSet::contains(std::int64_t id) const noexcept {
+    // First range whose start is > id; the one before it may contain id.
+    auto it = std::upper_bound(ranges_.begin(), ranges_.end(), id,
+                               [](std::int64_t v, const Range& r) { return v < r.first; });
+    if (it == ranges_.begin()) return false;
+    --it;
+    return id <= it->second;
+}
+
+std::uint64_t LabelSet::count() const noexcept {
+    constexpr auto kMax = std::numeric_limits<std::uint64_t>::max();
+    std::uint64_t total = 0;
+    for (const auto& [a, b] : ranges_) {
+        // b - a computed in unsigned arithmetic is exact (two's complement).
+        const std::uint64_t span = static_cast<std::uint64_t>(b) - static_cast<std::uint64_t>(a);
+        if (span == kMax) return kMax;   // the whole int64 range: saturate
+        const std::uint64_t n = span + 1;
+        if (total > kMax - n) return kMax;
+        total += n;
+    }
+    return total;
+}
+
+std::string LabelSet::canonical() const {
+    std::string out;
+    for (const auto& [a, b] : ranges_) {
+        if (!out.empty()) out.push_back(',');
+        out += std::to_string(a);
+        if (b != a) {
+            out.push_back('-');
+            out += std::to_string(b);
+        }
+    }
+    return out;
+}
+
+}  // namespace medimg::labels
