@@ -1,0 +1,337 @@
+"""Runs Apache httpd with apache/medimg.conf in front of medimg-fcgi workers.
+
+The configuration is self-contained (ServerRoot, runtime dir, logs and
+sockets in a private temporary directory; LoadModule lines from
+/usr/lib/apache2/modules), so nothing of the system's Apache is touched.
+
+When the tests run as root, Apache's children drop to `www-data` (Apache
+refuses to serve as root). Everything it must reach is then made reachable
+for that user without widening anything else: the temporary directory is
+0755, the worker's socket belongs to www-data (spawn-fcgi -U), and the
+directories above the data root get the search bit for others (o+x) when
+they lack it (pytest's /tmp/pytest-of-root is 0700), never the read bit.
+"""
+
+import grp
+import os
+import pwd
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+MODULE_DIR = Path("/usr/lib/apache2/modules")
+APACHE = shutil.which("apache2") or "/usr/sbin/apache2"
+SPAWN_FCGI = shutil.which("spawn-fcgi") or "/usr/bin/spawn-fcgi"
+
+BASE_MODULES = [
+    "mpm_event", "authz_core", "authz_host", "authz_user", "authn_core",
+    "alias", "dir", "autoindex", "mime", "setenvif", "headers", "rewrite",
+    "env", "xsendfile",
+]
+PROXY_MODULES = ["proxy", "proxy_fcgi"]
+BALANCER_MODULES = ["proxy_balancer", "slotmem_shm", "lbmethod_byrequests"]
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def apache_available():
+    return Path(APACHE).exists() and (MODULE_DIR / "mod_proxy_fcgi.so").exists()
+
+
+def _grant_traverse(path):
+    """Adds o+x to `path` and its ancestors where missing (root only)."""
+    p = Path(path).resolve()
+    for d in [p, *p.parents]:
+        mode = d.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            os.chmod(d, stat.S_IMODE(mode) | stat.S_IXOTH)
+
+
+def _apache_string(value):
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class ApacheServer:
+    """Apache + worker pool(s). Use as a context manager or start()/stop().
+
+    Options:
+      listing        False: Define MEDIMG_NO_LISTING
+      cors_origins   None (no CORS), "*" (MEDIMG_CORS_ANY) or a list of
+                     origins, turned into the allow-list regular expression
+      variant        "proxy" (mod_proxy_fcgi to a spawn-fcgi pool) or
+                     "fcgid" (mod_fcgid spawns one-thread workers)
+      pools          > 1: that many pools behind mod_proxy_balancer
+      threads        worker threads per process (proxy variant)
+      extra_conf     text appended after the medimg snippet
+      extra_modules  more module names to load (e.g. "ssl", "auth_basic")
+      listen         extra "Listen" lines (e.g. for a TLS port)
+      cache          False: the worker streams results itself
+    """
+
+    kind = "apache"
+
+    def __init__(self, build_dir, source_dir, data_root, *, port=None,
+                 listing=True, cors_origins=None, variant="proxy", pools=1,
+                 threads=4, extra_conf="", extra_modules=(), listen=(),
+                 cache=True):
+        self.build_dir = Path(build_dir)
+        self.source_dir = Path(source_dir)
+        self.data_root = Path(data_root)
+        self.port = port or free_port()
+        self.listing = listing
+        self.cors_origins = cors_origins
+        self.variant = variant
+        self.pools = pools
+        self.threads = threads
+        self.extra_conf = extra_conf
+        self.extra_modules = list(extra_modules)
+        self.listen = list(listen)
+        self.cache = cache
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.workdir = None
+        self.httpd = None
+        self.workers = []
+        self.sockets = []
+        self.as_root = os.geteuid() == 0
+        if self.as_root:
+            self.user, self.group = "www-data", "www-data"
+        else:
+            self.user = pwd.getpwuid(os.geteuid()).pw_name
+            self.group = grp.getgrgid(os.getegid()).gr_name
+
+    # ------------------------------------------------------------------
+    @property
+    def worker_binary(self):
+        return self.build_dir / "fcgi" / "medimg-fcgi"
+
+    @property
+    def error_log(self):
+        return self.workdir / "logs" / "error.log"
+
+    def _cors_regex(self):
+        if not self.cors_origins or self.cors_origins == "*":
+            return None
+        import re
+        return "^(" + "|".join(re.escape(o) for o in self.cors_origins) + ")$"
+
+    def _write_ini(self):
+        conf = self.source_dir / "conf"
+        lines = [
+            "[paths]",
+            f"data_root = {self.data_root}",
+            f"cache_dir = {self.cache_dir}",
+            f"label_dict = {conf / 'vista3d_label_dict.json'}",
+            f"label_colors = {conf / 'vista3d_label_colors.json'}",
+            f"www_root = {self.source_dir / 'www'}",
+            "[server]",
+            # The web server sends the CORS headers.
+            "cors_origins =",
+            f"dir_listing = {'true' if self.listing else 'false'}",
+            f"threads = {1 if self.variant == 'fcgid' else self.threads}",
+            "[cache]",
+            f"enabled = {'true' if self.cache else 'false'}",
+            f"sendfile_header = {'X-Sendfile' if self.cache else 'none'}",
+        ]
+        self.ini = self.workdir / "medimg.ini"
+        self.ini.write_text("\n".join(lines) + "\n")
+        self.ini.chmod(0o644)
+
+    def _module_lines(self):
+        mods = list(BASE_MODULES)
+        if self.variant == "fcgid":
+            mods.append("fcgid")
+        else:
+            mods += PROXY_MODULES
+            if self.pools > 1:
+                mods += BALANCER_MODULES
+        for m in self.extra_modules:
+            if m not in mods:
+                mods.append(m)
+        return [f"LoadModule {m}_module {MODULE_DIR}/mod_{m}.so" for m in mods]
+
+    def _write_conf(self):
+        w = self.workdir
+        lines = [
+            "# Generated by tests/integration/apache_server.py",
+            f"ServerRoot {_apache_string(w)}",
+            "ServerName 127.0.0.1",
+            f"DefaultRuntimeDir {_apache_string(w / 'run')}",
+            f"PidFile {_apache_string(w / 'run' / 'httpd.pid')}",
+            f"Listen 127.0.0.1:{self.port}",
+            *[f"Listen {l}" for l in self.listen],
+            *self._module_lines(),
+        ]
+        if self.as_root:
+            lines += [f"User {self.user}", f"Group {self.group}"]
+        lines += [
+            f"ErrorLog {_apache_string(self.error_log)}",
+            "LogLevel warn",
+            'LogFormat "%h %l %u %t \\"%r\\" %>s %O" common',
+            f"CustomLog {_apache_string(w / 'logs' / 'access.log')} common",
+            "TypesConfig /etc/mime.types",
+            "Timeout 60",
+            "KeepAlive On",
+            "StartServers 1",
+            "ServerLimit 2",
+            "ThreadsPerChild 16",
+            "MaxRequestWorkers 32",
+            "TraceEnable off",
+            "<Directory />",
+            "    Options None",
+            "    AllowOverride None",
+            "    Require all denied",
+            "</Directory>",
+            f"Define MEDIMG_DATA_ROOT {_apache_string(self.data_root)}",
+            f"Define MEDIMG_WWW_ROOT {_apache_string(self.source_dir / 'www')}",
+            f"Define MEDIMG_CACHE_DIR {_apache_string(self.cache_dir)}",
+            f"Define MEDIMG_SOCKET {_apache_string(self.sockets[0] if self.sockets else w / 'fcgi.sock')}",
+            "Define MEDIMG_TIMEOUT 120",
+        ]
+        if not self.listing:
+            lines.append("Define MEDIMG_NO_LISTING")
+        if self.cors_origins == "*":
+            lines.append("Define MEDIMG_CORS_ANY")
+        elif self._cors_regex():
+            lines.append(f"Define MEDIMG_CORS_ORIGINS {_apache_string(self._cors_regex())}")
+        if self.pools > 1:
+            lines.append("Define MEDIMG_BALANCER")
+            lines.append('<Proxy "balancer://medimg">')
+            for s in self.sockets:
+                lines.append(f'    BalancerMember "unix:{s}|fcgi://localhost/" retry=1')
+            lines.append("</Proxy>")
+        if self.variant == "fcgid":
+            lines += [
+                f"Define MEDIMG_FCGI_BIN {_apache_string(self.worker_binary)}",
+                f"Define MEDIMG_CONFIG {_apache_string(self.ini)}",
+                f"Define MEDIMG_FCGID_IPC_DIR {_apache_string(w / 'fcgid')}",
+                "Define MEDIMG_FCGID_MAX_PROCESSES 4",
+                f"Include {_apache_string(self.source_dir / 'apache' / 'medimg-fcgid.conf')}",
+            ]
+        lines.append(f"Include {_apache_string(self.source_dir / 'apache' / 'medimg.conf')}")
+        if self.extra_conf:
+            lines.append(self.extra_conf)
+        self.conf = w / "httpd.conf"
+        self.conf.write_text("\n".join(lines) + "\n")
+
+    # ------------------------------------------------------------------
+    def _start_pool(self, sock):
+        cmd = [SPAWN_FCGI, "-n", "-s", str(sock), "-M", "0600"]
+        if self.as_root:
+            cmd += ["-U", self.user, "-G", self.group]
+        cmd += ["--", str(self.worker_binary), "--config", str(self.ini),
+                "--threads", str(self.threads)]
+        log = open(self.workdir / "logs" / f"worker-{len(self.workers)}.log", "ab")
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, cwd=self.workdir,
+                                start_new_session=True)
+        log.close()
+        self.workers.append(proc)
+        return proc
+
+    def start(self, timeout=20):
+        if not self.worker_binary.exists():
+            raise RuntimeError(f"{self.worker_binary} is not built")
+        self.workdir = Path(tempfile.mkdtemp(prefix="medimg-apache-"))
+        os.chmod(self.workdir, 0o755)
+        for d in ("run", "logs"):
+            (self.workdir / d).mkdir()
+        self.cache_dir = self.workdir / "cache"
+        self.cache_dir.mkdir(mode=0o755)
+        if self.variant == "fcgid":
+            (self.workdir / "fcgid").mkdir()
+            if self.as_root:
+                # mod_fcgid runs the workers as Apache's user: they write the
+                # cache and mod_fcgid's sockets.
+                uid = pwd.getpwnam(self.user).pw_uid
+                gid = grp.getgrnam(self.group).gr_gid
+                for d in ("cache", "fcgid"):
+                    os.chown(self.workdir / d, uid, gid)
+        if self.as_root:
+            _grant_traverse(self.data_root)
+            _grant_traverse(self.source_dir / "www")
+        self._write_ini()
+        if self.variant != "fcgid":
+            self.sockets = [self.workdir / (f"fcgi-{i}.sock" if self.pools > 1 else "fcgi.sock")
+                            for i in range(self.pools)]
+        self._write_conf()
+        try:
+            if self.variant != "fcgid":
+                for s in self.sockets:
+                    self._start_pool(s)
+            self.httpd = subprocess.Popen(
+                [APACHE, "-DFOREGROUND", "-f", str(self.conf)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=open(self.workdir / "logs" / "stderr.log", "ab"),
+                cwd=self.workdir, start_new_session=True)
+            self.wait_healthy(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_healthy(self, timeout=20):
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if self.httpd.poll() is not None:
+                raise RuntimeError("apache2 exited:\n" + self.logs())
+            try:
+                with urllib.request.urlopen(self.base_url + "/health", timeout=5) as r:
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, OSError) as e:
+                last = e
+            time.sleep(0.1)
+        raise RuntimeError(f"no healthy answer from {self.base_url}: {last}\n" + self.logs())
+
+    def logs(self):
+        out = []
+        for f in sorted((self.workdir / "logs").glob("*")):
+            try:
+                out.append(f"--- {f.name}\n" + f.read_text(errors="replace")[-4000:])
+            except OSError:
+                pass
+        return "\n".join(out)
+
+    def kill_pool(self, index):
+        """Stops one worker pool (balancer tests)."""
+        proc = self.workers[index]
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+    def stop(self):
+        if self.httpd and self.httpd.poll() is None:
+            self.httpd.send_signal(signal.SIGTERM)
+            try:
+                self.httpd.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.httpd.pid, signal.SIGKILL)
+                self.httpd.wait(5)
+        for proc in self.workers:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(5)
+        if self.workdir and not os.environ.get("MEDIMG_KEEP_TMP"):
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
