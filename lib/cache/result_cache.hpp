@@ -1,0 +1,118 @@
+// The results cache: computed answers (filtered NIfTI, label JSON) stored as
+// files under a cache directory, keyed by a hash of the source's identity and
+// the normalised request, written atomically, computed once when requested
+// concurrently, and kept under a size bound by least-recently-used eviction.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "nifti/stream.hpp"
+
+namespace medimg::cache {
+
+// What identifies one version of a source file: a changed file gets a new
+// identity (and so new cache keys and ETags).
+struct SourceIdentity {
+    std::uint64_t dev = 0, ino = 0, size = 0;
+    std::int64_t mtime_ns = 0;
+    bool exists = true;
+
+    // Throws Error(NotFound) when `file` cannot be stat'ed.
+    static SourceIdentity of(const std::filesystem::path& file);
+    // As of(), with exists = false (and zeros) for a missing file: for
+    // optional companions such as label sidecars.
+    static SourceIdentity of_optional(const std::filesystem::path& file);
+    std::string text() const;   // stable text form, for keys
+};
+
+// 128-bit non-cryptographic hash of `text` as 32 lowercase hex digits.
+std::string hash_hex(std::string_view text);
+
+// A ByteSink writing to a descriptor it owns; closed on destruction.
+class OwnedFdSink final : public nifti::ByteSink {
+public:
+    explicit OwnedFdSink(int fd) : fd_(fd) {}
+    ~OwnedFdSink() override;
+    OwnedFdSink(OwnedFdSink&& other) noexcept : fd_(other.release()), written_(other.written_) {}
+    OwnedFdSink& operator=(OwnedFdSink&&) = delete;
+    OwnedFdSink(const OwnedFdSink&) = delete;
+    OwnedFdSink& operator=(const OwnedFdSink&) = delete;
+    void write(const std::uint8_t* data, std::size_t n) override;   // throws Error(Io)
+    int fd() const noexcept { return fd_; }
+    int release() noexcept { int f = fd_; fd_ = -1; return f; }
+    std::uint64_t bytes_written() const noexcept { return written_; }
+
+private:
+    int fd_;
+    std::uint64_t written_ = 0;
+};
+
+// An unlinked temporary file (O_TMPFILE in `dir`, else an unlinked mkstemp
+// file) for results that are streamed and never kept. Throws Error(Io).
+OwnedFdSink make_anonymous_file(const std::filesystem::path& dir);
+
+class ResultCache {
+public:
+    // Creates `dir` (mode 0700) when missing; throws Error(Io) when it cannot
+    // be created or is not a writable directory owned by this user.
+    ResultCache(std::filesystem::path dir, std::uint64_t max_bytes);
+
+    const std::filesystem::path& dir() const noexcept { return dir_; }
+    std::uint64_t max_bytes() const noexcept { return max_bytes_; }
+
+    // dir/ab/abcdef…{suffix} for a 32-hex key.
+    std::filesystem::path path_for(std::string_view key, std::string_view suffix) const;
+
+    // The entry's path when it exists (its access time is refreshed for LRU).
+    std::optional<std::filesystem::path> lookup(std::string_view key, std::string_view suffix) const;
+
+    // The entry, computing it with `produce` when missing. Concurrent callers
+    // for one key (threads or processes) compute it once: a lock file
+    // (flock) serialises producers, and the result appears by rename, so no
+    // reader ever sees a partial file. `produce` writes the whole result to
+    // the sink; if it throws, nothing is left behind and the error
+    // propagates. Evicts older entries when the cache grows past max_bytes.
+    std::filesystem::path get_or_create(std::string_view key, std::string_view suffix,
+                                        const std::function<void(nifti::ByteSink&)>& produce);
+
+    // Removes least recently used entries (by access time) until the total is
+    // at most `target` bytes (default: 90 % of max_bytes); also stale
+    // temporaries. Entries used in the last `min_age_seconds` are kept (a web
+    // server may be about to open them). Returns bytes removed.
+    std::uint64_t evict(std::optional<std::uint64_t> target = std::nullopt,
+                        int min_age_seconds = 10);
+    // Bytes held by entries (a directory scan).
+    std::uint64_t size_bytes() const;
+
+private:
+    std::filesystem::path dir_;
+    std::uint64_t max_bytes_;
+    std::mutex evict_mutex_;
+};
+
+// A small thread-safe LRU of strings (rendered JSON answers) in memory.
+class MemoryLru {
+public:
+    explicit MemoryLru(std::size_t capacity) : capacity_(capacity) {}
+    std::shared_ptr<const std::string> get(const std::string& key);
+    void put(const std::string& key, std::shared_ptr<const std::string> value);
+    std::size_t size() const;
+
+private:
+    using Item = std::pair<std::string, std::shared_ptr<const std::string>>;
+    std::size_t capacity_;
+    mutable std::mutex mutex_;
+    std::list<Item> order_;   // front: most recent
+    std::unordered_map<std::string, std::list<Item>::iterator> index_;
+};
+
+}  // namespace medimg::cache
