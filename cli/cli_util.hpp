@@ -1,0 +1,77 @@
+// Shared pieces of the `medimg` subcommands: option parsing, number parsing,
+// the label dictionary lookup, and the one place errors become messages and
+// exit codes.
+#pragma once
+
+#include <cstdint>
+#include <exception>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "commands.hpp"
+#include "labels/dictionary.hpp"
+
+namespace medimg::cli {
+
+// The most label ids one command may select (as [limits] max_label_ids).
+inline constexpr std::uint64_t kMaxLabelIds = 100000;
+
+struct OptionSpec {
+    std::string name;        // "--labels"
+    bool takes_value;        // "--labels V" / "--labels=V"; else a flag
+};
+
+// Options and positional arguments of one command line.
+class ParsedArgs {
+public:
+    std::vector<std::string> positional;
+
+    bool has(const std::string& name) const { return flags_.count(name) || values_.count(name); }
+    std::optional<std::string> value(const std::string& name) const;
+
+    void set_flag(const std::string& name) { flags_.insert(name); }
+    void set_value(const std::string& name, std::string v) { values_[name] = std::move(v); }
+
+private:
+    std::set<std::string> flags_;
+    std::map<std::string, std::string> values_;
+};
+
+// Splits `args` by `specs`. "--name=value" and "--name value" both work; "-"
+// is a positional (stdout/stdin); "--" ends the options. "--help"/"-h" is
+// always recognised as a flag named "--help". Throws Error(BadParameter)
+// on an unknown option, a missing value, or a value given to a flag.
+ParsedArgs parse_args(const Args& args, const std::vector<OptionSpec>& specs);
+
+// A whole decimal number in [min, max]; throws Error(BadParameter) naming
+// the option and the value.
+std::int64_t parse_int(std::string_view text, std::string_view option, std::int64_t min,
+                       std::int64_t max);
+
+// Where the label tables live: MEDIMG_CONF_DIR_INSTALL when the binary runs
+// from the install prefix, else the source tree's conf/.
+std::filesystem::path conf_dir();
+
+// The label dictionary: --label-dict / --label-colors, else the environment
+// (MEDIMG_LABEL_DICT / MEDIMG_LABEL_COLORS), else conf_dir()'s VISTA3D
+// tables. Missing default tables give an empty dictionary (ids as names);
+// a missing or malformed file named explicitly throws.
+labels::Dictionary load_dictionary(const ParsedArgs& parsed);
+
+// Prints "medimg {command}: {detail}" on stderr and returns the exit code:
+// Error::exit_code() for medimg::Error, 1 for anything else.
+int report_error(std::string_view command, const std::exception& e);
+int report_error(std::string_view command, std::string_view detail, int exit_code);
+
+// Runs `body`, turning every exception into a message and an exit code.
+int run_guarded(std::string_view command, const std::function<int()>& body);
+
+bool stderr_is_tty();
+
+}  // namespace medimg::cli

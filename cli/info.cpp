@@ -1,0 +1,121 @@
+// `medimg info`: the header of a NIfTI/Analyze file, readable or as JSON.
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include "cli_util.hpp"
+#include "commands.hpp"
+#include "error.hpp"
+#include "labels/metadata.hpp"
+#include "nifti/reader.hpp"
+
+namespace medimg::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr const char* kUsage =
+    "usage: medimg info IN [--json] [--max-voxels N]\n"
+    "\n"
+    "Prints the header of a NIfTI-1/NIfTI-2/Analyze file (.nii, .nii.gz,\n"
+    ".hdr/.img pairs): dimensions, voxel size, datatype, scaling, orientation.\n"
+    "With --json, the JSON the /info route answers.\n"
+    "\n"
+    "exit status: 0 success, 2 usage error, 3 invalid or corrupt input, 1 other.\n";
+
+const std::vector<OptionSpec> kOptions = {{"--json", false}, {"--max-voxels", true}};
+
+const char* version_name(nifti::Version v) {
+    switch (v) {
+        case nifti::Version::Nifti1: return "NIfTI-1";
+        case nifti::Version::Nifti2: return "NIfTI-2";
+        case nifti::Version::Analyze75: return "Analyze 7.5";
+    }
+    return "?";
+}
+
+const char* unit_name(int xyzt_units) {
+    switch (xyzt_units & 7) {
+        case 1: return "m";
+        case 2: return "mm";
+        case 3: return "um";
+        default: return "(unknown unit)";
+    }
+}
+
+const char* xform_name(int code) {
+    switch (code) {
+        case 0: return "unknown";
+        case 1: return "scanner";
+        case 2: return "aligned";
+        case 3: return "talairach";
+        case 4: return "mni";
+        case 5: return "template";
+        default: return "invalid";
+    }
+}
+
+int run(const Args& args) {
+    const ParsedArgs parsed = parse_args(args, kOptions);
+    if (parsed.has("--help")) {
+        std::fputs(kUsage, stdout);
+        return 0;
+    }
+    if (parsed.positional.size() != 1)
+        throw Error(ErrorCode::BadParameter, "expected one input file, got " +
+                                                 std::to_string(parsed.positional.size()));
+    const fs::path in = parsed.positional[0];
+    nifti::ReadLimits limits;
+    if (auto v = parsed.value("--max-voxels"))
+        limits.header.max_voxels = static_cast<std::uint64_t>(parse_int(*v, "--max-voxels", 1, INT64_MAX));
+    nifti::Reader reader = nifti::Reader::open(in, limits);
+    const nifti::Header& h = reader.header();
+
+    if (parsed.has("--json")) {
+        const std::string text = labels::info_json(h).dump();
+        std::fwrite(text.data(), 1, text.size(), stdout);
+        std::fputc('\n', stdout);
+        return 0;
+    }
+
+    std::printf("file         %s\n", in.string().c_str());
+    std::printf("format       %s, %s, %s%s\n", version_name(h.version()),
+                h.layout() == nifti::Layout::Single ? "single file" : ".hdr/.img pair",
+                h.byte_order() == nifti::ByteOrder::Little ? "little-endian" : "big-endian",
+                reader.gzip() ? ", gzip" : "");
+    std::printf("magic        \"%s\"\n", h.magic().c_str());
+    std::printf("dims        ");
+    for (int i = 1; i <= h.dim0(); ++i)
+        std::printf(" %lld", static_cast<long long>(h.dim(i)));
+    std::printf("  (dim[0] %d, %llu voxels)\n", h.dim0(),
+                static_cast<unsigned long long>(h.voxel_count()));
+    std::printf("pixdim      ");
+    for (int i = 1; i <= h.dim0(); ++i) std::printf(" %g", h.pixdim(i));
+    std::printf("  (%s)\n", unit_name(h.xyzt_units()));
+    std::printf("datatype     %s (code %d, %d bits)\n", std::string(h.datatype().name).c_str(),
+                h.datatype().code, h.datatype().code == 1 ? 1 : 8 * h.datatype().bytes);
+    std::printf("vox_offset   %lld\n", static_cast<long long>(h.vox_offset()));
+    if (h.scaled())
+        std::printf("scaling      value = %g * stored + %g\n", h.slope(), h.inter());
+    else
+        std::printf("scaling      none (scl_slope %g, scl_inter %g)\n", h.scl_slope_raw(),
+                    h.scl_inter_raw());
+    std::printf("qform_code   %d (%s)\n", h.qform_code(), xform_name(h.qform_code()));
+    std::printf("sform_code   %d (%s)\n", h.sform_code(), xform_name(h.sform_code()));
+    const auto a = h.affine();
+    std::printf("affine\n");
+    for (const auto& row : a)
+        std::printf("  %12.6g %12.6g %12.6g %12.6g\n", row[0], row[1], row[2], row[3]);
+    std::printf("description  \"%s\"\n", h.description().c_str());
+    const auto ext = reader.extension_bytes().size();
+    if (ext) std::printf("extension    %zu bytes between header and data\n", ext);
+    return 0;
+}
+
+}  // namespace
+
+int run_info(const Args& args) {
+    return run_guarded("info", [&] { return run(args); });
+}
+
+}  // namespace medimg::cli

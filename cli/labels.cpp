@@ -1,0 +1,97 @@
+// `medimg labels`: the label ids present in a file, with names, voxel
+// counts and volumes, as a table or as the /labels JSON.
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include "cli_util.hpp"
+#include "commands.hpp"
+#include "error.hpp"
+#include "labels/metadata.hpp"
+#include "nifti/reader.hpp"
+
+namespace medimg::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr const char* kUsage =
+    "usage: medimg labels IN [--json] [options]\n"
+    "\n"
+    "Lists the label ids present in a segmentation (0 excluded), with their\n"
+    "names, voxel counts and volumes. Names and colours come from a sidecar\n"
+    "next to IN ({file}.labels.json or an ITK-SNAP {stem}.txt), else from the\n"
+    "VISTA3D tables.\n"
+    "\n"
+    "options:\n"
+    "  --json              print the JSON the /labels route answers\n"
+    "  --max-voxels N      refuse larger images (default 536870912)\n"
+    "  --label-dict FILE   label names (default conf/vista3d_label_dict.json,\n"
+    "                      or $MEDIMG_LABEL_DICT)\n"
+    "  --label-colors FILE label colours (default conf/vista3d_label_colors.json,\n"
+    "                      or $MEDIMG_LABEL_COLORS)\n"
+    "\n"
+    "exit status: 0 success, 2 usage error, 3 invalid or corrupt input, 1 other.\n";
+
+const std::vector<OptionSpec> kOptions = {
+    {"--json", false}, {"--max-voxels", true}, {"--label-dict", true}, {"--label-colors", true},
+};
+
+int run(const Args& args) {
+    const ParsedArgs parsed = parse_args(args, kOptions);
+    if (parsed.has("--help")) {
+        std::fputs(kUsage, stdout);
+        return 0;
+    }
+    if (parsed.positional.size() != 1)
+        throw Error(ErrorCode::BadParameter, "expected one input file, got " +
+                                                 std::to_string(parsed.positional.size()));
+    const fs::path in = parsed.positional[0];
+    nifti::ReadLimits limits;
+    if (auto v = parsed.value("--max-voxels"))
+        limits.header.max_voxels = static_cast<std::uint64_t>(parse_int(*v, "--max-voxels", 1, INT64_MAX));
+    const labels::Dictionary dict = load_dictionary(parsed).with_sidecar_for(in);
+    nifti::Reader reader = nifti::Reader::open(in, limits);
+    const labels::Metadata meta = labels::compute_metadata(reader);
+    const std::string filename = in.filename().string();
+
+    if (parsed.has("--json")) {
+        const std::string text = labels::labels_json(meta, dict, filename).dump();
+        std::fwrite(text.data(), 1, text.size(), stdout);
+        std::fputc('\n', stdout);
+        return 0;
+    }
+
+    std::printf("%s: %lld x %lld x %lld %s, voxel %.4g x %.4g x %.4g (%.6g mL)\n", filename.c_str(),
+                static_cast<long long>(meta.dims[0]), static_cast<long long>(meta.dims[1]),
+                static_cast<long long>(meta.dims[2]), meta.datatype.c_str(), meta.pixdim[0],
+                meta.pixdim[1], meta.pixdim[2], meta.voxel_volume_ml);
+    if (meta.labels.empty()) {
+        std::printf("no labels (every voxel is 0)\n");
+        return 0;
+    }
+    std::size_t name_width = 4;
+    for (const auto& l : meta.labels) name_width = std::max(name_width, dict.name_of(l.id).size());
+    std::printf("%8s  %-*s  %12s  %12s\n", "id", static_cast<int>(name_width), "name", "voxels",
+                "volume mL");
+    std::uint64_t total = 0;
+    for (const auto& l : meta.labels) {
+        std::printf("%8lld  %-*s  %12llu  %12.3f\n", static_cast<long long>(l.id),
+                    static_cast<int>(name_width), dict.name_of(l.id).c_str(),
+                    static_cast<unsigned long long>(l.voxels),
+                    static_cast<double>(l.voxels) * meta.voxel_volume_ml);
+        total += l.voxels;
+    }
+    std::printf("%zu label(s), %llu labelled voxels, %.3f mL\n", meta.labels.size(),
+                static_cast<unsigned long long>(total),
+                static_cast<double>(total) * meta.voxel_volume_ml);
+    return 0;
+}
+
+}  // namespace
+
+int run_labels(const Args& args) {
+    return run_guarded("labels", [&] { return run(args); });
+}
+
+}  // namespace medimg::cli
