@@ -1,0 +1,188 @@
+"""The Debian package: `cpack -G DEB` builds it, it holds what DEPLOYMENT.md
+promises, its /etc files are conffiles, Depends is computed, and the
+installed Apache snippet is accepted by apache2 -t against the extracted
+tree."""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+BUILD = Path(os.environ.get("MEDIMG_BUILD_DIR", "build"))
+SOURCE = Path(os.environ.get("MEDIMG_SOURCE_DIR", Path(__file__).resolve().parents[2]))
+
+pytestmark = pytest.mark.skipif(
+    not (shutil.which("cpack") and shutil.which("dpkg-deb")),
+    reason="cpack and dpkg-deb are needed")
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+
+
+@pytest.fixture(scope="module")
+def deb(tmp_path_factory):
+    config = BUILD / "CPackConfig.cmake"
+    assert config.exists(), f"{config} missing: configure the build first"
+    for binary in ("cli/medimg", "fcgi/medimg-fcgi"):
+        assert (BUILD / binary).exists(), f"{binary} is not built"
+    out = tmp_path_factory.mktemp("deb")
+    # Builds the install tree and the package in a scratch directory, so the
+    # build directory is left as it was.
+    proc = subprocess.run(["cpack", "-G", "DEB", "--config", str(config), "-B", str(out)],
+                          cwd=BUILD, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    debs = list(out.glob("medimg_*.deb"))
+    assert len(debs) == 1, proc.stdout
+    root = out / "root"
+    run(["dpkg-deb", "-x", str(debs[0]), str(root)])
+    control = out / "control"
+    run(["dpkg-deb", "-e", str(debs[0]), str(control)])
+    return {"path": debs[0], "root": root, "control": control}
+
+
+def field(deb, name):
+    return run(["dpkg-deb", "-f", str(deb["path"]), name]).stdout.strip()
+
+
+def listing(deb):
+    lines = run(["dpkg-deb", "-c", str(deb["path"])]).stdout.splitlines()
+    # "-rw-r--r-- root/root 1234 2026-01-01 00:00 ./etc/medimg/medimg.ini"
+    return {line.split(None, 5)[5].split(" -> ")[0].lstrip(".") : line.split()[0]
+            for line in lines}
+
+
+EXPECTED = [
+    "/usr/bin/medimg",
+    "/usr/bin/medimg-fcgi",
+    "/etc/medimg/medimg.ini",
+    "/etc/medimg/vista3d_label_dict.json",
+    "/etc/medimg/vista3d_label_colors.json",
+    "/etc/apache2/conf-available/medimg.conf",
+    "/etc/apache2/conf-available/medimg-fcgid.conf",
+    "/lib/systemd/system/medimg-fcgi.socket",
+    "/lib/systemd/system/medimg-fcgi.service",
+    "/lib/systemd/system/medimg-fcgi-spawn.service",
+    "/usr/share/man/man1/medimg.1.gz",
+    "/usr/share/man/man8/medimg-fcgi.8.gz",
+    "/usr/share/medimg/www/viewer.html",
+    "/usr/share/medimg/www/assets/listing.css",
+    "/usr/share/medimg/www/assets/listing.js",
+    "/usr/share/medimg/www/node_modules/@niivue/niivue/dist/index.js",
+    "/usr/share/medimg/lighttpd/medimg-routes.conf",
+    "/usr/share/doc/medimg/copyright",
+]
+
+
+def test_package_metadata(deb):
+    assert field(deb, "Package") == "medimg"
+    assert field(deb, "Maintainer")
+    depends = field(deb, "Depends")
+    # Computed by dpkg-shlibdeps from the binaries.
+    for lib in ("libc6", "libstdc++6", "libfcgi", "zlib1g"):
+        assert lib in depends, depends
+    assert "adduser" in depends
+    recommends = field(deb, "Recommends")
+    assert "lighttpd | apache2" in recommends and "libapache2-mod-xsendfile" in recommends
+
+
+@pytest.mark.parametrize("path", EXPECTED)
+def test_package_contains(deb, path):
+    files = listing(deb)
+    assert path in files, f"{path} not in the package"
+
+
+def test_binaries_are_executable_and_run(deb):
+    files = listing(deb)
+    for b in ("/usr/bin/medimg", "/usr/bin/medimg-fcgi"):
+        assert files[b].startswith("-rwxr-xr-x"), files[b]
+    proc = subprocess.run([str(deb["root"] / "usr/bin/medimg"), "--help"],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_no_build_or_test_files(deb):
+    files = listing(deb)
+    for f in files:
+        assert "/node_modules/" not in f or "/@niivue/niivue/" in f, f
+        assert not f.endswith((".test.mjs", "package-lock.json")), f
+        assert "/." not in f.rstrip("/").replace("/./", "/"), f
+
+
+def test_every_etc_file_is_a_conffile(deb):
+    conffiles = set((deb["control"] / "conffiles").read_text().split())
+    etc = {f for f, mode in listing(deb).items() if f.startswith("/etc/") and mode.startswith("-")}
+    assert etc, "no files under /etc"
+    assert conffiles == etc
+
+
+def test_maintainer_scripts(deb):
+    for script in ("postinst", "prerm", "postrm"):
+        path = deb["control"] / script
+        assert path.exists(), script
+        assert os.access(path, os.X_OK), script
+        run(["sh", "-n", str(path)])
+    postinst = (deb["control"] / "postinst").read_text()
+    assert "adduser --system" in postinst
+    assert "/var/cache/medimg" in postinst and "/srv/medimg/output" in postinst
+
+
+def test_installed_ini_has_system_paths(deb):
+    ini = (deb["root"] / "etc/medimg/medimg.ini").read_text()
+    assert "\ndata_root = /srv/medimg/output\n" in ini
+    assert "\ncache_dir = /var/cache/medimg\n" in ini
+    assert "\nsendfile_header = X-Sendfile\n" in ini
+
+
+def test_man_pages_render(deb):
+    if not shutil.which("man"):
+        pytest.skip("man is not installed")
+    for page in ("usr/share/man/man1/medimg.1.gz", "usr/share/man/man8/medimg-fcgi.8.gz"):
+        proc = subprocess.run(["man", "--warnings", "-l", str(deb["root"] / page)],
+                              capture_output=True, text=True, timeout=30,
+                              env={**os.environ, "MANWIDTH": "80", "LC_ALL": "C.UTF-8"})
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stderr.strip() == "", proc.stderr
+        assert "medimg" in proc.stdout
+
+
+def test_units_verify(deb):
+    if not shutil.which("systemd-analyze"):
+        pytest.skip("systemd-analyze is not installed")
+    units = sorted((deb["root"] / "lib/systemd/system").glob("medimg-fcgi*"))
+    proc = subprocess.run(["systemd-analyze", "verify", "--man=no", *map(str, units)],
+                          capture_output=True, text=True, timeout=60)
+    # The binary is only in the scratch root, not at /usr/bin.
+    problems = [l for l in (proc.stdout + proc.stderr).splitlines()
+                if l.strip() and "/usr/bin/medimg-fcgi" not in l]
+    assert problems == []
+
+
+def test_apache_accepts_installed_snippets(deb, tmp_path):
+    if not Path("/usr/sbin/apache2").exists():
+        pytest.skip("apache2 is not installed")
+    root = deb["root"]
+    mods = Path("/usr/lib/apache2/modules")
+    modules = ["mpm_event", "authz_core", "alias", "dir", "autoindex", "mime", "setenvif",
+               "headers", "rewrite", "proxy", "proxy_fcgi", "xsendfile", "fcgid"]
+    for variant in ("proxy", "fcgid"):
+        (tmp_path / "run").mkdir(exist_ok=True)
+        lines = [f'ServerRoot "{tmp_path}"', "ServerName 127.0.0.1",
+                 f'DefaultRuntimeDir "{tmp_path}/run"', f'PidFile "{tmp_path}/run/httpd.pid"',
+                 "Listen 127.0.0.1:65500", f'ErrorLog "{tmp_path}/error.log"']
+        lines += [f"LoadModule {m}_module {mods}/mod_{m}.so" for m in modules]
+        lines += [f'Define MEDIMG_DATA_ROOT "{tmp_path}/output"',
+                  f'Define MEDIMG_WWW_ROOT "{root}/usr/share/medimg/www"',
+                  f'Define MEDIMG_CACHE_DIR "{tmp_path}/cache"',
+                  f'Define MEDIMG_FCGI_BIN "{root}/usr/bin/medimg-fcgi"',
+                  f'Define MEDIMG_CONFIG "{root}/etc/medimg/medimg.ini"']
+        if variant == "fcgid":
+            lines.append(f'Include "{root}/etc/apache2/conf-available/medimg-fcgid.conf"')
+        lines.append(f'Include "{root}/etc/apache2/conf-available/medimg.conf"')
+        conf = tmp_path / f"{variant}.conf"
+        conf.write_text("\n".join(lines) + "\n")
+        proc = subprocess.run(["/usr/sbin/apache2", "-t", "-f", str(conf)],
+                              capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 0 and "Syntax OK" in proc.stderr, proc.stderr
