@@ -127,6 +127,32 @@ void apply_json_sidecar(Dictionary& dict, const Dictionary& base, const fs::path
     }
 }
 
+// Structurally valid UTF-8 without control characters (overlongs are not
+// checked: nlohmann only needs the byte structure to emit JSON).
+bool valid_utf8(std::string_view s) {
+    std::size_t i = 0;
+    while (i < s.size()) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        std::size_t extra = 0;
+        if (c < 0x80) {
+            if (c < 0x20 && c != '\t') return false;
+        } else if ((c >> 5) == 0x6) {
+            extra = 1;
+        } else if ((c >> 4) == 0xe) {
+            extra = 2;
+        } else if ((c >> 3) == 0x1e) {
+            extra = 3;
+        } else {
+            return false;
+        }
+        if (s.size() - i - 1 < extra) return false;
+        for (std::size_t k = 1; k <= extra; ++k)
+            if ((static_cast<unsigned char>(s[i + k]) & 0xc0) != 0x80) return false;
+        i += extra + 1;
+    }
+    return true;
+}
+
 // ITK-SNAP label description: "IDX -R- -G- -B- -A-- VIS MSH \"LABEL\"", '#' comments.
 void apply_itksnap(Dictionary& dict, const fs::path& path) {
     const std::string text = read_text(path);
@@ -171,7 +197,9 @@ void apply_itksnap(Dictionary& dict, const fs::path& path) {
         }
         if (line.find_first_not_of(" \t", q2 + 1) != std::string::npos)
             malformed(path, where + " has text after the quoted label");
-        dict.set(id, line.substr(q1 + 1, q2 - q1 - 1), rgb);
+        std::string name = line.substr(q1 + 1, q2 - q1 - 1);
+        if (!valid_utf8(name)) malformed(path, where + " has a label that is not UTF-8 text");
+        dict.set(id, std::move(name), rgb);
     }
 }
 

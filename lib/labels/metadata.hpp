@@ -30,17 +30,21 @@ struct Metadata {
 };
 
 // One streaming pass over `in` (ids compared on scaled values, exactly).
+// Scaled ids must be integral and finite; more than 65536 distinct values in
+// a 32/64-bit or float image is refused (TooManyLabels) to bound memory.
 // Throws Error(UnsupportedDatatype / NonIntegralLabels) and Reader errors.
 Metadata compute_metadata(nifti::Reader& in);
 
+// Keys in this order (ordered_json): volume_ml rounded to 3 decimals (more
+// digits only when that would round a non-empty label to 0).
 // {"labels":[{"id","name","color"?,"voxels","volume_ml","bbox"}...],
 //  "voxel_filename","dims","pixdim","datatype"}
-nlohmann::json labels_json(const Metadata& meta, const Dictionary& dict,
+nlohmann::ordered_json labels_json(const Metadata& meta, const Dictionary& dict,
                            std::string_view voxel_filename);
 
 // {"version":"nifti1"|"nifti2"|"analyze","byte_order","dims":[..dim0],
 //  "pixdim","datatype","bitpix","vox_offset","scl_slope","scl_inter",
 //  "qform_code","sform_code","affine":[[4]x4],"xyzt_units","description","magic"}
-nlohmann::json info_json(const nifti::Header& header);
+nlohmann::ordered_json info_json(const nifti::Header& header);
 
 }  // namespace medimg::labels

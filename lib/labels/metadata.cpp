@@ -1,0 +1,309 @@
+// Label metadata in one streaming pass: per raw stored value a voxel count
+// and bounding box (a table for 8/16-bit types, a hash map otherwise), turned
+// into exact label ids at the end; and the /labels and /info JSON.
+#include "labels/metadata.hpp"
+
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <unordered_map>
+
+#include "error.hpp"
+#include "labels/detail.hpp"
+#include "nifti/byteorder.hpp"
+
+namespace medimg::labels {
+namespace {
+
+using nifti::Header;
+using nifti::TypeKind;
+using json = nlohmann::ordered_json;
+
+constexpr std::size_t kChunkVoxels = 1u << 15;
+constexpr std::size_t kMaxDistinct = 65536;
+
+struct Acc {
+    std::uint64_t voxels = 0;
+    std::int64_t lo[3] = {INT64_MAX, INT64_MAX, INT64_MAX};
+    std::int64_t hi[3] = {-1, -1, -1};
+
+    void add(std::int64_t x, std::int64_t y, std::int64_t z) noexcept {
+        ++voxels;
+        if (x < lo[0]) lo[0] = x;
+        if (x > hi[0]) hi[0] = x;
+        if (y < lo[1]) lo[1] = y;
+        if (y > hi[1]) hi[1] = y;
+        if (z < lo[2]) lo[2] = z;
+        if (z > hi[2]) hi[2] = z;
+    }
+    void merge(const Acc& o) noexcept {
+        voxels += o.voxels;
+        for (int a = 0; a < 3; ++a) {
+            lo[a] = std::min(lo[a], o.lo[a]);
+            hi[a] = std::max(hi[a], o.hi[a]);
+        }
+    }
+};
+
+// The exact id of raw stored bytes (file order); throws NonIntegralLabels.
+template <typename T>
+std::int64_t id_of_raw(const std::uint8_t* p, const Header& h) {
+    const T v = nifti::byteorder::load<T>(p, h.byte_order() == nifti::ByteOrder::Little);
+    if constexpr (std::is_integral_v<T>) {
+        if (!h.scaled()) {
+            if constexpr (std::is_same_v<T, std::uint64_t>) {
+                if (v > static_cast<std::uint64_t>(INT64_MAX))
+                    throw Error(ErrorCode::NonIntegralLabels,
+                                "the image holds the value " + std::to_string(v) +
+                                    ", outside the range of label ids");
+            }
+            return static_cast<std::int64_t>(v);
+        }
+    }
+    const double x = h.scaled() ? static_cast<double>(v) * h.slope() + h.inter()
+                                : static_cast<double>(v);
+    const auto id = detail::id_of_double(x);
+    if (!id)
+        throw Error(ErrorCode::NonIntegralLabels,
+                    "the image holds the value " + std::to_string(x) +
+                        (h.scaled() ? " (after scaling)" : "") +
+                        ", which is not an integral, finite label id");
+    return *id;
+}
+
+template <typename F>
+decltype(auto) with_type(const nifti::DataType& t, F&& f) {
+    const bool s = t.kind == TypeKind::Signed;
+    if (t.kind == TypeKind::Float) return t.bytes == 4 ? f(float{}) : f(double{});
+    switch (t.bytes) {
+    case 1: return s ? f(std::int8_t{}) : f(std::uint8_t{});
+    case 2: return s ? f(std::int16_t{}) : f(std::uint16_t{});
+    case 4: return s ? f(std::int32_t{}) : f(std::uint32_t{});
+    default: return s ? f(std::int64_t{}) : f(std::uint64_t{});
+    }
+}
+
+// Streams the voxels, calling visit(raw_ptr_of_chunk, offset, len, x, y, z)
+// per row segment.
+template <typename Visit>
+void stream(nifti::Reader& in, std::size_t bytes, Visit&& visit) {
+    const Header& h = in.header();
+    detail::Walker walker(h.dim(1), h.dim(2), h.dim(3));
+    std::vector<std::uint8_t> buf(kChunkVoxels * bytes);
+    const std::uint64_t total = h.voxel_count();
+    for (std::uint64_t done = 0; done < total;) {
+        const std::size_t n =
+            static_cast<std::size_t>(std::min<std::uint64_t>(kChunkVoxels, total - done));
+        if (detail::read_full(in, buf.data(), n * bytes) != n * bytes)
+            throw Error(ErrorCode::TruncatedData, "the voxel data ends early");
+        walker.walk(n, [&](std::size_t off, std::size_t len, std::int64_t x, std::int64_t y,
+                           std::int64_t z) { visit(buf.data() + off * bytes, len, x, y, z); });
+        done += n;
+    }
+}
+
+// 8/16-bit: accumulators indexed by the raw value read natively.
+template <typename U>
+std::vector<Acc> table_pass(nifti::Reader& in, std::optional<U> zero_raw) {
+    std::vector<Acc> acc(std::size_t{1} << (8 * sizeof(U)));
+    const bool skip = zero_raw.has_value();
+    const U zr = zero_raw.value_or(0);
+    stream(in, sizeof(U), [&](const std::uint8_t* p, std::size_t len, std::int64_t x,
+                              std::int64_t y, std::int64_t z) {
+        for (std::size_t i = 0; i < len; ++i) {
+            U r;
+            std::memcpy(&r, p + i * sizeof(U), sizeof(U));
+            if (skip && r == zr) continue;
+            acc[r].add(x + static_cast<std::int64_t>(i), y, z);
+        }
+    });
+    return acc;
+}
+
+// Wider types: a hash map keyed by the raw bits, with a one-entry cache.
+template <typename U>
+std::unordered_map<U, Acc> map_pass(nifti::Reader& in, std::optional<U> zero_raw) {
+    std::unordered_map<U, Acc> acc;
+    const bool skip = zero_raw.has_value();
+    const U zr = zero_raw.value_or(0);
+    stream(in, sizeof(U), [&](const std::uint8_t* p, std::size_t len, std::int64_t x,
+                              std::int64_t y, std::int64_t z) {
+        U last_key = 0;
+        Acc* last = nullptr;
+        for (std::size_t i = 0; i < len; ++i) {
+            U r;
+            std::memcpy(&r, p + i * sizeof(U), sizeof(U));
+            if (skip && r == zr) continue;
+            if (!last || r != last_key) {
+                auto it = acc.find(r);
+                if (it == acc.end()) {
+                    if (acc.size() >= kMaxDistinct)
+                        throw Error(ErrorCode::TooManyLabels,
+                                    "the image holds more than 65536 distinct values; "
+                                    "it is not a label map");
+                    it = acc.emplace(r, Acc{}).first;
+                }
+                last = &it->second;
+                last_key = r;
+            }
+            last->add(x + static_cast<std::int64_t>(i), y, z);
+        }
+    });
+    return acc;
+}
+
+// Raw bits of the stored value meaning id 0 when unscaled (0 / +0.0); with
+// scaling the end-of-pass conversion drops id 0 instead.
+template <typename T>
+std::map<std::int64_t, Acc> collect(nifti::Reader& in) {
+    const Header& h = in.header();
+    using U = std::conditional_t<sizeof(T) == 1, std::uint8_t,
+              std::conditional_t<sizeof(T) == 2, std::uint16_t,
+              std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>>>;
+    std::optional<U> zero;
+    if (!h.scaled()) zero = U{0};
+    std::map<std::int64_t, Acc> by_id;
+    auto add = [&](U raw, const Acc& a) {
+        if (a.voxels == 0) return;
+        std::uint8_t b[sizeof(U)];
+        std::memcpy(b, &raw, sizeof(U));
+        const std::int64_t id = id_of_raw<T>(b, h);
+        if (id == 0) return;
+        by_id[id].merge(a);
+    };
+    if constexpr (sizeof(T) <= 2) {
+        const auto acc = table_pass<U>(in, zero);
+        for (std::size_t r = 0; r < acc.size(); ++r) add(static_cast<U>(r), acc[r]);
+    } else {
+        const auto acc = map_pass<U>(in, zero);
+        for (const auto& [r, a] : acc) add(r, a);
+    }
+    return by_id;
+}
+
+// The double a float32 field was meant to say: 0.8f reads as 0.800000011920929
+// in double; its shortest float spelling "0.8" parsed as double gives 0.8.
+double tidy(double v) {
+    if (!std::isfinite(v)) return v;
+    const float f = static_cast<float>(v);
+    if (static_cast<double>(f) != v) return v;
+    char buf[64];
+    auto [ptr, ec] = std::to_chars(buf, buf + sizeof buf, f);
+    if (ec != std::errc()) return v;
+    double d = v;
+    std::from_chars(buf, ptr, d);
+    return d;
+}
+
+double round_ml(double ml, std::uint64_t voxels) {
+    double r = std::round(ml * 1000.0) / 1000.0;
+    if (r == 0.0 && voxels > 0 && ml > 0) {
+        // Tiny voxels: keep six significant digits rather than say 0.
+        const double scale = std::pow(10.0, 5 - std::floor(std::log10(ml)));
+        r = std::round(ml * scale) / scale;
+    }
+    return r;
+}
+
+// descrip is free bytes: anything but printable ASCII becomes '?', so the
+// JSON is always valid UTF-8.
+std::string printable(std::string s) {
+    for (char& c : s)
+        if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) > 0x7e) c = '?';
+    return s;
+}
+
+std::string version_name(nifti::Version v) {
+    switch (v) {
+    case nifti::Version::Nifti1: return "nifti1";
+    case nifti::Version::Nifti2: return "nifti2";
+    default: return "analyze";
+    }
+}
+
+}  // namespace
+
+Metadata compute_metadata(nifti::Reader& in) {
+    const Header& h = in.header();
+    detail::require_label_type(h);
+    const auto by_id = with_type(h.datatype(), [&](auto tag) { return collect<decltype(tag)>(in); });
+
+    Metadata meta;
+    for (const auto& [id, a] : by_id) {
+        LabelStats s;
+        s.id = id;
+        s.voxels = a.voxels;
+        for (int k = 0; k < 3; ++k) {
+            s.bbox_min[k] = a.lo[k];
+            s.bbox_max[k] = a.hi[k];
+        }
+        meta.labels.push_back(s);
+    }
+    for (int k = 0; k < 3; ++k) {
+        meta.dims[k] = h.dim(k + 1);
+        meta.pixdim[k] = tidy(h.pixdim(k + 1));
+    }
+    meta.datatype = std::string(h.datatype().name);
+    const double unit = h.spatial_unit_mm();
+    meta.voxel_volume_ml =
+        std::fabs(h.pixdim(1) * h.pixdim(2) * h.pixdim(3)) * unit * unit * unit / 1000.0;
+    return meta;
+}
+
+nlohmann::ordered_json labels_json(const Metadata& meta, const Dictionary& dict,
+                                   std::string_view voxel_filename) {
+    json labels = json::array();
+    for (const auto& s : meta.labels) {
+        json e;
+        e["id"] = s.id;
+        e["name"] = dict.name_of(s.id);
+        if (auto c = dict.color_of(s.id)) e["color"] = {(*c)[0], (*c)[1], (*c)[2]};
+        e["voxels"] = s.voxels;
+        e["volume_ml"] = round_ml(static_cast<double>(s.voxels) * meta.voxel_volume_ml, s.voxels);
+        e["bbox"] = {{s.bbox_min[0], s.bbox_min[1], s.bbox_min[2]},
+                     {s.bbox_max[0], s.bbox_max[1], s.bbox_max[2]}};
+        labels.push_back(std::move(e));
+    }
+    json out;
+    out["labels"] = std::move(labels);
+    out["voxel_filename"] = std::string(voxel_filename);
+    out["dims"] = {meta.dims[0], meta.dims[1], meta.dims[2]};
+    out["pixdim"] = {meta.pixdim[0], meta.pixdim[1], meta.pixdim[2]};
+    out["datatype"] = meta.datatype;
+    return out;
+}
+
+nlohmann::ordered_json info_json(const nifti::Header& h) {
+    json out;
+    out["version"] = version_name(h.version());
+    out["byte_order"] = h.byte_order() == nifti::ByteOrder::Little ? "little" : "big";
+    json dims = json::array(), pixdim = json::array();
+    for (int i = 1; i <= h.dim0(); ++i) {
+        dims.push_back(h.dim(i));
+        pixdim.push_back(tidy(h.pixdim(i)));
+    }
+    out["dims"] = std::move(dims);
+    out["pixdim"] = std::move(pixdim);
+    out["datatype"] = std::string(h.datatype().name);
+    out["bitpix"] = h.datatype().bytes == 0 ? 1 : h.datatype().bytes * 8;
+    out["vox_offset"] = h.vox_offset();
+    // Non-finite values become null in JSON.
+    out["scl_slope"] = tidy(h.scl_slope_raw());
+    out["scl_inter"] = tidy(h.scl_inter_raw());
+    out["qform_code"] = h.qform_code();
+    out["sform_code"] = h.sform_code();
+    json affine = json::array();
+    for (const auto& row : h.affine()) {
+        json r = json::array();
+        for (double v : row) r.push_back(v);
+        affine.push_back(std::move(r));
+    }
+    out["affine"] = std::move(affine);
+    out["xyzt_units"] = h.xyzt_units();
+    out["description"] = printable(h.description());
+    out["magic"] = h.magic();
+    return out;
+}
+
+}  // namespace medimg::labels

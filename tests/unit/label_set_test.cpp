@@ -1,0 +1,148 @@
+// LabelSet: the label_ids grammar, names, normalisation and limits.
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <tuple>
+
+#include "catch.hpp"
+#include "error.hpp"
+#include "labels/dictionary.hpp"
+#include "labels/label_set.hpp"
+
+using medimg::Error;
+using medimg::ErrorCode;
+using medimg::labels::Dictionary;
+using medimg::labels::LabelSet;
+
+namespace {
+
+ErrorCode code_of(const std::function<void()>& f) {
+    try {
+        f();
+    } catch (const Error& e) {
+        return e.code();
+    }
+    FAIL("no medimg::Error was thrown");
+    return ErrorCode::Internal;
+}
+
+}  // namespace
+
+TEST_CASE("label set: parses ids and ranges into canonical ranges", "[labels][label_set]") {
+    auto [text, canonical, count] = GENERATE(table<std::string, std::string, std::uint64_t>({
+        {"", "", 0},
+        {"   ", "", 0},
+        {"6", "6", 1},
+        {"1,5,10-12", "1,5,10-12", 5},
+        {" 1 , 5 , 10 - 12 ", "1,5,10-12", 5},
+        {"12,10-11,5,1,5,5", "1,5,10-12", 5},
+        {"1-3,2-6,7", "1-7", 7},
+        {"3,4", "3-4", 2},
+        {"-3", "-3", 1},
+        {"-5--3", "-5--3", 3},
+        {"-2-2", "-2-2", 5},
+        {"0", "0", 1},
+        {"9223372036854775807", "9223372036854775807", 1},
+        {"-9223372036854775808", "-9223372036854775808", 1},
+        {"9223372036854775806-9223372036854775807,1", "1,9223372036854775806-9223372036854775807", 3},
+        {"5-5", "5", 1},
+    }));
+    INFO("label_ids=\"" << text << "\"");
+    const LabelSet set = LabelSet::parse(text, 1000);
+    CHECK(set.canonical() == canonical);
+    CHECK(set.count() == count);
+    CHECK(set.empty() == (count == 0));
+}
+
+TEST_CASE("label set: rejects malformed label_ids with bad_label_ids", "[labels][label_set]") {
+    auto text = GENERATE(as<std::string>{},
+        "1,,2",       // empty item between commas
+        ",1",         // empty first item
+        "1,",         // empty last item
+        ",",          // nothing but a separator
+        "a",          // not a number
+        "1,a",        // second item not a number
+        "5-3",        // reversed range
+        "1-",         // range without end
+        "-",          // sign alone
+        "--3",        // two signs
+        "+3",         // explicit plus is not in the grammar
+        "1.5",        // not an integer
+        "1e3",        // exponent
+        "3x",         // trailing garbage
+        "0x10",       // hex
+        "9223372036854775808",    // int64 overflow
+        "-9223372036854775809",   // int64 underflow
+        "1-99999999999999999999", // overflow in a range end
+        "1;2",        // wrong separator
+        "1-2-3");     // two dashes
+    INFO("label_ids=\"" << text << "\"");
+    CHECK(code_of([&] { LabelSet::parse(text, 1000); }) == ErrorCode::BadLabelIds);
+}
+
+TEST_CASE("label set: error names the bad item", "[labels][label_set]") {
+    try {
+        LabelSet::parse("1,,2", 10);
+        FAIL("accepted 1,,2");
+    } catch (const Error& e) {
+        CHECK(std::string(e.what()).find("item 2") != std::string::npos);
+    }
+    try {
+        LabelSet::parse("1,abc", 10);
+        FAIL("accepted 1,abc");
+    } catch (const Error& e) {
+        CHECK(std::string(e.what()).find("\"abc\"") != std::string::npos);
+    }
+}
+
+TEST_CASE("label set: more ids than the limit is too_many_label_ids", "[labels][label_set]") {
+    CHECK(LabelSet::parse("1-10", 10).count() == 10);
+    CHECK(code_of([] { LabelSet::parse("1-11", 10); }) == ErrorCode::TooManyLabels);
+    CHECK(code_of([] { LabelSet::parse("1,2,3", 2); }) == ErrorCode::TooManyLabels);
+    // Duplicates count once.
+    CHECK(LabelSet::parse("1,1,1,1", 1).count() == 1);
+    // The whole int64 range does not overflow count().
+    CHECK(code_of([] { LabelSet::parse("-9223372036854775808-9223372036854775807", 1000); }) ==
+          ErrorCode::TooManyLabels);
+    CHECK(LabelSet::parse("-9223372036854775808-9223372036854775807", UINT64_MAX).count() ==
+          UINT64_MAX);
+    CHECK(LabelSet::parse("0-9223372036854775807", UINT64_MAX).count() == 9223372036854775808ull);
+}
+
+TEST_CASE("label set: contains, from_ids and merge", "[labels][label_set]") {
+    const LabelSet set = LabelSet::parse("1,5,10-12,-3", 100);
+    for (std::int64_t id : {-3, 1, 5, 10, 11, 12}) {
+        INFO(id);
+        CHECK(set.contains(id));
+    }
+    for (std::int64_t id : {-4, -2, 0, 2, 4, 6, 9, 13, INT64_MAX, INT64_MIN}) {
+        INFO(id);
+        CHECK_FALSE(set.contains(id));
+    }
+    LabelSet a = LabelSet::from_ids({3, 1, 2, 7});
+    CHECK(a.canonical() == "1-3,7");
+    a.merge(LabelSet::from_ids({4, 8}));
+    CHECK(a.canonical() == "1-4,7-8");
+    CHECK(LabelSet().empty());
+    CHECK(LabelSet().canonical().empty());
+}
+
+TEST_CASE("label set: names are matched case-insensitively", "[labels][label_set]") {
+    Dictionary dict;
+    dict.set(6, "aorta", std::nullopt);
+    dict.set(1, "liver", std::nullopt);
+    dict.set(14, "left kidney", std::nullopt);
+    CHECK(LabelSet::parse_names("aorta,liver", dict, 10).canonical() == "1,6");
+    CHECK(LabelSet::parse_names(" Aorta , LIVER ", dict, 10).canonical() == "1,6");
+    CHECK(LabelSet::parse_names("left kidney", dict, 10).canonical() == "14");
+    CHECK(LabelSet::parse_names("", dict, 10).empty());
+    CHECK(code_of([&] { LabelSet::parse_names("leftkidney", dict, 10); }) == ErrorCode::UnknownLabel);
+    CHECK(code_of([&] { LabelSet::parse_names("aorta,spleen", dict, 10); }) == ErrorCode::UnknownLabel);
+    CHECK(code_of([&] { LabelSet::parse_names("aorta,,liver", dict, 10); }) == ErrorCode::BadLabelIds);
+    CHECK(code_of([&] { LabelSet::parse_names("aorta,liver", dict, 1); }) == ErrorCode::TooManyLabels);
+    try {
+        LabelSet::parse_names("aorta,spleen", dict, 10);
+    } catch (const Error& e) {
+        CHECK(std::string(e.what()).find("spleen") != std::string::npos);
+    }
+}
