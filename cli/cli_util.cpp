@@ -111,6 +111,9 @@ labels::Dictionary load_dictionary(const ParsedArgs& parsed) {
     auto [colors, colors_explicit] = choose_table(parsed, "--label-colors", "MEDIMG_LABEL_COLORS",
                                                   conf / "vista3d_label_colors.json");
     std::error_code ec;
+    // The VISTA3D colour table also names its labels; a dictionary of one's
+    // own must not be renamed by it, so it then comes without default colours.
+    if (dict_explicit && !colors_explicit) colors.clear();
     if (!dict_explicit && !fs::exists(dict, ec)) dict.clear();
     if (!colors_explicit && !fs::exists(colors, ec)) colors.clear();
     return labels::Dictionary::load(dict, colors);

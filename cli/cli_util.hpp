@@ -61,7 +61,9 @@ std::filesystem::path conf_dir();
 // The label dictionary: --label-dict / --label-colors, else the environment
 // (MEDIMG_LABEL_DICT / MEDIMG_LABEL_COLORS), else conf_dir()'s VISTA3D
 // tables. Missing default tables give an empty dictionary (ids as names);
-// a missing or malformed file named explicitly throws.
+// a missing or malformed file named explicitly throws. A dictionary named
+// explicitly without a colour table gets no default colours (the VISTA3D
+// colour table carries names too, which would override it).
 labels::Dictionary load_dictionary(const ParsedArgs& parsed);
 
 // Prints "medimg {command}: {detail}" on stderr and returns the exit code:

@@ -1,0 +1,108 @@
+"""`medimg labels` and `medimg info`: counts, names and geometry checked
+against numpy/nibabel and the shipped label dictionary."""
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from conftest import LABEL_DICT, label_volume, load, run, write_nifti
+
+NAMES = {v: k for k, v in json.load(open(LABEL_DICT)).items()}
+
+
+@pytest.mark.parametrize("dtype", ["int16", "uint8", ">i4", "float32"])
+def test_labels_json_counts(tmp_path, dtype):
+    d = label_volume(dtype=dtype)
+    src = tmp_path / "all.nii.gz"
+    write_nifti(src, d)
+    p = run("labels", src, "--json", check=0)
+    doc = json.loads(p.stdout)
+    ids, counts = np.unique(d, return_counts=True)
+    want = {int(i): int(c) for i, c in zip(ids, counts) if i != 0}
+    assert [l["id"] for l in doc["labels"]] == sorted(want)
+    assert {l["id"]: l["voxels"] for l in doc["labels"]} == want
+    zooms = nib.load(str(src)).header.get_zooms()
+    for l in doc["labels"]:
+        assert l["name"] == NAMES.get(l["id"], str(l["id"]))
+        # volume_ml is rounded to 3 decimals in the JSON.
+        assert l["volume_ml"] == pytest.approx(l["voxels"] * np.prod(zooms) / 1000, abs=6e-4)
+    assert doc["voxel_filename"] == "all.nii.gz"
+    assert doc["dims"] == list(d.shape)
+    assert doc["pixdim"] == pytest.approx(list(zooms), rel=1e-6)
+    assert doc["datatype"] == np.dtype(dtype).name
+    # Compact, as the /labels route answers.
+    assert b", " not in p.stdout and b": " not in p.stdout
+
+
+def test_labels_sidecar_overrides_names(tmp_path):
+    d = label_volume()
+    src = tmp_path / "seg.nii.gz"
+    write_nifti(src, d)
+    (tmp_path / "seg.nii.gz.labels.json").write_text('{"6": "my aorta", "40": "forty"}')
+    doc = json.loads(run("labels", src, "--json", check=0).stdout)
+    names = {l["id"]: l["name"] for l in doc["labels"]}
+    assert names[6] == "my aorta" and names[40] == "forty" and names[1] == "liver"
+
+
+def test_labels_dict_flag_and_env(tmp_path):
+    d = label_volume()
+    src = tmp_path / "seg.nii.gz"
+    write_nifti(src, d)
+    custom = tmp_path / "dict.json"
+    custom.write_text('{"alpha": 1, "beta": 5}')
+    doc = json.loads(run("labels", src, "--json", "--label-dict", custom, check=0).stdout)
+    names = {l["id"]: l["name"] for l in doc["labels"]}
+    assert names[1] == "alpha" and names[5] == "beta"
+    import os
+    env = dict(os.environ, MEDIMG_LABEL_DICT=str(custom))
+    doc = json.loads(run("labels", src, "--json", check=0, env=env).stdout)
+    assert {l["id"]: l["name"] for l in doc["labels"]}[5] == "beta"
+    p = run("labels", src, "--label-dict", tmp_path / "missing.json")
+    assert p.returncode == 1 and "missing.json" in p.stderr
+
+
+def test_labels_table(tmp_path):
+    d = np.zeros((10, 10, 10), np.int16)
+    d[:2] = 6
+    d[5, 5, 5] = 1
+    src = tmp_path / "seg.nii.gz"
+    write_nifti(src, d)
+    out = run("labels", src, check=0).stdout.decode()
+    assert "aorta" in out and "liver" in out and "200" in out
+
+
+def test_labels_errors(tmp_path):
+    p = run("labels", tmp_path / "missing.nii.gz")
+    assert p.returncode == 1 and p.stderr.startswith("medimg labels: ")
+    bad = tmp_path / "bad.nii"
+    bad.write_bytes(b"\0" * 400)
+    assert run("labels", bad).returncode == 3
+    assert run("labels").returncode == 2
+    assert run("labels", bad, "--frobnicate").returncode == 2
+    assert b"--json" in run("labels", "--help", check=0).stdout
+
+
+@pytest.mark.parametrize("cls,name", [(nib.Nifti1Image, "a.nii.gz"), (nib.Nifti2Image, "b.nii"),
+                                      (nib.Nifti1Pair, "c.img")])
+def test_info_json_matches_nibabel(tmp_path, cls, name):
+    d = label_volume(shape=(7, 6, 5))
+    src = tmp_path / name
+    write_nifti(src, d, cls=cls)
+    doc = json.loads(run("info", src, "--json", check=0).stdout)
+    img = nib.load(str(src))
+    assert doc["dims"] == list(d.shape)
+    assert doc["pixdim"][:3] == pytest.approx(list(img.header.get_zooms()), rel=1e-6)
+    np.testing.assert_allclose(np.array(doc["affine"]), img.affine, atol=1e-5)
+    assert doc["datatype"] == "int16"
+    assert doc["version"] == ("nifti2" if cls is nib.Nifti2Image else "nifti1")
+    assert doc["sform_code"] == 2 and doc["qform_code"] == 1
+
+
+def test_info_text(tmp_path):
+    src = tmp_path / "x.nii.gz"
+    write_nifti(src, label_volume(shape=(7, 6, 5)).astype(">i2"))
+    out = run("info", src, check=0).stdout.decode()
+    assert "7 6 5" in out and "big-endian" in out and "int16" in out and "gzip" in out
+    assert run("info", tmp_path / "nope.nii").returncode == 1
+    assert b"--json" in run("info", "--help", check=0).stdout
