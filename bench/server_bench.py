@@ -2,7 +2,8 @@
 """Server measurements for DESIGN.md §8 (run with /usr/bin/python3).
 
 Starts `medimg serve --host 127.0.0.1 --port P --data-root DIR` (lighttpd plus
-the medimg-fcgi pool) with its own empty cache directory, then on loopback:
+the medimg-fcgi pool) with its own empty cache directory (--cache-dir) and no access log
+(--quiet), then on loopback:
 
   labels        wrk on /output/{pid}/.../all.nii.gz/labels (cached after the
                 first request)                  target >= 2,000 req/s
@@ -146,8 +147,9 @@ def main():
     shutil.rmtree(cache_dir, ignore_errors=True)
     os.makedirs(cache_dir)
     env = dict(os.environ, MEDIMG_CACHE_DIR=cache_dir)
+    # --quiet: no access log on stderr (it would cost lighttpd time under wrk).
     cmd = [os.path.join(args.build, "cli", "medimg"), "serve", "--host", "127.0.0.1",
-           "--port", str(args.port), "--data-root", data_root]
+           "--port", str(args.port), "--data-root", data_root, "--cache-dir", cache_dir, "--quiet"]
     if args.workers:
         cmd += ["--workers", str(args.workers)]
     serve_log = open(os.path.join(args.scratch, "serve.log"), "w")
