@@ -1,0 +1,309 @@
+// medimg-fcgi: the FastCGI worker. One acceptor thread takes connections
+// (FCGX_Accept_r) into a bounded queue; request threads answer them; a
+// signal thread turns SIGTERM/SIGINT/SIGHUP into an orderly stop
+// (DESIGN.md §9: libfcgi's own SIGTERM flag is never seen by threads blocked
+// in accept, so signals are blocked everywhere and taken with sigwait()).
+#include <arpa/inet.h>
+#include <fcgiapp.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "config.hpp"
+#include "context.hpp"
+#include "error.hpp"
+#include "router.hpp"
+#include "routes/routes.hpp"
+#include "transport.hpp"
+
+namespace {
+
+using medimg::Error;
+using medimg::ErrorCode;
+namespace fcgi = medimg::fcgi;
+
+constexpr const char* kUsage =
+    "usage: medimg-fcgi [--config FILE] [--threads N] [--listen ADDR]\n"
+    "\n"
+    "FastCGI worker answering /filtered-scans/..., /output/.../labels,\n"
+    "/output/.../info and /health.\n"
+    "\n"
+    "  --config FILE   ini file (default: $MEDIMG_CONFIG, else built-in defaults;\n"
+    "                  environment and ./.env override it)\n"
+    "  --threads N     request threads (default: [server] threads)\n"
+    "  --listen ADDR   bind ADDR instead of using the socket on fd 0 (as given by\n"
+    "                  lighttpd, spawn-fcgi or systemd): a unix socket path\n"
+    "                  (/run/medimg.sock or unix:/run/medimg.sock) or HOST:PORT\n"
+    "                  with an explicit host (127.0.0.1:9000, [::1]:9000);\n"
+    "                  all-interfaces addresses are refused\n"
+    "  --help          this text\n";
+
+[[noreturn]] void usage_error(const std::string& message) {
+    std::fprintf(stderr, "medimg-fcgi: %s\n%s", message.c_str(), kUsage);
+    std::exit(2);
+}
+
+bool fd0_is_listening_socket() {
+    int accepting = 0;
+    socklen_t len = sizeof accepting;
+    return ::getsockopt(0, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len) == 0 && accepting;
+}
+
+// Binds ADDR (see --listen) and listens; throws Error(BadParameter / Io).
+int open_listen_socket(std::string addr) {
+    if (addr.rfind("unix:", 0) == 0) addr = addr.substr(5);
+    if (!addr.empty() && (addr.front() == '/' || addr.front() == '.')) {
+        sockaddr_un sa{};
+        sa.sun_family = AF_UNIX;
+        if (addr.size() >= sizeof sa.sun_path)
+            throw Error(ErrorCode::BadParameter, "--listen: socket path too long: " + addr);
+        std::memcpy(sa.sun_path, addr.c_str(), addr.size() + 1);
+        struct stat st{};
+        if (::lstat(addr.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(addr.c_str());
+        int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 ||
+            ::listen(fd, 128) != 0)
+            throw Error(ErrorCode::Io, "--listen " + addr + ": " + std::strerror(errno));
+        return fd;
+    }
+    std::string host, port;
+    if (!addr.empty() && addr.front() == '[') {
+        auto close = addr.find("]:");
+        if (close == std::string::npos) throw Error(ErrorCode::BadParameter, "--listen: bad address " + addr);
+        host = addr.substr(1, close - 1);
+        port = addr.substr(close + 2);
+    } else {
+        auto colon = addr.rfind(':');
+        if (colon == std::string::npos)
+            throw Error(ErrorCode::BadParameter,
+                        "--listen: expected a unix socket path or HOST:PORT, got " + addr);
+        host = addr.substr(0, colon);
+        port = addr.substr(colon + 1);
+    }
+    if (host.empty())
+        throw Error(ErrorCode::BadParameter,
+                    "--listen " + addr + ": give a host (127.0.0.1:PORT); binding every interface is refused");
+    if (host == "0.0.0.0" || host == "::" || host == "*")
+        throw Error(ErrorCode::BadParameter, "--listen " + addr + ": binding every interface is refused");
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    addrinfo* res = nullptr;
+    if (int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &res); rc != 0)
+        throw Error(ErrorCode::BadParameter, "--listen " + addr + ": " + ::gai_strerror(rc));
+    std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> guard(res, ::freeaddrinfo);
+    int fd = ::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (fd < 0 || ::bind(fd, res->ai_addr, res->ai_addrlen) != 0 || ::listen(fd, 128) != 0)
+        throw Error(ErrorCode::Io, "--listen " + addr + ": " + std::strerror(errno));
+    return fd;
+}
+
+// Accepted requests waiting for a thread, bounded: past the bound the
+// acceptor answers 503 itself (DESIGN.md §4). The kernel's backlog of
+// connections not yet accepted is invisible to us; what we bound is what
+// this process has taken on.
+class Pool {
+public:
+    Pool(const fcgi::Router& router, int threads, int max_queue)
+        : router_(router), max_queue_(static_cast<std::size_t>(max_queue)) {
+        for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { run(); });
+    }
+
+    // Takes ownership; false when the queue is full (the caller answers 503).
+    bool offer(std::unique_ptr<FCGX_Request>& request) {
+        std::lock_guard guard(mutex_);
+        if (queue_.size() >= idle_ + max_queue_) return false;
+        queue_.push_back(std::move(request));
+        cv_.notify_one();
+        return true;
+    }
+
+    // Stops taking work; threads finish what is queued. Waits up to
+    // `timeout`; false if threads are still busy then.
+    bool stop(std::chrono::seconds timeout) {
+        {
+            std::lock_guard guard(mutex_);
+            stopping_ = true;
+        }
+        cv_.notify_all();
+        std::unique_lock lock(mutex_);
+        bool done = done_cv_.wait_for(lock, timeout, [this] { return finished_ == threads_.size(); });
+        lock.unlock();
+        if (done)
+            for (auto& t : threads_) t.join();
+        return done;
+    }
+
+private:
+    void run() {
+        std::unique_lock lock(mutex_);
+        while (true) {
+            ++idle_;
+            cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+            --idle_;
+            if (queue_.empty()) break;   // stopping and drained
+            auto request = std::move(queue_.front());
+            queue_.pop_front();
+            lock.unlock();
+            {
+                fcgi::FcgiTransport transport(*request);
+                router_.handle(transport);
+            }
+            FCGX_Finish_r(request.get());
+            request.reset();
+            lock.lock();
+        }
+        ++finished_;
+        done_cv_.notify_all();
+    }
+
+    const fcgi::Router& router_;
+    std::size_t max_queue_;
+    std::mutex mutex_;
+    std::condition_variable cv_, done_cv_;
+    std::deque<std::unique_ptr<FCGX_Request>> queue_;
+    std::size_t idle_ = 0, finished_ = 0;
+    bool stopping_ = false;
+    std::vector<std::thread> threads_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::optional<std::filesystem::path> config_file;
+    std::optional<std::string> listen_addr;
+    std::map<std::string, std::string> flags;
+    for (int i = 1; i < argc; ++i) {
+        std::string arg = argv[i];
+        auto value = [&]() -> std::string {
+            if (auto eq = arg.find('='); eq != std::string::npos) return arg.substr(eq + 1);
+            if (i + 1 >= argc) usage_error(arg + " needs a value");
+            return argv[++i];
+        };
+        auto is = [&](const char* name) { return arg == name || arg.rfind(std::string(name) + "=", 0) == 0; };
+        if (arg == "--help" || arg == "-h") {
+            std::fputs(kUsage, stdout);
+            return 0;
+        } else if (is("--config")) {
+            config_file = value();
+        } else if (is("--threads")) {
+            flags["server.threads"] = value();
+        } else if (is("--listen")) {
+            listen_addr = value();
+        } else {
+            usage_error("unknown argument " + arg);
+        }
+    }
+
+    // Signals: blocked in every thread (set before any thread starts), taken
+    // by one sigwait() thread.
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGHUP);
+    sigaddset(&stop_signals, SIGUSR1);   // libfcgi's graceful-stop signal
+    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+    std::unique_ptr<fcgi::Context> context;
+    try {
+        medimg::ConfigSources sources;
+        sources.ini_file = config_file;
+        sources.environment = medimg::environment_map();
+        std::error_code ec;
+        sources.working_dir = std::filesystem::current_path(ec);
+        sources.dotenv_dir = sources.working_dir;
+        sources.flags = flags;
+        auto dirs = medimg::find_data_dirs(medimg::current_executable());
+        sources.conf_dir = dirs.conf_dir;
+        sources.share_dir = dirs.share_dir;
+        auto config = medimg::load_config(sources);
+        context = fcgi::Context::create(config);
+    } catch (const Error& e) {
+        std::fprintf(stderr, "medimg-fcgi: %s\n", e.what());
+        return 2;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "medimg-fcgi: %s\n", e.what());
+        return 1;
+    }
+
+    int listen_fd = 0;
+    if (listen_addr) {
+        try {
+            listen_fd = open_listen_socket(*listen_addr);
+        } catch (const Error& e) {
+            std::fprintf(stderr, "medimg-fcgi: %s\n", e.what());
+            return 2;
+        }
+    } else if (!fd0_is_listening_socket()) {
+        usage_error("no listening socket on fd 0 (start me from lighttpd, spawn-fcgi or systemd, or pass --listen)");
+    }
+
+    if (FCGX_Init() != 0) {
+        std::fprintf(stderr, "medimg-fcgi: FCGX_Init failed\n");
+        return 1;
+    }
+    ::signal(SIGPIPE, SIG_IGN);   // a vanished client shows as a failed write
+
+    fcgi::Router router(*context);
+    fcgi::register_all(router, *context);
+
+    std::atomic<bool> stopping{false};
+    std::thread signal_thread([&] {
+        int sig = 0;
+        sigwait(&stop_signals, &sig);
+        stopping = true;
+        FCGX_ShutdownPending();
+        ::shutdown(listen_fd, SHUT_RDWR);   // wakes the acceptor blocked in accept()
+        // A second signal while draining ends the process at once.
+        sigwait(&stop_signals, &sig);
+        std::_Exit(0);
+    });
+    signal_thread.detach();
+
+    Pool pool(router, context->config.threads, context->config.max_queue);
+    context->log("listening (" + std::to_string(context->config.threads) + " threads, data root " +
+                 context->data_root->path().string() + ")");
+    while (!stopping) {
+        auto request = std::make_unique<FCGX_Request>();
+        FCGX_InitRequest(request.get(), listen_fd, 0);
+        if (FCGX_Accept_r(request.get()) < 0) {
+            if (stopping) break;
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            context->log(std::string("accept failed: ") + std::strerror(errno));
+            break;
+        }
+        if (!pool.offer(request)) {
+            try {
+                fcgi::FcgiTransport transport(*request);
+                fcgi::write_response(transport, fcgi::busy_response(1), false);
+            } catch (...) {
+            }
+            FCGX_Finish_r(request.get());
+        }
+    }
+    if (!pool.stop(std::chrono::seconds(5))) {
+        context->log("requests still running 5 s after the stop signal; exiting anyway");
+        std::fflush(stderr);
+        std::_Exit(0);
+    }
+    return 0;
+}

@@ -1,0 +1,177 @@
+// Routing, the error catch point, and the headers on every answer.
+#include "router.hpp"
+
+#include <algorithm>
+#include <new>
+
+#include "error.hpp"
+#include "fs/data_root.hpp"
+
+namespace medimg::fcgi {
+namespace {
+
+constexpr const char* kAllow = "GET, HEAD, OPTIONS";
+
+std::vector<std::string_view> split_path(std::string_view path) {
+    std::vector<std::string_view> out;
+    if (!path.empty() && path.front() == '/') path.remove_prefix(1);
+    std::size_t pos = 0;
+    while (true) {
+        auto slash = path.find('/', pos);
+        out.push_back(path.substr(pos, slash == std::string_view::npos ? path.npos : slash - pos));
+        if (slash == std::string_view::npos) break;
+        pos = slash + 1;
+    }
+    return out;
+}
+
+// One path segment decoded once. A decoded "/" would create a segment the
+// URL did not have, and control characters have no place in file names
+// (nor in the Content-Disposition they end up in): both are BadPath.
+std::string decode_segment(std::string_view raw) {
+    std::string s = fs::percent_decode(raw);
+    for (unsigned char c : s) {
+        if (c == '/') throw Error(ErrorCode::BadPath, "encoded slash (%2F) inside a path segment");
+        if (c < 0x20 || c == 0x7f) throw Error(ErrorCode::BadPath, "control character in path");
+    }
+    return s;
+}
+
+bool is_capture(std::string_view seg) { return seg.size() > 2 && seg.front() == '{' && seg.back() == '}'; }
+bool is_rest(std::string_view seg) { return is_capture(seg) && seg.size() > 5 && seg.substr(seg.size() - 4) == "...}"; }
+std::string capture_name(std::string_view seg) {
+    seg = seg.substr(1, seg.size() - 2);
+    if (seg.size() > 3 && seg.substr(seg.size() - 3) == "...") seg.remove_suffix(3);
+    return std::string(seg);
+}
+
+}  // namespace
+
+Response busy_response(int retry_after_seconds) {
+    Response r = Response::error(Error(ErrorCode::Busy, "all workers are busy; retry shortly"));
+    r.set_header("Retry-After", std::to_string(retry_after_seconds));
+    r.set_header("X-Content-Type-Options", "nosniff");
+    return r;
+}
+
+void Router::add(std::string pattern, Handler handler) {
+    Route route;
+    for (auto seg : split_path(pattern)) route.segments.emplace_back(seg);
+    route.handler = std::move(handler);
+    routes_.push_back(std::move(route));
+}
+
+bool Router::match(const Route& route, const std::vector<std::string_view>& path,
+                   PathParams& params) const {
+    const auto& pat = route.segments;
+    auto rest = std::find_if(pat.begin(), pat.end(), [](const std::string& s) { return is_rest(s); });
+    const std::size_t before = static_cast<std::size_t>(rest - pat.begin());
+    const std::size_t after = rest == pat.end() ? 0 : pat.size() - before - 1;
+    if (rest == pat.end() ? path.size() != pat.size() : path.size() < before + after + 1)
+        return false;
+    auto one = [&](const std::string& p, std::string_view s) {
+        if (is_capture(p)) return true;
+        return p == s;
+    };
+    for (std::size_t i = 0; i < before; ++i)
+        if (!one(pat[i], path[i])) return false;
+    for (std::size_t i = 0; i < after; ++i)
+        if (!one(pat[pat.size() - 1 - i], path[path.size() - 1 - i])) return false;
+    // Matched: decode the captures (decoding errors are the client's).
+    for (std::size_t i = 0; i < before; ++i)
+        if (is_capture(pat[i])) params[capture_name(pat[i])] = decode_segment(path[i]);
+    for (std::size_t i = 0; i < after; ++i) {
+        const auto& p = pat[pat.size() - 1 - i];
+        if (is_capture(p)) params[capture_name(p)] = decode_segment(path[path.size() - 1 - i]);
+    }
+    if (rest != pat.end()) {
+        std::string joined;
+        for (std::size_t i = before; i < path.size() - after; ++i) {
+            if (i > before) joined += '/';
+            joined += decode_segment(path[i]);
+        }
+        params[capture_name(*rest)] = joined;
+    }
+    return true;
+}
+
+Response Router::dispatch(const Request& request) const {
+    const auto path = split_path(request.path);
+    for (const auto& route : routes_) {
+        PathParams params;
+        if (!match(route, path, params)) continue;
+        if (request.method == "GET" || request.method == "HEAD")
+            return route.handler(request, params);
+        if (request.method == "OPTIONS") {
+            Response r;
+            r.status = 204;
+            r.set_header("Allow", kAllow);
+            return r;
+        }
+        throw Error(ErrorCode::MethodNotAllowed,
+                    "method " + request.method + " is not allowed; use GET, HEAD or OPTIONS");
+    }
+    throw Error(ErrorCode::NotFound, "no such endpoint");
+}
+
+void Router::add_cors_headers(Response& r, std::string_view origin) const {
+    const auto& allowed = context_.config.cors_origins;
+    if (allowed.empty()) return;
+    const bool any = allowed.size() == 1 && allowed.front() == "*";
+    if (!any) r.add_header("Vary", "Origin");   // the answer depends on Origin
+    if (origin.empty()) return;
+    if (any) {
+        r.set_header("Access-Control-Allow-Origin", "*");
+    } else if (std::find(allowed.begin(), allowed.end(), origin) != allowed.end()) {
+        r.set_header("Access-Control-Allow-Origin", std::string(origin));
+        r.set_header("Access-Control-Allow-Credentials", "true");
+    } else {
+        return;
+    }
+    r.set_header("Access-Control-Expose-Headers",
+                 "Content-Length, Content-Range, Accept-Ranges, ETag, Content-Disposition");
+    if (r.status == 204) {   // preflight
+        r.set_header("Access-Control-Allow-Methods", kAllow);
+        r.set_header("Access-Control-Allow-Headers",
+                     "Range, If-None-Match, Content-Type, Authorization");
+        r.set_header("Access-Control-Max-Age", "86400");
+    }
+}
+
+void Router::handle(Transport& transport) const {
+    Request request;
+    Response response;
+    bool head = false;
+    try {
+        try {
+            request = Request::from(transport);
+            head = request.method == "HEAD";
+            response = dispatch(request);
+        } catch (const Error& e) {
+            response = Response::error(e);
+            if (e.code() == ErrorCode::MethodNotAllowed) response.set_header("Allow", kAllow);
+            if (e.http_status() >= 500)
+                context_.log(std::string(request.method) + " " + request.uri + ": " + e.what());
+        } catch (const std::bad_alloc&) {
+            // Memory pressure is transient: the client may retry.
+            response = busy_response(5);
+            context_.log(request.method + " " + request.uri + ": out of memory (answered 503)");
+        } catch (const ClientGone&) {
+            return;
+        } catch (const std::exception& e) {
+            response = Response::error(Error(ErrorCode::Internal, "internal error"));
+            context_.log(request.method + " " + request.uri + ": internal error: " + e.what());
+        } catch (...) {
+            response = Response::error(Error(ErrorCode::Internal, "internal error"));
+            context_.log(request.method + " " + request.uri + ": internal error (unknown exception)");
+        }
+        response.set_header("X-Content-Type-Options", "nosniff");
+        add_cors_headers(response, request.origin);
+        write_response(transport, response, head);
+    } catch (const ClientGone&) {
+    } catch (const std::exception& e) {
+        context_.log(request.method + " " + request.uri + ": cannot send the answer: " + e.what());
+    }
+}
+
+}  // namespace medimg::fcgi

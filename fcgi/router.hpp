@@ -1,0 +1,60 @@
+// Method + pattern → handler, and the one place errors become answers.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "context.hpp"
+#include "request.hpp"
+#include "response.hpp"
+#include "transport.hpp"
+
+namespace medimg::fcgi {
+
+// Decoded path captures: "{pid}" → one segment, "{rest...}" → one or more
+// segments joined with "/".
+using PathParams = std::map<std::string, std::string>;
+using Handler = std::function<Response(const Request&, const PathParams&)>;
+
+class Router {
+public:
+    explicit Router(const Context& context) : context_(context) {}
+
+    // `pattern`: "/" separated literals, "{name}" (one segment) and at most
+    // one "{name...}" (one or more segments). Every route answers GET and
+    // HEAD (HEAD: same headers, no body) and OPTIONS (CORS preflight, 204).
+    void add(std::string pattern, Handler handler);
+
+    // Routes one request; throws Error for every refusal (no route: NotFound;
+    // other methods: MethodNotAllowed).
+    Response dispatch(const Request& request) const;
+
+    // Reads the request from `transport`, dispatches it, turns any exception
+    // into the JSON error answer (Error → its table status; std::bad_alloc →
+    // 503 busy with Retry-After; anything else → 500 internal_error, logged),
+    // adds the headers every answer carries (nosniff, CORS) and writes it.
+    // Never throws; a client that went away is dropped silently.
+    void handle(Transport& transport) const;
+
+    // CORS headers for `origin` per [server] cors_origins (DESIGN.md §9).
+    void add_cors_headers(Response& response, std::string_view origin) const;
+
+private:
+    struct Route {
+        std::vector<std::string> segments;
+        Handler handler;
+    };
+    bool match(const Route& route, const std::vector<std::string_view>& path,
+               PathParams& params) const;
+
+    const Context& context_;
+    std::vector<Route> routes_;
+};
+
+// Renders the 503 answer for a request refused before routing (queue full).
+Response busy_response(int retry_after_seconds);
+
+}  // namespace medimg::fcgi

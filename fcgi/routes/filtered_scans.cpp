@@ -1,0 +1,217 @@
+// GET /filtered-scans/{pid}/{file}?label_ids=…: a segmentation filtered to
+// the chosen labels, computed once into the results cache and handed to the
+// web server (X-Sendfile), or streamed by the worker.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <ctime>
+
+#include "cache/result_cache.hpp"
+#include "error.hpp"
+#include "labels/filter.hpp"
+#include "labels/label_set.hpp"
+#include "nifti/reader.hpp"
+#include "nifti/writer.hpp"
+#include "routes/routes.hpp"
+
+namespace medimg::fcgi {
+namespace detail {
+
+namespace stdfs = std::filesystem;
+
+std::string image_identity(const stdfs::path& file) {
+    std::string text = cache::SourceIdentity::of(file).text();
+    std::string name = file.filename().string();
+    auto swap_suffix = [&](std::string_view from, std::string_view to) -> std::optional<stdfs::path> {
+        for (std::string_view gz : {"", ".gz"}) {
+            std::string f = std::string(from) + std::string(gz);
+            if (name.size() > f.size() && name.compare(name.size() - f.size(), f.size(), f) == 0)
+                return file.parent_path() /
+                       (name.substr(0, name.size() - f.size()) + std::string(to) + std::string(gz));
+        }
+        return std::nullopt;
+    };
+    auto companion = swap_suffix(".hdr", ".img");
+    if (!companion) companion = swap_suffix(".img", ".hdr");
+    if (companion) text += "+" + cache::SourceIdentity::of_optional(*companion).text();
+    return text;
+}
+
+std::string http_date(std::int64_t unix_seconds) {
+    std::time_t t = static_cast<std::time_t>(unix_seconds);
+    std::tm tm{};
+    ::gmtime_r(&t, &tm);
+    static const char* days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char* months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7],
+                  tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+                  tm.tm_sec);
+    return buf;
+}
+
+std::string attachment_disposition(const std::string& name) {
+    std::string ascii, encoded;
+    bool plain = true;
+    static const char* hex = "0123456789ABCDEF";
+    for (unsigned char c : name) {
+        if (c >= 0x80) plain = false;
+        ascii += (c >= 0x80) ? '_' : (c == '"' || c == '\\') ? '_' : static_cast<char>(c);
+        if (std::isalnum(c) || c == '.' || c == '-' || c == '_') {
+            encoded += static_cast<char>(c);
+        } else {
+            encoded += '%';
+            encoded += hex[c >> 4];
+            encoded += hex[c & 15];
+        }
+    }
+    std::string v = "attachment; filename=\"" + ascii + "\"";
+    if (!plain) v += "; filename*=UTF-8''" + encoded;
+    return v;
+}
+
+}  // namespace detail
+
+namespace {
+
+namespace stdfs = std::filesystem;
+
+struct FilterQuery {
+    labels::FilterOptions options;
+    std::string canonical;   // for keys and ETags
+};
+
+std::int64_t parse_margin(const std::string& text) {
+    std::int64_t v = 0;
+    auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (text.empty() || ec != std::errc() || p != text.data() + text.size() || v < 0 || v > 1000)
+        throw Error(ErrorCode::BadParameter,
+                    "margin must be an integer from 0 to 1000, got \"" + text + "\"");
+    return v;
+}
+
+FilterQuery parse_filter_query(const Request& request, const Context& ctx,
+                               const stdfs::path& image) {
+    const auto params = parse_query(request.query);
+    FilterQuery q;
+    auto& o = q.options;
+    o.gzip_level = ctx.config.gzip_level;
+    if (auto mode = query_value(params, "mode")) {
+        if (*mode == "keep") o.mode = labels::Mode::Keep;
+        else if (*mode == "mask") o.mode = labels::Mode::Mask;
+        else throw Error(ErrorCode::BadParameter, "mode must be keep or mask, got \"" + *mode + "\"");
+    }
+    if (auto crop = query_value(params, "crop")) {
+        if (*crop == "1" || *crop == "true") o.crop = true;
+        else if (*crop == "0" || *crop == "false") o.crop = false;
+        else throw Error(ErrorCode::BadParameter, "crop must be 0, 1, true or false, got \"" + *crop + "\"");
+    }
+    if (auto margin = query_value(params, "margin")) o.margin = parse_margin(*margin);
+    auto ids = query_value(params, "label_ids");
+    auto names = query_value(params, "labels");
+    if (!ids && !names)
+        throw Error(ErrorCode::BadLabelIds, "label_ids is required (e.g. label_ids=1,5,10-12)");
+    const std::uint64_t max_ids = ctx.config.max_label_ids;
+    if (ids) o.labels = labels::LabelSet::parse(*ids, max_ids);
+    if (names) {
+        auto dict = ctx.dictionary.with_sidecar_for(image);
+        o.labels.merge(labels::LabelSet::parse_names(*names, dict, max_ids));
+        if (o.labels.count() > max_ids)
+            throw Error(ErrorCode::TooManyLabels,
+                        "more than " + std::to_string(max_ids) + " label ids requested");
+    }
+    q.canonical = "ids=" + o.labels.canonical() +
+                  ";mode=" + (o.mode == labels::Mode::Mask ? "mask" : "keep") +
+                  ";crop=" + (o.crop ? "1" : "0") +
+                  ";margin=" + (o.crop ? std::to_string(o.margin) : "0") +
+                  ";level=" + std::to_string(o.gzip_level);
+    return q;
+}
+
+std::shared_ptr<FileBody> open_body(const stdfs::path& file) {
+    int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return nullptr;
+    struct stat st{};
+    if (::fstat(fd, &st) != 0) {
+        ::close(fd);
+        return nullptr;
+    }
+    return std::make_shared<FileBody>(fd, static_cast<std::uint64_t>(st.st_size));
+}
+
+Response filtered(const Context& ctx, const Request& request, const std::string& relative,
+                  const std::string& file_name) {
+    const stdfs::path image = ctx.data_root->resolve_file(relative);
+    const FilterQuery q = parse_filter_query(request, ctx, image);
+    const auto container = nifti::output_container_for(file_name);
+    const std::string suffix = container == nifti::Container::Gzip ? ".nii.gz" : ".nii";
+
+    struct stat st{};
+    if (::stat(image.c_str(), &st) != 0) throw Error(ErrorCode::NotFound, "no such file: " + relative);
+    const std::string key = cache::hash_hex("filter|" MEDIMG_VERSION "|" + detail::image_identity(image) +
+                                            "|" + q.canonical + "|" + suffix);
+
+    Response r;
+    r.set_header("ETag", "\"" + key + "\"");
+    r.set_header("Last-Modified", detail::http_date(st.st_mtim.tv_sec));
+    r.set_header("Cache-Control", "no-cache");
+    if (!request.if_none_match.empty() && etag_matches(request.if_none_match, "\"" + key + "\"")) {
+        r.status = 304;
+        return r;
+    }
+    r.set_header("Content-Type",
+                 container == nifti::Container::Gzip ? "application/gzip" : "application/octet-stream");
+    r.set_header("Content-Disposition",
+                 detail::attachment_disposition(labels::filtered_name(file_name)));
+
+    auto produce = [&](nifti::ByteSink& sink) {
+        auto reader = nifti::Reader::open(image, ctx.read_limits());
+        labels::filter(reader, sink, container, q.options);
+    };
+    if (ctx.cache) {
+        for (int attempt = 0; attempt < 2; ++attempt) {
+            stdfs::path entry = ctx.cache->get_or_create(key, suffix, produce);
+            switch (ctx.config.sendfile_header) {
+                case SendfileHeader::XSendfile:
+                    r.set_header("X-Sendfile", entry.string());
+                    return r;
+                case SendfileHeader::XAccelRedirect:
+                    r.set_header("X-Accel-Redirect",
+                                 "/medimg-cache/" + entry.lexically_relative(ctx.cache->dir()).string());
+                    return r;
+                case SendfileHeader::None:
+                    if ((r.file = open_body(entry))) return r;
+                    break;   // evicted between creation and open: make it again
+            }
+        }
+        throw Error(ErrorCode::Io, "cache entry vanished twice");
+    }
+    // No cache: an unlinked temporary, streamed with its exact length.
+    auto sink = cache::make_anonymous_file(ctx.temp_dir);
+    produce(sink);
+    const auto size = sink.bytes_written();
+    r.file = std::make_shared<FileBody>(sink.release(), size);
+    return r;
+}
+
+}  // namespace
+
+void register_filtered_scans(Router& router, const Context& context) {
+    router.add("/filtered-scans/{pid}/{rest...}",
+               [&context](const Request& request, const PathParams& p) {
+                   const std::string& pid = p.at("pid");
+                   const std::string& rest = p.at("rest");
+                   // One segment: a whole segmentation in scans/; more: a
+                   // path below the patient (voxels/{scan}/original/{file}).
+                   const bool single = rest.find('/') == std::string::npos;
+                   const std::string relative = pid + (single ? "/scans/" : "/") + rest;
+                   const std::string file_name =
+                       single ? rest : rest.substr(rest.rfind('/') + 1);
+                   return filtered(context, request, relative, file_name);
+               });
+}
+
+}  // namespace medimg::fcgi

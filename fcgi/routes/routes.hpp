@@ -1,0 +1,36 @@
+// The worker's endpoints (DESIGN.md §4), each registered on a Router, and
+// the helpers they share.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+#include "context.hpp"
+#include "request.hpp"
+#include "response.hpp"
+#include "router.hpp"
+
+namespace medimg::fcgi {
+
+// /filtered-scans/{pid}/{file} and /filtered-scans/{pid}/{rel/path}
+void register_filtered_scans(Router& router, const Context& context);
+// /output/{pid}/{rel/path}/labels and /output/{pid}/{rel/path}/info
+void register_labels(Router& router, const Context& context);
+// /health
+void register_health(Router& router, const Context& context);
+// All of the above.
+void register_all(Router& router, const Context& context);
+
+namespace detail {
+
+// Identity text of an image: the file, plus its .hdr/.img companion for pairs.
+std::string image_identity(const std::filesystem::path& file);
+// "Wed, 21 Oct 2015 07:28:00 GMT"
+std::string http_date(std::int64_t unix_seconds);
+// Content-Disposition value with `name` quoted (and RFC 5987 filename* for
+// non-ASCII names).
+std::string attachment_disposition(const std::string& name);
+
+}  // namespace detail
+}  // namespace medimg::fcgi

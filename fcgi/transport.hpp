@@ -1,0 +1,62 @@
+// The seam between routes and the wire: CGI parameters in, response bytes
+// out. FcgiTransport speaks libfcgi; MemoryTransport serves tests.
+#pragma once
+
+#include <cstddef>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+struct FCGX_Request;
+
+namespace medimg::fcgi {
+
+// The client went away while we were writing (FCGX_PutStr = -1, ECONNRESET).
+class ClientGone : public std::runtime_error {
+public:
+    ClientGone() : std::runtime_error("client closed the connection") {}
+};
+
+class Transport {
+public:
+    virtual ~Transport() = default;
+    // A CGI parameter (REQUEST_METHOD, REQUEST_URI, HTTP_ORIGIN, ...).
+    virtual std::optional<std::string_view> param(std::string_view name) const = 0;
+    // Writes all bytes or throws ClientGone.
+    virtual void write(const char* data, std::size_t n) = 0;
+    void write(std::string_view s) { write(s.data(), s.size()); }
+};
+
+// Over one accepted libfcgi request (not owned).
+class FcgiTransport final : public Transport {
+public:
+    explicit FcgiTransport(FCGX_Request& request) : request_(request) {}
+    std::optional<std::string_view> param(std::string_view name) const override;
+    void write(const char* data, std::size_t n) override;
+    using Transport::write;
+
+private:
+    FCGX_Request& request_;
+};
+
+// Parameters given up front; output collected in `output`.
+class MemoryTransport final : public Transport {
+public:
+    MemoryTransport() = default;
+    explicit MemoryTransport(std::map<std::string, std::string> params)
+        : params(std::move(params)) {}
+    std::optional<std::string_view> param(std::string_view name) const override {
+        auto it = params.find(std::string(name));
+        if (it == params.end()) return std::nullopt;
+        return std::string_view(it->second);
+    }
+    void write(const char* data, std::size_t n) override { output.append(data, n); }
+    using Transport::write;
+
+    std::map<std::string, std::string> params;
+    std::string output;
+};
+
+}  // namespace medimg::fcgi
