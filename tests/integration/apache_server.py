@@ -58,6 +58,13 @@ def _grant_traverse(path):
             os.chmod(d, stat.S_IMODE(mode) | stat.S_IXOTH)
 
 
+def readable_by_server(path):
+    """Lets Apache's children (www-data when run as root) read `path`."""
+    if os.geteuid() == 0:
+        _grant_traverse(Path(path).parent)
+        os.chmod(path, stat.S_IMODE(os.stat(path).st_mode) | stat.S_IROTH)
+
+
 def _apache_string(value):
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -207,8 +214,10 @@ class ApacheServer:
         if self.pools > 1:
             lines.append("Define MEDIMG_BALANCER")
             lines.append('<Proxy "balancer://medimg">')
-            for s in self.sockets:
-                lines.append(f'    BalancerMember "unix:{s}|fcgi://localhost/" retry=1')
+            # Each member needs its own host name: members that differ only
+            # in the unix socket path are merged into one worker.
+            for i, s in enumerate(self.sockets):
+                lines.append(f'    BalancerMember "unix:{s}|fcgi://medimg-{i}/" retry=1')
             lines.append("</Proxy>")
         if self.variant == "fcgid":
             lines += [

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from apache_server import ApacheServer, apache_available, free_port  # noqa: E402
+from apache_server import ApacheServer, apache_available, free_port, readable_by_server  # noqa: E402
 
 BUILD = Path(os.environ.get("MEDIMG_BUILD_DIR", "build"))
 SOURCE = Path(os.environ.get("MEDIMG_SOURCE_DIR", Path(__file__).resolve().parents[2]))
@@ -95,7 +95,7 @@ def test_basic_auth_example(data_root, scan, tmp_path):
     passwd = tmp_path / "htpasswd"
     subprocess.run(["htpasswd", "-cbB", str(passwd), "alice", "s3cret"], check=True,
                    capture_output=True)
-    passwd.chmod(0o644)
+    readable_by_server(passwd)
     conf = example("Basic authentication").replace("/etc/medimg/htpasswd", str(passwd))
     rel, _ = scan
     with ApacheServer(BUILD, SOURCE, data_root, extra_conf=conf,
@@ -136,7 +136,6 @@ def test_tls_example(data_root, scan, tmp_path):
                     "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
                     "-keyout", str(key), "-out", str(cert)],
                    check=True, capture_output=True, timeout=60)
-    key.chmod(0o600)
     tls_port = free_port()
     conf = (example("TLS")
             .replace("Listen 443\n", "")
