@@ -194,6 +194,11 @@ class ApacheServer:
             "ThreadsPerChild 16",
             "MaxRequestWorkers 32",
             "TraceEnable off",
+            # An empty document root: URLs outside medimg's get 404.
+            f"DocumentRoot {_apache_string(w / 'htdocs')}",
+            f"<Directory {_apache_string(w / 'htdocs')}>",
+            "    Require all granted",
+            "</Directory>",
             "<Directory />",
             "    Options None",
             "    AllowOverride None",
@@ -253,7 +258,7 @@ class ApacheServer:
             raise RuntimeError(f"{self.worker_binary} is not built")
         self.workdir = Path(tempfile.mkdtemp(prefix="medimg-apache-"))
         os.chmod(self.workdir, 0o755)
-        for d in ("run", "logs"):
+        for d in ("run", "logs", "htdocs"):
             (self.workdir / d).mkdir()
         self.cache_dir = self.workdir / "cache"
         self.cache_dir.mkdir(mode=0o755)
@@ -312,6 +317,12 @@ class ApacheServer:
             except OSError:
                 pass
         return "\n".join(out)
+
+    def cache_dirs(self):
+        return [self.cache_dir] if self.workdir else []
+
+    def worker_pids(self):
+        return [p.pid for p in self.workers if p.poll() is None]
 
     def kill_pool(self, index):
         """Stops one worker pool (balancer tests)."""
