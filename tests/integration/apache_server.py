@@ -32,7 +32,7 @@ SPAWN_FCGI = shutil.which("spawn-fcgi") or "/usr/bin/spawn-fcgi"
 
 BASE_MODULES = [
     "mpm_event", "authz_core", "authz_host", "authz_user", "authn_core",
-    "alias", "dir", "autoindex", "mime", "setenvif", "headers", "rewrite",
+    "alias", "dir", "autoindex", "mime", "setenvif", "headers",
     "env", "xsendfile",
 ]
 PROXY_MODULES = ["proxy", "proxy_fcgi"]

@@ -122,7 +122,7 @@ def test_ldap_example_is_valid_syntax(data_root, tmp_path):
              "Listen 127.0.0.1:65500", f'ErrorLog "{tmp_path}/error.log"']
     lines += [f"LoadModule {m}_module {mods}/mod_{m}.so" for m in
               ("mpm_event", "authz_core", "authn_core", "auth_basic", "ldap", "authnz_ldap",
-               "alias", "mime", "headers", "rewrite", "setenvif", "proxy", "proxy_fcgi")]
+               "alias", "mime", "headers", "setenvif", "proxy", "proxy_fcgi")]
     lines += [f'Define MEDIMG_DATA_ROOT "{data_root}"', f'Include "{SNIPPET}"', conf]
     (tmp_path / "ldap.conf").write_text("\n".join(lines) + "\n")
     proc = subprocess.run(["apache2", "-t", "-f", str(tmp_path / "ldap.conf")],
