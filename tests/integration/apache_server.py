@@ -91,7 +91,8 @@ class ApacheServer:
     def __init__(self, build_dir, source_dir, data_root, *, port=None,
                  listing=True, cors_origins=None, variant="proxy", pools=1,
                  threads=4, extra_conf="", extra_modules=(), listen=(),
-                 cache=True):
+                 cache=True, worker=None, www_root=None, apache_dir=None,
+                 conf_dir=None):
         self.build_dir = Path(build_dir)
         self.source_dir = Path(source_dir)
         self.data_root = Path(data_root)
@@ -105,6 +106,12 @@ class ApacheServer:
         self.extra_modules = list(extra_modules)
         self.listen = list(listen)
         self.cache = cache
+        # Defaults: the build and source trees; an installed tree can be
+        # given instead (tests/packaging).
+        self.worker = Path(worker) if worker else self.build_dir / "fcgi" / "medimg-fcgi"
+        self.www_root = Path(www_root) if www_root else self.source_dir / "www"
+        self.apache_dir = Path(apache_dir) if apache_dir else self.source_dir / "apache"
+        self.conf_dir = Path(conf_dir) if conf_dir else self.source_dir / "conf"
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.workdir = None
         self.httpd = None
@@ -120,7 +127,7 @@ class ApacheServer:
     # ------------------------------------------------------------------
     @property
     def worker_binary(self):
-        return self.build_dir / "fcgi" / "medimg-fcgi"
+        return self.worker
 
     @property
     def error_log(self):
@@ -133,14 +140,14 @@ class ApacheServer:
         return "^(" + "|".join(re.escape(o) for o in self.cors_origins) + ")$"
 
     def _write_ini(self):
-        conf = self.source_dir / "conf"
+        conf = self.conf_dir
         lines = [
             "[paths]",
             f"data_root = {self.data_root}",
             f"cache_dir = {self.cache_dir}",
             f"label_dict = {conf / 'vista3d_label_dict.json'}",
             f"label_colors = {conf / 'vista3d_label_colors.json'}",
-            f"www_root = {self.source_dir / 'www'}",
+            f"www_root = {self.www_root}",
             "[server]",
             # The web server sends the CORS headers.
             "cors_origins =",
@@ -205,7 +212,7 @@ class ApacheServer:
             "    Require all denied",
             "</Directory>",
             f"Define MEDIMG_DATA_ROOT {_apache_string(self.data_root)}",
-            f"Define MEDIMG_WWW_ROOT {_apache_string(self.source_dir / 'www')}",
+            f"Define MEDIMG_WWW_ROOT {_apache_string(self.www_root)}",
             f"Define MEDIMG_CACHE_DIR {_apache_string(self.cache_dir)}",
             f"Define MEDIMG_SOCKET {_apache_string(self.sockets[0] if self.sockets else w / 'fcgi.sock')}",
             "Define MEDIMG_TIMEOUT 120",
@@ -230,9 +237,9 @@ class ApacheServer:
                 f"Define MEDIMG_CONFIG {_apache_string(self.ini)}",
                 f"Define MEDIMG_FCGID_IPC_DIR {_apache_string(w / 'fcgid')}",
                 "Define MEDIMG_FCGID_MAX_PROCESSES 4",
-                f"Include {_apache_string(self.source_dir / 'apache' / 'medimg-fcgid.conf')}",
+                f"Include {_apache_string(self.apache_dir / 'medimg-fcgid.conf')}",
             ]
-        lines.append(f"Include {_apache_string(self.source_dir / 'apache' / 'medimg.conf')}")
+        lines.append(f"Include {_apache_string(self.apache_dir / 'medimg.conf')}")
         if self.extra_conf:
             lines.append(self.extra_conf)
         self.conf = w / "httpd.conf"
@@ -273,7 +280,7 @@ class ApacheServer:
                     os.chown(self.workdir / d, uid, gid)
         if self.as_root:
             _grant_traverse(self.data_root)
-            _grant_traverse(self.source_dir / "www")
+            _grant_traverse(self.www_root)
         self._write_ini()
         if self.variant != "fcgid":
             self.sockets = [self.workdir / (f"fcgi-{i}.sock" if self.pools > 1 else "fcgi.sock")

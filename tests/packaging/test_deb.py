@@ -187,3 +187,40 @@ def test_apache_accepts_installed_snippets(deb, tmp_path):
         proc = subprocess.run(["/usr/sbin/apache2", "-t", "-f", str(conf)],
                               capture_output=True, text=True, timeout=30)
         assert proc.returncode == 0 and "Syntax OK" in proc.stderr, proc.stderr
+
+
+def test_installed_tree_serves(deb, tmp_path):
+    """Apache with the packaged snippet, www, label tables and worker."""
+    import json
+    import sys
+    import urllib.request
+    sys.path.insert(0, str(SOURCE / "tests" / "integration"))
+    from apache_server import ApacheServer, apache_available
+    if not apache_available():
+        pytest.skip("apache2 with mod_proxy_fcgi needed")
+    root = deb["root"]
+    data = tmp_path / "output"
+    subprocess.run([str(root / "usr/bin/medimg"), "demo", str(data), "--size", "32x32x20",
+                    "--quiet"], check=True, timeout=120, capture_output=True)
+    patient = next(p.name for p in data.iterdir())
+    seg = next((data / patient / "scans").glob("*.nii.gz")).name
+    with ApacheServer(BUILD, SOURCE, data,
+                      worker=root / "usr/bin/medimg-fcgi",
+                      www_root=root / "usr/share/medimg/www",
+                      apache_dir=root / "etc/apache2/conf-available",
+                      conf_dir=root / "etc/medimg") as server:
+        def get(path):
+            with urllib.request.urlopen(server.base_url + path, timeout=30) as r:
+                return r.status, r.headers, r.read()
+        status, _, body = get("/health")
+        assert status == 200 and json.loads(body)["status"] == "healthy"
+        for page in ("/", "/viewer.html", "/assets/listing.js",
+                     "/node_modules/@niivue/niivue/dist/index.js"):
+            assert get(page)[0] == 200, page
+        status, _, body = get(f"/output/{patient}/scans/{seg}/labels")
+        labels = json.loads(body)["labels"]
+        # Names come from the packaged VISTA3D table.
+        assert labels and any(l["name"] != str(l["id"]) for l in labels)
+        status, headers, body = get(f"/filtered-scans/{patient}/{seg}?label_ids={labels[0]['id']}")
+        assert status == 200 and headers["Content-Type"] == "application/gzip"
+        assert body[:2] == b"\x1f\x8b"
