@@ -108,8 +108,12 @@ def test_basic_auth_example(data_root, scan, tmp_path):
             assert headers.get("WWW-Authenticate", "").startswith("Basic")
             assert get(server.base_url + path, bad)[0] == 401
             assert get(server.base_url + path, good)[0] == 200
-        # The health probe stays open.
+        # The health probe stays open, and so do CORS preflights (browsers
+        # send them without credentials).
         assert get(server.base_url + "/health")[0] == 200
+        for path in (f"/output/{rel}", f"/filtered-scans/{rel}?label_ids=1"):
+            assert get(server.base_url + path, method="OPTIONS")[0] == 204
+            assert get(server.base_url + path, method="POST")[0] in (401, 405)
 
 
 def test_ldap_example_is_valid_syntax(data_root, tmp_path):
