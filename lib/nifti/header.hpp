@@ -75,7 +75,9 @@ public:
     std::string description() const;   // descrip, up to its first NUL (not assumed terminated)
     std::string magic() const;          // "n+1", "n+2", "ni1", "ni2" or "" (Analyze)
     // The 4x4 voxel-to-world affine nibabel would report (sform if
-    // sform_code > 0, else qform if qform_code > 0, else from pixdim).
+    // sform_code > 0, else qform if qform_code > 0 with qfac = pixdim[0] < 0
+    // ? -1 : 1, else nibabel's base affine: diag(-pixdim1, pixdim2, pixdim3)
+    // with the volume centre at the origin).
     std::array<std::array<double, 4>, 4> affine() const;
 
     // --- Edits for writing a derived file (raw bytes are patched in place,
@@ -90,6 +92,9 @@ public:
     // Analyze 7.5 becomes NIfTI-1 with the NIfTI-only fields whose bytes mean
     // something else in Analyze (qform/sform codes, quaternions, srows,
     // intent, slice fields, scaling) reset, so the geometry comes from pixdim.
+    // vox_offset becomes size() + 4 (header + a zero extender, no extensions):
+    // pass an empty extension to Writer, which then writes the 4 zero bytes.
+    // A header that is already single-file is left unchanged.
     void make_single_file();
 
 private:

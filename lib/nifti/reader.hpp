@@ -37,8 +37,12 @@ public:
     const std::vector<std::uint8_t>& extension_bytes() const noexcept;
     bool gzip() const noexcept;   // the voxel data came gzip-compressed
 
-    // Next voxel bytes in the file's byte order: min(n, remaining) bytes,
-    // 0 at the end of the data. Throws TruncatedData / BadGzip / Io.
+    // Next voxel bytes in the file's byte order: up to min(n, remaining)
+    // bytes (gzip: exactly that many), 0 at the end of the data. Throws
+    // TruncatedData / BadGzip / Io. For gzip, the call that delivers the last
+    // voxel byte first drains the rest of the stream (within the inflate cap)
+    // so every member's CRC-32/ISIZE is verified before the data is complete.
+    // Extensions (vox_offset - header size) above 16 MiB are refused (TooLarge).
     std::size_t read(std::uint8_t* buf, std::size_t n);
     std::uint64_t remaining() const noexcept;
     // Back to the first voxel (re-opens / re-inflates); for two-pass work.

@@ -21,7 +21,9 @@ Container output_container_for(const std::filesystem::path& input_name);
 class Writer {
 public:
     // `header` must be a single-file header (Header::make_single_file()) whose
-    // vox_offset equals header.size() + extension.size(). gzip_level 1..9
+    // vox_offset equals header.size() + extension.size(), or an empty
+    // extension with vox_offset == header.size() + 4 (a zero extender is
+    // written: what make_single_file() sets up for pairs). gzip_level 0..9
     // (ignored for Plain). Throws Error(Internal) on a header that breaks that.
     Writer(ByteSink& sink, const Header& header, std::span<const std::uint8_t> extension,
            Container container, int gzip_level);

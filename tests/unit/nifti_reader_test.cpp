@@ -1,0 +1,279 @@
+// Reader + Writer: containers, pairs, round trips, truncation, gzip checks.
+#include <cstring>
+#include <random>
+
+#include "catch.hpp"
+#include "error.hpp"
+#include "nifti/reader.hpp"
+#include "nifti/writer.hpp"
+#include "nifti_builder.hpp"
+
+using namespace medimg;
+using namespace medimg::nifti;
+using medimg::test::NiftiSpec;
+
+namespace {
+
+std::vector<std::uint8_t> random_bytes(std::size_t n, unsigned seed) {
+    std::mt19937 rng(seed);
+    std::vector<std::uint8_t> v(n);
+    for (auto& x : v) x = static_cast<std::uint8_t>(rng() % 5);
+    return v;
+}
+
+std::vector<std::uint8_t> read_all(Reader& r, std::size_t chunk = 65536) {
+    std::vector<std::uint8_t> out, buf(chunk);
+    while (std::size_t n = r.read(buf.data(), buf.size())) out.insert(out.end(), buf.begin(), buf.begin() + n);
+    CHECK(r.remaining() == 0);
+    return out;
+}
+
+template <typename F>
+void expect_error(F&& f, ErrorCode code, const std::string& needle = "") {
+    try {
+        f();
+        FAIL("no error thrown");
+    } catch (const Error& e) {
+        INFO("message: " << e.what());
+        CHECK(e.code() == code);
+        CHECK(std::string(e.what()).find(needle) != std::string::npos);
+    }
+}
+
+// Reads every voxel of `path` (open + read to the end).
+void read_file_fully(const std::filesystem::path& path) {
+    Reader r = Reader::open(path, {});
+    read_all(r);
+}
+
+}  // namespace
+
+TEST_CASE("nifti reader: single files, plain or gzip, sniffed from the bytes", "[nifti][reader]") {
+    test::TempDir dir;
+    auto [name, gzip] = GENERATE(table<std::string, bool>({
+        {"a.nii", false}, {"a.nii.gz", true}, {"gzip-named.nii", true}, {"plain-named.nii.gz", false},
+    }));
+    INFO(name);
+    NiftiSpec s;
+    s.dims = {30, 20, 10};
+    s.datatype = 4;
+    s.data = random_bytes(30 * 20 * 10 * 2, 1);
+    s.extension = std::vector<std::uint8_t>{1, 0, 0, 0, 32, 0, 0, 0, 4, 0, 0, 0, 'j', 's', 'o', 'n',
+                                            '{', '}', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    test::write_nifti(dir / name, s, gzip);
+    Reader r = Reader::open(dir / name, {});
+    CHECK(r.gzip() == gzip);
+    CHECK(r.header().dim(1) == 30);
+    CHECK(r.extension_bytes() == *s.extension);
+    CHECK(r.remaining() == s.data->size());
+    CHECK(read_all(r, 777) == *s.data);
+    r.rewind();
+    CHECK(read_all(r) == *s.data);
+    CHECK(r.read(nullptr, 0) == 0);
+}
+
+TEST_CASE("nifti reader: pairs in every compression combination, from either file", "[nifti][reader]") {
+    test::TempDir dir;
+    auto [hgz, igz, from_img, version] = GENERATE(table<bool, bool, bool, Version>({
+        {false, false, false, Version::Nifti1}, {false, false, true, Version::Analyze75},
+        {true, false, false, Version::Nifti1}, {false, true, true, Version::Nifti2},
+        {true, true, false, Version::Analyze75}, {true, true, true, Version::Nifti1},
+    }));
+    INFO("hdr gz " << hgz << " img gz " << igz << " from img " << from_img);
+    NiftiSpec s;
+    s.version = version;
+    s.byte_order = ByteOrder::Big;
+    s.dims = {9, 8, 7};
+    s.datatype = 512;
+    s.vox_offset = 16;
+    s.data = random_bytes(9 * 8 * 7 * 2, 2);
+    const auto hdr = dir / (hgz ? "x.hdr.gz" : "x.hdr");
+    const auto img = dir / (igz ? "x.img.gz" : "x.img");
+    test::write_pair(hdr, img, s, hgz, igz);
+    Reader r = Reader::open(from_img ? img : hdr, {});
+    CHECK(r.header().layout() == Layout::Pair);
+    CHECK(r.header().version() == version);
+    CHECK(r.gzip() == igz);
+    CHECK(r.extension_bytes().empty());
+    CHECK(read_all(r) == *s.data);
+}
+
+TEST_CASE("nifti reader: missing files and partners are NotFound", "[nifti][reader]") {
+    test::TempDir dir;
+    expect_error([&] { Reader::open(dir / "none.nii.gz", {}); }, ErrorCode::NotFound);
+    NiftiSpec s;
+    s.pair = true;
+    test::write_file(dir / "lonely.hdr", test::build_header(s));
+    expect_error([&] { Reader::open(dir / "lonely.hdr", {}); }, ErrorCode::NotFound, ".img");
+    expect_error([&] { Reader::open(dir.path(), {}); }, ErrorCode::NotFound);
+}
+
+TEST_CASE("nifti reader: truncated data is TruncatedData, plain and gzip", "[nifti][reader]") {
+    test::TempDir dir;
+    NiftiSpec s;
+    s.dims = {50, 50, 20};
+    s.data = random_bytes(50 * 50 * 20, 3);
+    auto bytes = test::build_nifti(s);
+    bytes.resize(bytes.size() - 100);
+    test::write_file(dir / "t.nii", bytes);
+    expect_error([&] { Reader::open(dir / "t.nii", {}); }, ErrorCode::TruncatedData, "file has");
+    // gzip of a short image: complete stream, but too few bytes inside.
+    test::write_file(dir / "t.nii.gz", test::gzip_bytes(bytes));
+    expect_error([&] { read_file_fully(dir / "t.nii.gz"); }, ErrorCode::TruncatedData, "ends after");
+    // A gzip stream cut in the middle.
+    const auto gz = test::gzip_bytes(test::build_nifti(s));
+    test::write_file(dir / "cut.nii.gz", std::vector<std::uint8_t>(gz.begin(), gz.begin() + static_cast<std::ptrdiff_t>(gz.size() / 2)));
+    expect_error([&] { read_file_fully(dir / "cut.nii.gz"); }, ErrorCode::TruncatedData);
+}
+
+TEST_CASE("nifti reader: a bad trailing CRC fails before read() reports the end", "[nifti][reader]") {
+    NiftiSpec s;
+    s.dims = {40, 40, 40};
+    s.data = random_bytes(40 * 40 * 40, 4);
+    auto gz = test::gzip_bytes(test::build_nifti(s));
+    gz[gz.size() - 6] ^= 0x55;
+    Reader r = Reader::open_memory(gz, {});
+    std::vector<std::uint8_t> buf(s.data->size());
+    // Reading exactly the declared data size must already verify the trailer.
+    expect_error([&] {
+        std::size_t got = 0;
+        while (got < buf.size()) got += r.read(buf.data() + got, buf.size() - got);
+    }, ErrorCode::BadGzip, "CRC");
+}
+
+TEST_CASE("nifti reader: bytes after the data are ignored; a bomb after it is not", "[nifti][reader]") {
+    NiftiSpec s;
+    s.dims = {10, 10, 10};
+    s.data = random_bytes(1000, 5);
+    auto plain = test::build_nifti(s);
+    SECTION("a little extra inside the gzip stream") {
+        auto extra = plain;
+        extra.resize(extra.size() + 5000, 7);
+        Reader r = Reader::open_memory(test::gzip_bytes(extra), {});
+        CHECK(read_all(r) == *s.data);
+    }
+    SECTION("a lot of extra: refused as a bomb") {
+        auto extra = plain;
+        extra.resize(extra.size() + (3u << 20), 0);
+        Reader r = Reader::open_memory(test::gzip_bytes(extra, 9), {});
+        expect_error([&] { read_all(r); }, ErrorCode::BadGzip, "gzip bomb");
+    }
+    SECTION("a bomb in the header stage") {
+        std::vector<std::uint8_t> zeros(8u << 20, 0);
+        expect_error([&] { Reader::open_memory(test::gzip_bytes(zeros, 9), {}); }, ErrorCode::NotNifti);
+    }
+}
+
+TEST_CASE("nifti reader: open_memory rejects non-NIfTI bytes", "[nifti][reader]") {
+    expect_error([&] { Reader::open_memory({}, {}); }, ErrorCode::NotNifti);
+    expect_error([&] { Reader::open_memory(std::vector<std::uint8_t>(1000, 'x'), {}); }, ErrorCode::NotNifti);
+    expect_error([&] { Reader::open_memory({0x1f, 0x8b, 8}, {}); }, ErrorCode::TruncatedData);
+    NiftiSpec s;
+    s.vox_offset = 1e9;
+    expect_error([&] { Reader::open_memory(test::gzip_bytes(test::build_nifti(s)), {}); }, ErrorCode::TooLarge, "extensions");
+}
+
+TEST_CASE("nifti writer: round trip of every label-capable datatype", "[nifti][writer]") {
+    auto [code, version, order, container] = GENERATE(table<int, Version, ByteOrder, Container>({
+        {2, Version::Nifti1, ByteOrder::Little, Container::Gzip},
+        {4, Version::Nifti1, ByteOrder::Big, Container::Gzip},
+        {8, Version::Nifti2, ByteOrder::Little, Container::Plain},
+        {16, Version::Nifti2, ByteOrder::Big, Container::Gzip},
+        {64, Version::Nifti1, ByteOrder::Little, Container::Plain},
+        {256, Version::Nifti1, ByteOrder::Big, Container::Plain},
+        {512, Version::Nifti2, ByteOrder::Little, Container::Gzip},
+        {768, Version::Nifti1, ByteOrder::Little, Container::Gzip},
+        {1024, Version::Nifti2, ByteOrder::Big, Container::Plain},
+        {1280, Version::Nifti1, ByteOrder::Big, Container::Gzip},
+    }));
+    INFO("datatype " << code << " version " << static_cast<int>(version) << " order " << static_cast<int>(order));
+    const int level = GENERATE(1, 6);
+    test::TempDir dir;
+    NiftiSpec s;
+    s.version = version;
+    s.byte_order = order;
+    s.datatype = code;
+    s.dims = {17, 13, 11, 2};
+    s.pixdim = {1, 0.8, 0.9, 2.5, 1, 1, 1, 1};
+    s.qform_code = 1;
+    s.sform_code = 2;
+    s.descrip = "round trip";
+    s.data = random_bytes(17 * 13 * 11 * 2 * static_cast<std::size_t>(test::datatype_bytes(code)), 6);
+    s.extension = std::vector<std::uint8_t>(4 + 32, 0xab);
+    (*s.extension)[0] = 1;
+    test::write_nifti(dir / "in.nii", s);
+    Reader r = Reader::open(dir / "in.nii", {});
+    const auto out_path = dir / (container == Container::Gzip ? "out.nii.gz" : "out.nii");
+    {
+        AtomicFileSink sink(out_path);
+        Writer w(sink, r.header(), r.extension_bytes(), container, level);
+        std::vector<std::uint8_t> buf(1000);
+        while (std::size_t n = r.read(buf.data(), buf.size())) w.write(buf.data(), n);
+        w.finish();
+        sink.commit();
+    }
+    const auto expected = test::build_nifti(s);
+    if (container == Container::Gzip)
+        CHECK(test::gunzip_file(out_path) == expected);   // independent reader: zlib gzread
+    else
+        CHECK(test::read_file(out_path) == expected);
+    Reader back = Reader::open(out_path, {});
+    CHECK(back.header().bytes() == r.header().bytes());
+    CHECK(back.extension_bytes() == *s.extension);
+    CHECK(read_all(back) == *s.data);
+}
+
+TEST_CASE("nifti writer: a pair becomes a single file with a zero extender", "[nifti][writer]") {
+    test::TempDir dir;
+    NiftiSpec s;
+    s.version = GENERATE(Version::Analyze75, Version::Nifti1, Version::Nifti2);
+    s.dims = {5, 4, 3};
+    s.data = random_bytes(60, 7);
+    test::write_pair(dir / "p.hdr", dir / "p.img", s);
+    Reader r = Reader::open(dir / "p.img", {});
+    Header h = r.header();
+    h.make_single_file();
+    MemorySink sink;
+    Writer w(sink, h, r.extension_bytes(), output_container_for("p.hdr"), 1);
+    std::vector<std::uint8_t> buf(100);
+    while (std::size_t n = r.read(buf.data(), buf.size())) w.write(buf.data(), n);
+    w.finish();
+    Reader back = Reader::open_memory(sink.bytes, {});
+    CHECK(back.gzip());
+    CHECK(back.header().layout() == Layout::Single);
+    CHECK(back.extension_bytes() == std::vector<std::uint8_t>(4, 0));
+    CHECK(read_all(back) == *s.data);
+}
+
+TEST_CASE("nifti writer: refuses wrong sizes and pair headers", "[nifti][writer]") {
+    NiftiSpec s;
+    s.dims = {2, 2, 2};
+    const auto bytes = test::build_nifti(s);
+    Reader r = Reader::open_memory(bytes, {});
+    MemorySink sink;
+    SECTION("extension does not match vox_offset") {
+        const std::vector<std::uint8_t> ext(8, 0);
+        expect_error([&] { Writer(sink, r.header(), ext, Container::Plain, 1); }, ErrorCode::Internal, "vox_offset");
+    }
+    SECTION("too many and too few bytes") {
+        Writer w(sink, r.header(), r.extension_bytes(), Container::Plain, 1);
+        std::vector<std::uint8_t> nine(9, 0);
+        expect_error([&] { w.write(nine.data(), 9); }, ErrorCode::Internal);
+        w.write(nine.data(), 7);
+        expect_error([&] { w.finish(); }, ErrorCode::Internal);
+    }
+    SECTION("pair header") {
+        NiftiSpec p = s;
+        p.pair = true;
+        const Header h = Header::parse(test::build_header(p), Layout::Pair, {});
+        expect_error([&] { Writer(sink, h, {}, Container::Plain, 1); }, ErrorCode::Internal, "single-file");
+    }
+}
+
+TEST_CASE("nifti writer: output container follows the input name", "[nifti][writer]") {
+    CHECK(output_container_for("a.nii.gz") == Container::Gzip);
+    CHECK(output_container_for("a.NII") == Container::Plain);
+    CHECK(output_container_for("dir/a.nii") == Container::Plain);
+    CHECK(output_container_for("a.hdr") == Container::Gzip);
+    CHECK(output_container_for("a.img.gz") == Container::Gzip);
+}
