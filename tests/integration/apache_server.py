@@ -29,6 +29,7 @@ from pathlib import Path
 MODULE_DIR = Path("/usr/lib/apache2/modules")
 APACHE = shutil.which("apache2") or "/usr/sbin/apache2"
 SPAWN_FCGI = shutil.which("spawn-fcgi") or "/usr/bin/spawn-fcgi"
+MULTIWATCH = shutil.which("multiwatch") or "/usr/bin/multiwatch"
 
 BASE_MODULES = [
     "mpm_event", "authz_core", "authz_host", "authz_user", "authn_core",
@@ -56,6 +57,21 @@ def _grant_traverse(path):
         mode = d.stat().st_mode
         if not mode & stat.S_IXOTH:
             os.chmod(d, stat.S_IMODE(mode) | stat.S_IXOTH)
+
+
+def _comm(pid):
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return None
+
+
+def _children(pid):
+    try:
+        return [int(c) for t in Path(f"/proc/{pid}/task").iterdir()
+                for c in (t / "children").read_text().split()]
+    except OSError:
+        return []
 
 
 def readable_by_server(path):
@@ -92,7 +108,7 @@ class ApacheServer:
                  listing=True, cors_origins=None, variant="proxy", pools=1,
                  threads=4, extra_conf="", extra_modules=(), listen=(),
                  cache=True, worker=None, www_root=None, apache_dir=None,
-                 conf_dir=None):
+                 conf_dir=None, processes=0):
         self.build_dir = Path(build_dir)
         self.source_dir = Path(source_dir)
         self.data_root = Path(data_root)
@@ -106,6 +122,9 @@ class ApacheServer:
         self.extra_modules = list(extra_modules)
         self.listen = list(listen)
         self.cache = cache
+        # > 0: each pool is `spawn-fcgi -- multiwatch -f N -- medimg-fcgi`
+        # (DEPLOYMENT.md, "Without systemd").
+        self.processes = processes
         # Defaults: the build and source trees; an installed tree can be
         # given instead (tests/packaging).
         self.worker = Path(worker) if worker else self.build_dir / "fcgi" / "medimg-fcgi"
@@ -250,7 +269,10 @@ class ApacheServer:
         cmd = [SPAWN_FCGI, "-n", "-s", str(sock), "-M", "0600"]
         if self.as_root:
             cmd += ["-U", self.user, "-G", self.group]
-        cmd += ["--", str(self.worker_binary), "--config", str(self.ini),
+        cmd.append("--")
+        if self.processes:
+            cmd += [MULTIWATCH, "-f", str(self.processes), "--"]
+        cmd += [str(self.worker_binary), "--config", str(self.ini),
                 "--threads", str(self.threads)]
         log = open(self.workdir / "logs" / f"worker-{len(self.workers)}.log", "ab")
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
@@ -329,7 +351,18 @@ class ApacheServer:
         return [self.cache_dir] if self.workdir else []
 
     def worker_pids(self):
-        return [p.pid for p in self.workers if p.poll() is None]
+        """Live medimg-fcgi processes of all pools."""
+        out = []
+        for proc in self.workers:
+            if proc.poll() is not None:
+                continue
+            todo = [proc.pid]
+            while todo:
+                pid = todo.pop()
+                if _comm(pid) == "medimg-fcgi":
+                    out.append(pid)
+                todo += _children(pid)
+        return out
 
     def kill_pool(self, index):
         """Stops one worker pool (balancer tests)."""

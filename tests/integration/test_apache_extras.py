@@ -233,3 +233,29 @@ def test_balancer_survives_losing_a_pool(data_root, scan):
         assert get(urls[0])[0] == 200
         server.kill_pool(1)
         assert get(urls[2])[0] in (502, 503)
+
+
+def test_spawn_fcgi_multiwatch_pool_restarts_workers(data_root, scan):
+    """The documented non-systemd pool: spawn-fcgi + multiwatch -f 2."""
+    if not shutil.which("multiwatch"):
+        pytest.skip("multiwatch missing")
+    import signal
+    import time
+    rel, _ = scan
+    with ApacheServer(BUILD, SOURCE, data_root, processes=2, threads=2) as server:
+        deadline = time.monotonic() + 10
+        while len(server.worker_pids()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        before = server.worker_pids()
+        assert len(before) == 2, before
+        os.kill(before[0], signal.SIGKILL)
+        # The other process answers meanwhile; multiwatch starts a new one.
+        for _ in range(10):
+            assert get(f"{server.base_url}/output/{rel}/labels")[0] == 200
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            now = server.worker_pids()
+            if len(now) == 2 and before[0] not in now:
+                break
+            time.sleep(0.05)
+        assert len(now) == 2 and before[0] not in now and before[1] in now, (before, now)
