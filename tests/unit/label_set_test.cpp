@@ -111,11 +111,11 @@ TEST_CASE("label set: more ids than the limit is too_many_label_ids", "[labels][
 
 TEST_CASE("label set: contains, from_ids and merge", "[labels][label_set]") {
     const LabelSet set = LabelSet::parse("1,5,10-12,-3", 100);
-    for (std::int64_t id : {-3, 1, 5, 10, 11, 12}) {
+    for (std::int64_t id : std::initializer_list<std::int64_t>{-3, 1, 5, 10, 11, 12}) {
         INFO(id);
         CHECK(set.contains(id));
     }
-    for (std::int64_t id : {-4, -2, 0, 2, 4, 6, 9, 13, INT64_MAX, INT64_MIN}) {
+    for (std::int64_t id : std::initializer_list<std::int64_t>{-4, -2, 0, 2, 4, 6, 9, 13, INT64_MAX, INT64_MIN}) {
         INFO(id);
         CHECK_FALSE(set.contains(id));
     }

@@ -1,0 +1,523 @@
+// The label filter against a straightforward reference computed here, for
+// every label-capable datatype, both byte orders, keep/mask, crop, scaling,
+// 4-D, and the refusals that must leave nothing written.
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <string>
+
+#include "catch.hpp"
+#include "error.hpp"
+#include "labels/filter.hpp"
+#include "nifti/reader.hpp"
+#include "nifti_builder.hpp"
+
+using medimg::Error;
+using medimg::ErrorCode;
+using medimg::labels::FilterOptions;
+using medimg::labels::LabelSet;
+using medimg::labels::Mode;
+using medimg::nifti::ByteOrder;
+using medimg::nifti::Container;
+using medimg::nifti::Header;
+using medimg::nifti::MemorySink;
+using medimg::nifti::Reader;
+using medimg::nifti::ReadLimits;
+using medimg::test::NiftiSpec;
+using medimg::test::TempDir;
+
+namespace {
+
+// Encodes int64 ids as the stored values of `code` in `order`.
+std::vector<std::uint8_t> encode_as(int code, const std::vector<std::int64_t>& v, ByteOrder o) {
+    using medimg::test::encode;
+    std::vector<std::uint8_t> out;
+    auto conv = [&](auto tag) {
+        using T = decltype(tag);
+        std::vector<T> t;
+        for (auto x : v) t.push_back(static_cast<T>(x));
+        out = encode<T>(t, o);
+    };
+    switch (code) {
+    case 2: conv(std::uint8_t{}); break;
+    case 256: conv(std::int8_t{}); break;
+    case 4: conv(std::int16_t{}); break;
+    case 512: conv(std::uint16_t{}); break;
+    case 8: conv(std::int32_t{}); break;
+    case 768: conv(std::uint32_t{}); break;
+    case 1024: conv(std::int64_t{}); break;
+    case 1280: conv(std::uint64_t{}); break;
+    case 16: conv(float{}); break;
+    case 64: conv(double{}); break;
+    default: FAIL("unexpected datatype " << code);
+    }
+    return out;
+}
+
+template <typename T>
+T get(const std::uint8_t* p, ByteOrder o) {
+    std::uint8_t b[sizeof(T)];
+    std::memcpy(b, p, sizeof(T));
+    const bool host_little = std::endian::native == std::endian::little;
+    if (host_little != (o == ByteOrder::Little)) std::reverse(b, b + sizeof(T));
+    T v;
+    std::memcpy(&v, b, sizeof(T));
+    return v;
+}
+
+// Stored values decoded exactly (integers) or as doubles (floats).
+struct Decoded {
+    std::vector<std::int64_t> ints;
+    std::vector<double> reals;
+};
+
+Decoded decode_as(int code, const std::vector<std::uint8_t>& bytes, ByteOrder o) {
+    Decoded d;
+    const int n = medimg::test::datatype_bytes(code);
+    for (std::size_t off = 0; off + n <= bytes.size(); off += n) {
+        const std::uint8_t* p = bytes.data() + off;
+        switch (code) {
+        case 2: d.ints.push_back(get<std::uint8_t>(p, o)); break;
+        case 256: d.ints.push_back(get<std::int8_t>(p, o)); break;
+        case 4: d.ints.push_back(get<std::int16_t>(p, o)); break;
+        case 512: d.ints.push_back(get<std::uint16_t>(p, o)); break;
+        case 8: d.ints.push_back(get<std::int32_t>(p, o)); break;
+        case 768: d.ints.push_back(get<std::uint32_t>(p, o)); break;
+        case 1024: d.ints.push_back(get<std::int64_t>(p, o)); break;
+        case 1280: d.ints.push_back(static_cast<std::int64_t>(get<std::uint64_t>(p, o))); break;
+        case 16: d.reals.push_back(get<float>(p, o)); break;
+        case 64: d.reals.push_back(get<double>(p, o)); break;
+        default: FAIL("unexpected datatype " << code);
+        }
+    }
+    return d;
+}
+
+struct Output {
+    Header header;
+    std::vector<std::uint8_t> ext;
+    std::vector<std::uint8_t> data;
+};
+
+Output read_back(std::vector<std::uint8_t> bytes) {
+    Reader r = Reader::open_memory(std::move(bytes), ReadLimits{});
+    std::vector<std::uint8_t> data(r.header().data_bytes());
+    std::size_t got = 0;
+    while (got < data.size()) {
+        const std::size_t n = r.read(data.data() + got, data.size() - got);
+        REQUIRE(n > 0);
+        got += n;
+    }
+    return Output{r.header(), r.extension_bytes(), std::move(data)};
+}
+
+// The ids a reader sees: stored * slope + inter when scaled.
+std::vector<double> ids_of(const Output& out) {
+    const Decoded d = decode_as(out.header.datatype().code, out.data, out.header.byte_order());
+    std::vector<double> ids;
+    const double slope = out.header.scaled() ? out.header.slope() : 1.0;
+    const double inter = out.header.scaled() ? out.header.inter() : 0.0;
+    for (auto v : d.ints) ids.push_back(static_cast<double>(v) * slope + inter);
+    for (auto v : d.reals) ids.push_back(v * slope + inter);
+    return ids;
+}
+
+Output run_filter(const NiftiSpec& spec, const FilterOptions& opt,
+                  Container container = Container::Plain) {
+    Reader in = Reader::open_memory(medimg::test::build_nifti(spec), ReadLimits{});
+    MemorySink sink;
+    const auto result = medimg::labels::filter(in, sink, container, opt);
+    CHECK(result.bytes_written == sink.bytes.size());
+    return read_back(std::move(sink.bytes));
+}
+
+ErrorCode code_of(const std::function<void()>& f) {
+    try {
+        f();
+    } catch (const Error& e) {
+        return e.code();
+    }
+    FAIL("no medimg::Error was thrown");
+    return ErrorCode::Internal;
+}
+
+struct Box {
+    std::array<std::int64_t, 3> lo, hi;
+};
+
+// Reference: the box of selected voxels over all volumes, grown by margin.
+Box reference_box(const std::vector<std::int64_t>& ids, const std::vector<std::int64_t>& dims,
+                  const LabelSet& set, std::int64_t margin) {
+    Box b{{dims[0], dims[1], dims[2]}, {-1, -1, -1}};
+    const std::int64_t vol = dims[0] * dims[1] * dims[2];
+    for (std::size_t n = 0; n < ids.size(); ++n) {
+        if (!set.contains(ids[n])) continue;
+        const std::int64_t p = static_cast<std::int64_t>(n) % vol;
+        const std::int64_t c[3] = {p % dims[0], (p / dims[0]) % dims[1], p / (dims[0] * dims[1])};
+        for (int a = 0; a < 3; ++a) {
+            b.lo[a] = std::min(b.lo[a], c[a]);
+            b.hi[a] = std::max(b.hi[a], c[a]);
+        }
+    }
+    if (b.hi[0] < 0) return Box{{0, 0, 0}, {0, 0, 0}};
+    for (int a = 0; a < 3; ++a) {
+        b.lo[a] = std::max<std::int64_t>(0, b.lo[a] - margin);
+        b.hi[a] = std::min<std::int64_t>(dims[a] - 1, b.hi[a] + margin);
+    }
+    return b;
+}
+
+// Reference output ids: keep or mask, cropped to `box` when crop.
+std::vector<double> reference(const std::vector<std::int64_t>& ids,
+                              const std::vector<std::int64_t>& dims, const LabelSet& set,
+                              Mode mode, const Box* box) {
+    std::vector<double> out;
+    const std::int64_t vol = dims[0] * dims[1] * dims[2];
+    for (std::size_t n = 0; n < ids.size(); ++n) {
+        const std::int64_t p = static_cast<std::int64_t>(n) % vol;
+        const std::int64_t c[3] = {p % dims[0], (p / dims[0]) % dims[1], p / (dims[0] * dims[1])};
+        if (box) {
+            bool inside = true;
+            for (int a = 0; a < 3; ++a) inside = inside && c[a] >= box->lo[a] && c[a] <= box->hi[a];
+            if (!inside) continue;
+        }
+        const bool sel = set.contains(ids[n]);
+        out.push_back(mode == Mode::Mask ? (sel ? 1.0 : 0.0) : (sel ? static_cast<double>(ids[n]) : 0.0));
+    }
+    return out;
+}
+
+std::array<double, 3> world(const Header& h, double i, double j, double k) {
+    const auto a = h.affine();
+    std::array<double, 3> w{};
+    for (int r = 0; r < 3; ++r) w[r] = a[r][0] * i + a[r][1] * j + a[r][2] * k + a[r][3];
+    return w;
+}
+
+}  // namespace
+
+TEST_CASE("filter: keep and mask match the reference for every label datatype",
+          "[labels][filter]") {
+    const int code = GENERATE(2, 256, 4, 512, 8, 768, 1024, 1280, 16, 64);
+    const ByteOrder order = GENERATE(ByteOrder::Little, ByteOrder::Big);
+    const Mode mode = GENERATE(Mode::Keep, Mode::Mask);
+    const bool crop = GENERATE(false, true);
+    // Few ranges take the direct-compare path, many ranges the table/search one.
+    const std::string ids_text = GENERATE(as<std::string>{}, "2,5-6", "1,3,5,7,9,11,13,15,17,-3,100");
+    const std::int64_t margin = GENERATE(0, 1, 100);
+    if (!crop && margin != 0) return;
+    const bool is_signed = code == 256 || code == 4 || code == 8 || code == 1024 || code == 16 || code == 64;
+    INFO("datatype " << code << (order == ByteOrder::Big ? " big" : " little") << " mode "
+                     << (mode == Mode::Keep ? "keep" : "mask") << " crop " << crop << " margin "
+                     << margin << " ids " << ids_text);
+
+    const std::vector<std::int64_t> dims = {7, 5, 4};
+    std::vector<std::int64_t> ids(7 * 5 * 4, 0);
+    const std::vector<std::int64_t> palette = {1, 2, 3, 5, 6, 7, 9, 13, 20, 100};
+    // Labels in an interior block, so the crop box is a proper sub-box.
+    for (std::int64_t k = 1; k < 3; ++k)
+        for (std::int64_t j = 1; j < 4; ++j)
+            for (std::int64_t i = 2; i < 6; ++i)
+                ids[(k * 5 + j) * 7 + i] = palette[(i * 3 + j * 5 + k) % palette.size()];
+    ids[(1 * 5 + 2) * 7 + 3] = is_signed ? -3 : 0;
+
+    NiftiSpec spec;
+    spec.byte_order = order;
+    spec.dims = dims;
+    spec.datatype = code;
+    spec.data = encode_as(code, ids, order);
+    spec.pixdim = {-1, 0.8, 0.9, 2.5, 1, 1, 1, 1};
+    spec.qform_code = 1;
+    spec.quatern = {0.1, -0.2, 0.3};
+    spec.qoffset = {-100.5, 20.25, 7};
+    spec.sform_code = crop && margin == 1 ? 0 : 2;   // margin 1: check the qform alone
+    spec.srow = {{{0.8, 0.01, 0, -90}, {0, 0.9, 0.02, 30}, {0.03, 0, 2.5, -12}}};
+
+    FilterOptions opt;
+    opt.labels = LabelSet::parse(ids_text, 1000);
+    opt.mode = mode;
+    opt.crop = crop;
+    opt.margin = margin;
+    const Output out = run_filter(spec, opt);
+    const Header in_h = Reader::open_memory(medimg::test::build_nifti(spec), ReadLimits{}).header();
+
+    const Box box = reference_box(ids, dims, opt.labels, margin);
+    const auto expected = reference(ids, dims, opt.labels, mode, crop ? &box : nullptr);
+    CHECK(ids_of(out) == expected);
+    CHECK(out.header.byte_order() == order);
+    if (mode == Mode::Mask) {
+        CHECK(out.header.datatype().code == 2);
+        CHECK_FALSE(out.header.scaled());
+    } else {
+        CHECK(out.header.datatype().code == code);
+    }
+    if (crop) {
+        for (int a = 0; a < 3; ++a) CHECK(out.header.dim(a + 1) == box.hi[a] - box.lo[a] + 1);
+        for (double i : {0.0, 1.0}) {
+            const auto w_out = world(out.header, i, 1, 0);
+            const auto w_in = world(in_h, i + box.lo[0], 1 + box.lo[1], box.lo[2]);
+            for (int r = 0; r < 3; ++r) CHECK(w_out[r] == Approx(w_in[r]).margin(1e-3));
+        }
+    } else {
+        for (int a = 0; a < 3; ++a) CHECK(out.header.dim(a + 1) == dims[a]);
+        CHECK(out.header.affine() == in_h.affine());
+    }
+}
+
+TEST_CASE("filter: scaled inputs keep exact ids", "[labels][filter]") {
+    NiftiSpec spec;
+    spec.dims = {4, 2, 1};
+    SECTION("int16 slope 2: stored values kept, zeros stored as 0") {
+        spec.datatype = 4;
+        spec.scl_slope = 2;
+        spec.data = encode_as(4, {0, 1, 2, 3, 3, 2, 1, 0}, ByteOrder::Little);
+        FilterOptions opt;
+        opt.labels = LabelSet::parse("4,6", 10);
+        const Output out = run_filter(spec, opt);
+        CHECK(out.header.datatype().code == 4);
+        CHECK(out.header.slope() == 2);
+        CHECK(ids_of(out) == std::vector<double>{0, 0, 4, 6, 6, 4, 0, 0});
+        CHECK(decode_as(4, out.data, ByteOrder::Little).ints ==
+              std::vector<std::int64_t>{0, 0, 2, 3, 3, 2, 0, 0});
+    }
+    SECTION("int16 slope 1 inter -1024: removed voxels stored as 1024") {
+        spec.datatype = 4;
+        spec.scl_slope = 1;
+        spec.scl_inter = -1024;
+        spec.data = encode_as(4, {1024, 1025, 1030, 0, 1024, 1025, 1030, 2000}, ByteOrder::Big);
+        spec.byte_order = ByteOrder::Big;
+        FilterOptions opt;
+        opt.labels = LabelSet::parse("1,-1024", 10);
+        const Output out = run_filter(spec, opt);
+        CHECK(out.header.datatype().code == 4);
+        CHECK(ids_of(out) == std::vector<double>{0, 1, 0, -1024, 0, 1, 0, 0});
+        CHECK(decode_as(4, out.data, ByteOrder::Big).ints ==
+              std::vector<std::int64_t>{1024, 1025, 1024, 0, 1024, 1025, 1024, 1024});
+    }
+    SECTION("uint8 slope 1 inter -1024: no stored 0, written as unscaled int32 ids") {
+        spec.datatype = 2;
+        spec.scl_slope = 1;
+        spec.scl_inter = -1024;
+        spec.data = encode_as(2, {0, 1, 4, 4, 255, 4, 1, 0}, ByteOrder::Little);
+        FilterOptions opt;
+        opt.labels = LabelSet::parse("-1020,-1023", 10);
+        const Output out = run_filter(spec, opt);
+        CHECK(out.header.datatype().code == 8);
+        CHECK_FALSE(out.header.scaled());
+        CHECK(decode_as(8, out.data, ByteOrder::Little).ints ==
+              std::vector<std::int64_t>{0, -1023, -1020, -1020, 0, -1020, -1023, 0});
+    }
+    SECTION("uint8 slope 1 inter 1: ids fit uint8, written unscaled as uint8") {
+        spec.datatype = 2;
+        spec.scl_slope = 1;
+        spec.scl_inter = 1;
+        spec.data = encode_as(2, {0, 1, 4, 4, 254, 4, 1, 0}, ByteOrder::Little);
+        FilterOptions opt;
+        opt.labels = LabelSet::parse("5,255", 10);
+        const Output out = run_filter(spec, opt);
+        CHECK(out.header.datatype().code == 2);
+        CHECK_FALSE(out.header.scaled());
+        CHECK(ids_of(out) == std::vector<double>{0, 0, 5, 5, 255, 5, 0, 0});
+    }
+    SECTION("int16 slope 0.5: non-integral scaled values are refused") {
+        spec.datatype = 4;
+        spec.scl_slope = 0.5;
+        spec.data = encode_as(4, {0, 2, 4, 3, 0, 0, 0, 0}, ByteOrder::Little);
+        FilterOptions opt;
+        opt.labels = LabelSet::parse("1", 10);
+        Reader in = Reader::open_memory(medimg::test::build_nifti(spec), ReadLimits{});
+        MemorySink sink;
+        CHECK(code_of([&] { medimg::labels::filter(in, sink, Container::Plain, opt); }) ==
+              ErrorCode::NonIntegralLabels);
+        CHECK(sink.bytes.empty());
+    }
+}
+
+TEST_CASE("filter: 64-bit ids near the int64 limits are compared exactly", "[labels][filter]") {
+    const ByteOrder order = GENERATE(ByteOrder::Little, ByteOrder::Big);
+    const std::int64_t big = std::numeric_limits<std::int64_t>::max();
+    NiftiSpec spec;
+    spec.byte_order = order;
+    spec.dims = {6};
+    SECTION("int64") {
+        spec.datatype = 1024;
+        const std::vector<std::int64_t> v = {big, big - 1, big - 2, INT64_MIN, 0, big - 1};
+        spec.data = encode_as(1024, v, order);
+        FilterOptions opt;
+        opt.labels = LabelSet::parse("9223372036854775806,-9223372036854775808", 10);
+        const Output out = run_filter(spec, opt);
+        CHECK(decode_as(1024, out.data, order).ints ==
+              std::vector<std::int64_t>{0, big - 1, 0, INT64_MIN, 0, big - 1});
+    }
+    SECTION("uint64 values above INT64_MAX are never ids") {
+        spec.datatype = 1280;
+        std::vector<std::uint64_t> v = {UINT64_MAX, 9223372036854775807ull, 9223372036854775808ull,
+                                        5, 0, 9223372036854775806ull};
+        spec.data = medimg::test::encode<std::uint64_t>(v, order);
+        FilterOptions opt;
+        opt.labels = LabelSet::parse("9223372036854775806-9223372036854775807,5", 10);
+        opt.mode = GENERATE(Mode::Keep, Mode::Mask);
+        const Output out = run_filter(spec, opt);
+        if (opt.mode == Mode::Mask) {
+            CHECK(decode_as(2, out.data, order).ints == std::vector<std::int64_t>{0, 1, 0, 1, 0, 1});
+        } else {
+            const auto d = decode_as(1280, out.data, order).ints;
+            CHECK(static_cast<std::uint64_t>(d[0]) == 0);
+            CHECK(d[1] == big);
+            CHECK(d[2] == 0);
+            CHECK(d[3] == 5);
+            CHECK(d[5] == big - 1);
+        }
+    }
+}
+
+TEST_CASE("filter: float maps must hold integral finite values", "[labels][filter]") {
+    TempDir dir;
+    const int code = GENERATE(16, 64);
+    const double bad = GENERATE(0.5, std::numeric_limits<double>::quiet_NaN(),
+                                std::numeric_limits<double>::infinity(), 1e300);
+    if (code == 16 && bad == 1e300) return;   // inf in float32, covered above
+    INFO("datatype " << code << " value " << bad);
+    NiftiSpec spec;
+    spec.dims = {4, 4, 4};
+    spec.datatype = code;
+    std::vector<double> v(64, 1.0);
+    v[63] = bad;   // the last voxel: a one-pass filter would already have written the rest
+    if (code == 16) {
+        std::vector<float> f(v.begin(), v.end());
+        spec.data = medimg::test::encode<float>(f, ByteOrder::Little);
+    } else {
+        spec.data = medimg::test::encode<double>(v, ByteOrder::Little);
+    }
+    medimg::test::write_nifti(dir / "in.nii.gz", spec, true);
+    FilterOptions opt;
+    opt.labels = LabelSet::parse("1", 10);
+    CHECK(code_of([&] {
+              medimg::labels::filter_file(dir / "in.nii.gz", dir / "out.nii.gz", opt, ReadLimits{});
+          }) == ErrorCode::NonIntegralLabels);
+    CHECK(dir.entries() == std::vector<std::string>{"in.nii.gz"});
+    Reader in = Reader::open(dir / "in.nii.gz", ReadLimits{});
+    MemorySink sink;
+    CHECK(code_of([&] { medimg::labels::filter(in, sink, Container::Gzip, opt); }) ==
+          ErrorCode::NonIntegralLabels);
+    CHECK(sink.bytes.empty());
+}
+
+TEST_CASE("filter: unsupported datatypes are refused before writing", "[labels][filter]") {
+    const int code = GENERATE(32, 128, 1536, 1792, 2304);
+    INFO("datatype " << code);
+    NiftiSpec spec;
+    spec.dims = {2, 2, 2};
+    spec.datatype = code;
+    Reader in = Reader::open_memory(medimg::test::build_nifti(spec), ReadLimits{});
+    MemorySink sink;
+    FilterOptions opt;
+    opt.labels = LabelSet::parse("1", 10);
+    CHECK(code_of([&] { medimg::labels::filter(in, sink, Container::Plain, opt); }) ==
+          ErrorCode::UnsupportedDatatype);
+    CHECK(sink.bytes.empty());
+}
+
+TEST_CASE("filter: empty selection gives zeros, and a 1x1x1 volume with crop", "[labels][filter]") {
+    NiftiSpec spec;
+    spec.dims = {3, 3, 3};
+    spec.datatype = 4;
+    std::vector<std::int64_t> v(27, 6);
+    spec.data = encode_as(4, v, ByteOrder::Little);
+    FilterOptions opt;   // empty label set
+    const Output all = run_filter(spec, opt);
+    CHECK(ids_of(all) == std::vector<double>(27, 0.0));
+    opt.crop = true;
+    opt.margin = 5;
+    const Output one = run_filter(spec, opt);
+    CHECK(one.header.dim(1) == 1);
+    CHECK(one.header.dim(2) == 1);
+    CHECK(one.header.dim(3) == 1);
+    CHECK(ids_of(one) == std::vector<double>{0.0});
+}
+
+TEST_CASE("filter: 4-D maps are filtered volume by volume with one crop box", "[labels][filter]") {
+    NiftiSpec spec;
+    const std::vector<std::int64_t> dims = {4, 3, 3, 2};
+    spec.dims = dims;
+    spec.datatype = 512;
+    std::vector<std::int64_t> ids(4 * 3 * 3 * 2, 0);
+    ids[(0 * 3 + 1) * 4 + 1] = 7;            // volume 0: (1,1,0)
+    ids[36 + (2 * 3 + 2) * 4 + 3] = 7;       // volume 1: (3,2,2)
+    ids[36 + (1 * 3 + 1) * 4 + 2] = 9;       // not selected
+    spec.data = encode_as(512, ids, ByteOrder::Little);
+    FilterOptions opt;
+    opt.labels = LabelSet::parse("7", 10);
+    opt.crop = true;
+    const Output out = run_filter(spec, opt);
+    const Box box = reference_box(ids, dims, opt.labels, 0);
+    CHECK(box.lo == std::array<std::int64_t, 3>{1, 1, 0});
+    CHECK(box.hi == std::array<std::int64_t, 3>{3, 2, 2});
+    CHECK(out.header.dim(4) == 2);
+    CHECK(ids_of(out) == reference(ids, dims, opt.labels, Mode::Keep, &box));
+}
+
+TEST_CASE("filter: containers, pairs and extensions", "[labels][filter]") {
+    TempDir dir;
+    NiftiSpec spec;
+    spec.dims = {5, 4, 3};
+    spec.datatype = 2;
+    std::vector<std::int64_t> ids(60);
+    for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<std::int64_t>(i % 7);
+    spec.data = encode_as(2, ids, ByteOrder::Little);
+    FilterOptions opt;
+    opt.labels = LabelSet::parse("3", 10);
+    std::vector<double> expected;
+    for (auto id : ids) expected.push_back(id == 3 ? 3.0 : 0.0);
+
+    SECTION("extension bytes are copied verbatim") {
+        std::vector<std::uint8_t> ext = {1, 0, 0, 0, 32, 0, 0, 0, 6, 0, 0, 0};
+        for (int i = 0; i < 24; ++i) ext.push_back(static_cast<std::uint8_t>('a' + i));
+        spec.extension = ext;
+        const Output out = run_filter(spec, opt, Container::Gzip);
+        CHECK(out.ext == ext);
+        CHECK(out.header.vox_offset() == static_cast<std::int64_t>(348 + ext.size()));
+        CHECK(ids_of(out) == expected);
+    }
+    SECTION("a .hdr/.img pair becomes a single .nii.gz") {
+        const auto version = GENERATE(medimg::nifti::Version::Nifti1, medimg::nifti::Version::Nifti2,
+                                      medimg::nifti::Version::Analyze75);
+        spec.version = version;
+        spec.pair = true;
+        medimg::test::write_pair(dir / "seg.hdr", dir / "seg.img", spec);
+        CHECK(medimg::labels::filtered_name(dir / "seg.hdr") == "filtered_seg.nii.gz");
+        const auto out_path = dir / medimg::labels::filtered_name(dir / "seg.img");
+        const auto r = medimg::labels::filter_file(dir / "seg.hdr", out_path, opt, ReadLimits{});
+        CHECK(r.voxels_selected == 8);
+        const auto bytes = medimg::test::read_file(out_path);
+        REQUIRE(bytes.size() > 2);
+        CHECK((bytes[0] == 0x1f && bytes[1] == 0x8b));
+        const Output out = read_back(bytes);
+        CHECK(out.header.layout() == medimg::nifti::Layout::Single);
+        CHECK(out.header.vox_offset() ==
+              (version == medimg::nifti::Version::Nifti2 ? 544 : 352));
+        CHECK(ids_of(out) == expected);
+    }
+    SECTION("plain .nii stays plain") {
+        medimg::test::write_nifti(dir / "seg.nii", spec, false);
+        medimg::labels::filter_file(dir / "seg.nii", dir / "out.nii", opt, ReadLimits{});
+        const auto bytes = medimg::test::read_file(dir / "out.nii");
+        CHECK(bytes[0] != 0x1f);
+        CHECK(ids_of(read_back(bytes)) == expected);
+    }
+}
+
+TEST_CASE("filter: filtered_name", "[labels][filter]") {
+    auto [in, out] = GENERATE(table<std::string, std::string>({
+        {"all.nii.gz", "filtered_all.nii.gz"},
+        {"/x/y/all.nii", "filtered_all.nii"},
+        {"a.hdr", "filtered_a.nii.gz"},
+        {"a.img", "filtered_a.nii.gz"},
+        {"a.hdr.gz", "filtered_a.nii.gz"},
+        {"a.img.gz", "filtered_a.nii.gz"},
+    }));
+    CHECK(medimg::labels::filtered_name(in) == out);
+}
