@@ -83,7 +83,9 @@ def main():
             outb = None
             if r["kind"] == "floor" and r.get("stdout_last"):
                 outb = r["stdout_last"][-1].split("\t")[6]
-            rows.append([d, r["name"].split(" ", 1)[0] + " " + r.get("variant", ""), fmt_t(r),
+            what = {"igzip": "`igzip -d -c | igzip -1 -c`", "zcat": "`zcat | gzip -1`"}.get(
+                r.get("variant"), f"floor `{r.get('variant')}`")
+            rows.append([d, what, fmt_t(r),
                          f"{phases[0]:.3f} / {phases[1]:.3f}" if phases else "–",
                          fmt_mib(r["maxrss_kib"]), outb or "–"])
     if rows:
@@ -203,9 +205,9 @@ def main():
                 verdicts.append(("uncached filter ≤ 1.3× CLI time", f"{u['median_s']:.3f} vs {cli['median_s']:.3f} s "
                                  f"({u['median_s'] / cli['median_s']:.2f}×)", u["median_s"] <= 1.3 * cli["median_s"]))
             out.append(line + "\n")
-        load = by.get("uncached-load")
-        if load:
-            hwm = [v for r in load for v in r["worker_vmhwm_kib"].values() if v]
+        under_load = by.get("uncached-load")
+        if under_load:
+            hwm = [v for r in under_load for v in r["worker_vmhwm_kib"].values() if v]
             if hwm:
                 out.append("Worker peak RSS (VmHWM) after the load runs: " +
                            ", ".join(f"{fmt_mib(v)} MiB" for v in hwm) + "\n")
