@@ -1,4 +1,4 @@
--- medimg: CORS for lighttpd (mod_magnet, package lighttpd-modules-lua).
+-- medimg: CORS (and nosniff) for lighttpd (mod_magnet, package lighttpd-modules-lua).
 --
 -- setenv cannot echo a request's Origin, so the allow-list is applied here.
 -- The same script is hooked twice by medimg-routes.conf:
@@ -14,6 +14,12 @@
 
 local r = lighty.r
 local method = r.req_attr["request.method"]
+
+-- setenv's header is missing from answers refused before mod_setenv runs
+-- (url.access-deny): add it here, on every answer.
+if r.resp_header["X-Content-Type-Options"] == nil then
+  r.resp_header["X-Content-Type-Options"] = "nosniff"
+end
 
 -- Already decided: the worker answered, or the preflight stage did.
 if r.resp_header["Access-Control-Allow-Origin"] then

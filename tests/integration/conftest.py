@@ -157,7 +157,12 @@ def make_tree(root):
     nib.save(nib.Nifti1Image(small, np.diag([1.5, 1.5, 2.0, 1.0])), str(scans / "plain.nii"))
     nib.save(nib.AnalyzeImage(small, np.diag([1.5, 1.5, 2.0, 1.0])), str(scans / "pair.img"))
     whole = (scans / "plain.nii").read_bytes()
-    (pdir / "broken.nii.gz").write_bytes(gzip.compress(whole)[:200])   # truncated gzip
+    packed = gzip.compress(whole)
+    (scans / "broken.nii.gz").write_bytes(packed[:len(packed) // 2])        # truncated gzip
+    bad = bytearray(whole)
+    bad[72:74] = (8).to_bytes(2, "little")     # bitpix 8 for int16 data
+    (pdir / "badheader.nii").write_bytes(bytes(bad))
+    (pdir / "notnifti.nii").write_bytes(b"\0\0\0\0" + whole[4:])       # sizeof_hdr 0
     (pdir / ".env").write_bytes(SECRET)
     (root / ".env").write_bytes(SECRET)
     (pdir / "notes").mkdir()

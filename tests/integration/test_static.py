@@ -73,8 +73,10 @@ def test_range_suffix(server, get):
 
 
 def test_range_multi(server, get):
+    # Ranges far apart: a server may merge close ones into one (RFC 9110 14.3).
     data = file_bytes(server, SEG)
-    a = get(SEG, headers={"Range": "bytes=0-9,50-59"})
+    assert len(data) > 3000
+    a = get(SEG, headers={"Range": "bytes=0-9,2000-2009"})
     assert a.status == 206
     ctype = a.header("Content-Type")
     assert ctype.startswith("multipart/byteranges")
@@ -86,7 +88,7 @@ def test_range_multi(server, get):
         head, _, body = p.partition(b"\r\n\r\n")
         assert b"content-range: bytes" in head.lower()
         got.append(body[:-2] if body.endswith(b"\r\n") else body)
-    assert got == [data[0:10], data[50:60]]
+    assert got == [data[0:10], data[2000:2010]]
 
 
 def test_range_unsatisfiable(server, get):
@@ -110,7 +112,8 @@ def test_listing_escapes_names(server, get):
     a = get(f"/output/{PATIENT}/notes/")
     assert a.status == 200
     assert b"odd <name>" not in a.body
-    assert b"&lt;name&gt;" in a.body
+    lowered = a.body.lower()
+    assert b"&lt;name&gt;" in lowered or b"&#x3c;name&#x3e;" in lowered or b"&#60;name&#62;" in lowered
 
 
 def test_listing_disabled(strict_server):
