@@ -5,11 +5,12 @@ sockets in a private temporary directory; LoadModule lines from
 /usr/lib/apache2/modules), so nothing of the system's Apache is touched.
 
 When the tests run as root, Apache's children drop to `www-data` (Apache
-refuses to serve as root). Everything it must reach is then made reachable
-for that user without widening anything else: the temporary directory is
-0755, the worker's socket belongs to www-data (spawn-fcgi -U), and the
-directories above the data root get the search bit for others (o+x) when
-they lack it (pytest's /tmp/pytest-of-root is 0700), never the read bit.
+refuses to serve as root), which cannot enter pytest's 0700 temporary
+directories. Permissions there cannot be widened reliably (every pytest
+session resets /tmp/pytest-of-root to 0700), so a data root or www root
+that www-data cannot reach is served from a mirror in the server's own 0755
+directory: the same files, hard-linked (same inodes and bytes), symlinks
+copied as they are. The worker's socket belongs to www-data (spawn-fcgi -U).
 """
 
 import grp
@@ -50,13 +51,39 @@ def apache_available():
     return Path(APACHE).exists() and (MODULE_DIR / "mod_proxy_fcgi.so").exists()
 
 
-def _grant_traverse(path):
-    """Adds o+x to `path` and its ancestors where missing (root only)."""
+def _reachable(path):
+    """True when others may enter `path` and every directory above it."""
     p = Path(path).resolve()
-    for d in [p, *p.parents]:
-        mode = d.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            os.chmod(d, stat.S_IMODE(mode) | stat.S_IXOTH)
+    return all(d.stat().st_mode & stat.S_IXOTH for d in [p, *p.parents])
+
+
+def _mirror(src, dst):
+    """Recreates the tree `src` at `dst`: directories 0755, files hard-linked
+    (copied across file systems), symlinks copied verbatim."""
+    src, dst = Path(src), Path(dst)
+    dst.mkdir(mode=0o755)
+    os.chmod(dst, 0o755)
+    for dirpath, dirnames, filenames in os.walk(src):
+        rel = Path(dirpath).relative_to(src)
+        for name in dirnames + filenames:
+            s, d = Path(dirpath) / name, dst / rel / name
+            if s.is_symlink():
+                os.symlink(os.readlink(s), d)
+            elif s.is_dir():
+                d.mkdir()
+                os.chmod(d, 0o755)
+            else:
+                try:
+                    os.link(s, d)
+                except OSError:
+                    shutil.copy2(s, d)
+
+
+def server_readable_dir(prefix="medimg-apache-files-"):
+    """A fresh 0755 directory Apache's children can read (caller removes it)."""
+    d = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(d, 0o755)
+    return d
 
 
 def _comm(pid):
@@ -72,13 +99,6 @@ def _children(pid):
                 for c in (t / "children").read_text().split()]
     except OSError:
         return []
-
-
-def readable_by_server(path):
-    """Lets Apache's children (www-data when run as root) read `path`."""
-    if os.geteuid() == 0:
-        _grant_traverse(Path(path).parent)
-        os.chmod(path, stat.S_IMODE(os.stat(path).st_mode) | stat.S_IROTH)
 
 
 def _apache_string(value):
@@ -99,7 +119,8 @@ class ApacheServer:
       extra_conf     text appended after the medimg snippet
       extra_modules  more module names to load (e.g. "ssl", "auth_basic")
       listen         extra "Listen" lines (e.g. for a TLS port)
-      cache          False: the worker streams results itself
+      cache          False: no result cache, no mod_xsendfile (the worker
+                     streams results itself)
     """
 
     kind = "apache"
@@ -131,6 +152,9 @@ class ApacheServer:
         self.www_root = Path(www_root) if www_root else self.source_dir / "www"
         self.apache_dir = Path(apache_dir) if apache_dir else self.source_dir / "apache"
         self.conf_dir = Path(conf_dir) if conf_dir else self.source_dir / "conf"
+        # What Apache and the worker are pointed at (a mirror when needed).
+        self.served_data_root = self.data_root
+        self.served_www_root = self.www_root
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.workdir = None
         self.httpd = None
@@ -162,11 +186,11 @@ class ApacheServer:
         conf = self.conf_dir
         lines = [
             "[paths]",
-            f"data_root = {self.data_root}",
+            f"data_root = {self.served_data_root}",
             f"cache_dir = {self.cache_dir}",
             f"label_dict = {conf / 'vista3d_label_dict.json'}",
             f"label_colors = {conf / 'vista3d_label_colors.json'}",
-            f"www_root = {self.www_root}",
+            f"www_root = {self.served_www_root}",
             "[server]",
             # The web server sends the CORS headers.
             "cors_origins =",
@@ -182,6 +206,8 @@ class ApacheServer:
 
     def _module_lines(self):
         mods = list(BASE_MODULES)
+        if not self.cache:
+            mods.remove("xsendfile")
         if self.variant == "fcgid":
             mods.append("fcgid")
         else:
@@ -230,12 +256,14 @@ class ApacheServer:
             "    AllowOverride None",
             "    Require all denied",
             "</Directory>",
-            f"Define MEDIMG_DATA_ROOT {_apache_string(self.data_root)}",
-            f"Define MEDIMG_WWW_ROOT {_apache_string(self.www_root)}",
+            f"Define MEDIMG_DATA_ROOT {_apache_string(self.served_data_root)}",
+            f"Define MEDIMG_WWW_ROOT {_apache_string(self.served_www_root)}",
             f"Define MEDIMG_CACHE_DIR {_apache_string(self.cache_dir)}",
             f"Define MEDIMG_SOCKET {_apache_string(self.sockets[0] if self.sockets else w / 'fcgi.sock')}",
             "Define MEDIMG_TIMEOUT 120",
         ]
+        if not self.cache:
+            lines.append("Define MEDIMG_NO_XSENDFILE")
         if not self.listing:
             lines.append("Define MEDIMG_NO_LISTING")
         if self.cors_origins == "*":
@@ -301,8 +329,12 @@ class ApacheServer:
                 for d in ("cache", "fcgid"):
                     os.chown(self.workdir / d, uid, gid)
         if self.as_root:
-            _grant_traverse(self.data_root)
-            _grant_traverse(self.www_root)
+            if not _reachable(self.data_root):
+                self.served_data_root = self.workdir / "data"
+                _mirror(self.data_root, self.served_data_root)
+            if not _reachable(self.www_root):
+                self.served_www_root = self.workdir / "www"
+                _mirror(self.www_root, self.served_www_root)
         self._write_ini()
         if self.variant != "fcgid":
             self.sockets = [self.workdir / (f"fcgi-{i}.sock" if self.pools > 1 else "fcgi.sock")

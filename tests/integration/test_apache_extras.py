@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from apache_server import ApacheServer, apache_available, free_port, readable_by_server  # noqa: E402
+from apache_server import ApacheServer, apache_available, free_port, server_readable_dir  # noqa: E402
 
 BUILD = Path(os.environ.get("MEDIMG_BUILD_DIR", "build"))
 SOURCE = Path(os.environ.get("MEDIMG_SOURCE_DIR", Path(__file__).resolve().parents[2]))
@@ -89,13 +89,21 @@ def check_filtered(body, keep):
     assert values & set(keep)
 
 
-def test_basic_auth_example(data_root, scan, tmp_path):
+@pytest.fixture
+def files_dir():
+    """A directory Apache's children can read (pytest's tmp_path is 0700)."""
+    d = server_readable_dir()
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_basic_auth_example(data_root, scan, files_dir):
     if not shutil.which("htpasswd"):
         pytest.skip("htpasswd (apache2-utils) missing")
-    passwd = tmp_path / "htpasswd"
+    passwd = files_dir / "htpasswd"
     subprocess.run(["htpasswd", "-cbB", str(passwd), "alice", "s3cret"], check=True,
                    capture_output=True)
-    readable_by_server(passwd)
+    passwd.chmod(0o644)
     conf = example("Basic authentication").replace("/etc/medimg/htpasswd", str(passwd))
     rel, _ = scan
     with ApacheServer(BUILD, SOURCE, data_root, extra_conf=conf,
@@ -126,7 +134,7 @@ def test_ldap_example_is_valid_syntax(data_root, tmp_path):
              "Listen 127.0.0.1:65500", f'ErrorLog "{tmp_path}/error.log"']
     lines += [f"LoadModule {m}_module {mods}/mod_{m}.so" for m in
               ("mpm_event", "authz_core", "authn_core", "auth_basic", "ldap", "authnz_ldap",
-               "alias", "mime", "headers", "setenvif", "proxy", "proxy_fcgi")]
+               "alias", "mime", "headers", "setenvif", "proxy", "proxy_fcgi", "xsendfile")]
     lines += [f'Define MEDIMG_DATA_ROOT "{data_root}"', f'Include "{SNIPPET}"', conf]
     (tmp_path / "ldap.conf").write_text("\n".join(lines) + "\n")
     proc = subprocess.run(["apache2", "-t", "-f", str(tmp_path / "ldap.conf")],
@@ -182,9 +190,9 @@ def test_fcgid_variant(data_root, scan):
         # Several requests at once: mod_fcgid starts more one-thread workers.
         from concurrent.futures import ThreadPoolExecutor
         with ThreadPoolExecutor(4) as pool:
-            statuses = list(pool.map(lambda _: get(server.base_url + f"/output/{rel}/labels")[0],
-                                     range(12)))
-        assert statuses == [200] * 12
+            answers = list(pool.map(lambda _: get(server.base_url + f"/output/{rel}/labels"),
+                                    range(12)))
+        assert [a[0] for a in answers] == [200] * 12, [a for a in answers if a[0] != 200]
 
 
 def test_xsendfile_serves_cached_results_with_range_and_etag(data_root, scan):
@@ -259,3 +267,22 @@ def test_spawn_fcgi_multiwatch_pool_restarts_workers(data_root, scan):
                 break
             time.sleep(0.05)
         assert len(now) == 2 and before[0] not in now and before[1] in now, (before, now)
+
+
+def test_without_xsendfile(data_root, scan):
+    """mod_xsendfile missing: refused at start unless the worker streams."""
+    rel, _ = scan
+    server = ApacheServer(BUILD, SOURCE, data_root, cache=False)
+    with server:
+        ids = label_ids(server, rel)
+        status, headers, body = get(f"{server.base_url}/filtered-scans/{rel}?label_ids={ids[0]}")
+        assert status == 200 and "X-Sendfile" not in headers
+        check_filtered(body, [ids[0]])
+        # The same configuration without the opt-out does not start.
+        broken = server.conf.with_name("broken.conf")
+        conf = server.conf.read_text()
+        assert "Define MEDIMG_NO_XSENDFILE\n" in conf
+        broken.write_text(conf.replace("Define MEDIMG_NO_XSENDFILE\n", ""))
+        proc = subprocess.run(["apache2", "-t", "-f", str(broken)], capture_output=True,
+                              text=True, timeout=30)
+        assert proc.returncode != 0 and "mod_xsendfile is not loaded" in proc.stderr
