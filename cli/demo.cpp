@@ -128,6 +128,10 @@ int lobe_of(bool left, double y, double z) {
     return z > 770 ? 30 : 31;
 }
 
+// The body section a height z falls in; the outline changes only between
+// sections, so a slice's outline is computed once per section.
+int body_section(double z) { return z < 120 ? 0 : z < 300 ? 1 : z < 560 ? 2 : z < 880 ? 3 : 4; }
+
 // The body outline at height z: 0 outside, 1 fat rim, 2 soft tissue.
 int body_class(double x, double y, double z) {
     double r2;
@@ -357,7 +361,7 @@ int run(const Args& args) {
     for (const auto& s : structures) hu[static_cast<std::size_t>(s.id)] = static_cast<std::int16_t>(s.hu);
     hu[kSpineBone] = 700;
     constexpr std::array<std::int16_t, 3> kBodyHu = {-1000, -100, 45};   // air, fat, soft tissue
-    constexpr std::array<double, 3> kNoise = {12, 25, 30};               // half-width of the noise
+    constexpr std::array<int, 3> kNoise = {12, 25, 30};                  // half-width of the noise
 
     const std::size_t n = static_cast<std::size_t>(g.nx * g.ny);
     std::vector<std::uint8_t> body(n);
@@ -370,13 +374,17 @@ int run(const Args& args) {
             if (!highest_vertebra || s.cz > highest_vertebra->cz) highest_vertebra = &s;
         }
 
+    int section = -1;
     for (std::int64_t k = 0; k < g.nz; ++k) {
         const double z = g.z_of(k);
-        for (std::int64_t j = 0; j < g.ny; ++j) {
-            const double y = g.y_of(j);
-            for (std::int64_t i = 0; i < g.nx; ++i)
-                body[static_cast<std::size_t>(j * g.nx + i)] =
-                    static_cast<std::uint8_t>(body_class(g.x_of(i), y, z));
+        if (body_section(z) != section) {
+            section = body_section(z);
+            for (std::int64_t j = 0; j < g.ny; ++j) {
+                const double y = g.y_of(j);
+                for (std::int64_t i = 0; i < g.nx; ++i)
+                    body[static_cast<std::size_t>(j * g.nx + i)] =
+                        static_cast<std::uint8_t>(body_class(g.x_of(i), y, z));
+            }
         }
         std::fill(label.begin(), label.end(), std::int16_t{0});
         // The rest of the spine, sacrum to C7, in the CT only (not labelled).
@@ -390,17 +398,19 @@ int run(const Args& args) {
         }
         for (const auto& s : structures) paint(s, g, z, body, label);
 
+        // Triangular noise from two 8-bit uniforms: 16 random bits per voxel.
         const std::uint64_t slice_seed = splitmix64(seed ^ (static_cast<std::uint64_t>(k) << 32));
-        for (std::size_t at = 0; at < n; ++at) {
-            const int l = label[at];
-            const int cls = body[at];
-            const std::uint64_t r = splitmix64(slice_seed + at);
-            // Triangular noise: sum of two uniforms, in [-1, 1).
-            const double u = (static_cast<double>(r & 0xffff) + static_cast<double>((r >> 16) & 0xffff)) /
-                                 65536.0 - 1.0;
-            const double value = l ? hu[static_cast<std::size_t>(l)] + 30 * u : kBodyHu[cls] + kNoise[cls] * u;
-            ct[at] = static_cast<std::int16_t>(std::lround(value));
-            seg[at] = l >= kSpineBone ? std::int16_t{0} : static_cast<std::int16_t>(l);
+        for (std::size_t at = 0; at < n; at += 4) {
+            std::uint64_t r = splitmix64(slice_seed + at);
+            const std::size_t end = std::min(n, at + 4);
+            for (std::size_t v = at; v < end; ++v, r >>= 16) {
+                const int tri = static_cast<int>(r & 0xff) + static_cast<int>((r >> 8) & 0xff) - 255;
+                const int l = label[v];
+                const int base = l ? hu[static_cast<std::size_t>(l)] : kBodyHu[body[v]];
+                const int amp = l ? 30 : kNoise[body[v]];
+                ct[v] = static_cast<std::int16_t>(base + ((tri * amp) >> 8));
+                seg[v] = l >= kSpineBone ? std::int16_t{0} : static_cast<std::int16_t>(l);
+            }
         }
         outputs[0]->write(ct);
         outputs[1]->write(seg);
