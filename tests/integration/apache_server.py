@@ -244,6 +244,8 @@ class ApacheServer:
             "StartServers 1",
             "ServerLimit 2",
             "ThreadsPerChild 16",
+            "MinSpareThreads 4",
+            "MaxSpareThreads 32",
             "MaxRequestWorkers 32",
             "TraceEnable off",
             # An empty document root: URLs outside medimg's get 404.
