@@ -1,0 +1,103 @@
+"""The drop-in snippet lighttpd/medimg.conf, as installed into a Debian-style
+lighttpd (main config with create-mime, access rules and conf-enabled
+include): its paths are pointed at the test tree, the worker is spawned by
+lighttpd (bin-path), and the routes answer."""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import (PATIENT, SCAN, SOURCE, WORKER, descendants_of, free_port, request,
+                      wait_gone)
+
+LIGHTTPD = shutil.which("lighttpd") or "/usr/sbin/lighttpd"
+
+pytestmark = pytest.mark.skipif(not (Path(LIGHTTPD).exists() and WORKER.exists()),
+                                reason="lighttpd and medimg-fcgi needed")
+
+
+def install_snippet(tmp, data_root, port):
+    text = (SOURCE / "lighttpd" / "medimg.conf").read_text()
+    subst = {
+        "var.medimg_data_root": str(data_root),
+        "var.medimg_www_root": str(SOURCE / "www"),
+        "var.medimg_lighttpd_dir": str(SOURCE / "lighttpd"),
+        "var.medimg_cache_dir": str(tmp / "cache"),
+    }
+    for var, value in subst.items():
+        text, n = re.subn(rf'^{re.escape(var)}\s*=\s*"[^"]*"', f'{var} = "{value}"', text,
+                          flags=re.M)
+        assert n == 1, var
+    text = text.replace('"/run/lighttpd/medimg-fcgi.sock"', f'"{tmp}/fcgi.sock"')
+    text = text.replace('"/usr/bin/medimg-fcgi --config /etc/medimg/medimg.ini"',
+                        f'"{WORKER} --threads 2"')
+    (tmp / "cache").mkdir()
+    enabled = tmp / "conf-enabled"
+    enabled.mkdir()
+    (enabled / "50-medimg.conf").write_text(text)
+    main = tmp / "lighttpd.conf"
+    main.write_text(f"""
+server.modules = ( "mod_indexfile", "mod_access", "mod_alias", "mod_redirect" )
+server.document-root = "{tmp}/html"
+server.bind = "127.0.0.1"
+server.port = {port}
+server.errorlog = "{tmp}/error.log"
+index-file.names = ( "index.html" )
+url.access-deny = ( "~", ".inc" )
+include_shell "/usr/share/lighttpd/create-mime.conf.pl"
+include "{enabled}/*.conf"
+server.modules += ( "mod_dirlisting", "mod_staticfile" )
+""")
+    (tmp / "html").mkdir()
+    return main
+
+
+def test_snippet_in_debian_layout(tree, tmp_path):
+    port = free_port()
+    conf = install_snippet(tmp_path, tree["root"], port)
+    check = subprocess.run([LIGHTTPD, "-tt", "-f", str(conf)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    proc = subprocess.Popen([LIGHTTPD, "-D", "-f", str(conf)], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        health = None
+        while time.monotonic() < deadline:
+            try:
+                health = request(base, "/health", timeout=5)
+                if health.status == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.1)
+        assert health is not None and health.status == 200, (tmp_path / "error.log").read_text()
+        seg = f"/output/{PATIENT}/scans/{SCAN}.nii.gz"
+        a = request(base, seg)
+        assert a.status == 200
+        assert a.header("Content-Type") == "application/gzip"
+        assert a.header("ETag")
+        assert a.header("X-Content-Type-Options") == "nosniff"
+        assert request(base, f"/output/{PATIENT}/.env").status == 403
+        f = request(base, f"/filtered-scans/{PATIENT}/{SCAN}.nii.gz?label_ids=1")
+        assert f.status == 200 and f.body[:2] == b"\x1f\x8b"
+        r = request(base, f"/filtered-scans/{PATIENT}/{SCAN}.nii.gz?label_ids=1",
+                    headers={"Range": "bytes=0-9"})
+        assert r.status == 206 and r.body == f.body[:10]
+        assert request(base, "/").status == 200
+        assert request(base, "/package.json").status == 404
+    finally:
+        everything = descendants_of(proc.pid) + [proc.pid]
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+        left = wait_gone(everything, timeout=5)
+        for p in left:
+            os.kill(p, signal.SIGKILL)
+        assert left == []
