@@ -118,6 +118,7 @@ before(async () => {
     const log_fd = fs.openSync(server_log, "a");
     server = spawn(medimg, ["serve", "--host", "127.0.0.1", "--port", String(port), "--data-root", data_root], {
       cwd: tmp,
+      env: { ...process.env, MEDIMG_WWW_ROOT: path.join(SOURCE_DIR, "www") },
       detached: true, // its own process group: lighttpd and workers end with it
       stdio: ["ignore", log_fd, log_fd],
     });

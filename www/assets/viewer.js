@@ -261,6 +261,8 @@ function render_labels() {
     td_check.append(box);
 
     const td_name = document.createElement("td");
+    td_name.className = "name-cell";
+    td_name.title = `${label.name} (id ${label.id})`;
     const name = document.createElement("label");
     name.htmlFor = box.id;
     name.className = "name";
