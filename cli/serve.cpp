@@ -456,9 +456,9 @@ int serve(const Args& args) {
 
     const fs::path www_root = fs::absolute(config.www_root).lexically_normal();
     const std::map<std::string, std::string> values = {
-        {"HOST", bind},
+        // lighttpd 1.4.69 takes an IPv6 address in brackets, without server.use-ipv6.
+        {"HOST", is_ipv6(bind) ? "[" + bind + "]" : bind},
         {"PORT", std::to_string(config.port)},
-        {"USE_IPV6", is_ipv6(bind) ? "enable" : "disable"},
         {"RUNTIME_DIR", conf_string(runtime.path.string(), "runtime directory")},
         {"ACCESS_LOG", parsed.has("--quiet") ? "/dev/null" : "/dev/stderr"},
         {"DATA_ROOT", conf_string(data_root.string(), "data root")},
