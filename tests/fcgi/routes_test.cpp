@@ -1,0 +1,440 @@
+// The worker's routes through the in-memory transport, on real files in a
+// temporary data root: answers, every error class of DESIGN.md §4 with its
+// JSON body, conditional GET, HEAD, the results cache and CORS.
+#include <unistd.h>
+
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "catch.hpp"
+#include "context.hpp"
+#include "nifti_builder.hpp"
+#include "router.hpp"
+#include "routes/routes.hpp"
+#include "transport.hpp"
+
+namespace stdfs = std::filesystem;
+using medimg::Config;
+using medimg::fcgi::Context;
+using medimg::fcgi::MemoryTransport;
+using medimg::fcgi::Router;
+using namespace medimg::test;
+
+namespace {
+
+struct Answer {
+    int status = 0;
+    std::map<std::string, std::string> headers;   // lower-case names
+    std::string body;
+    std::string raw_head;
+
+    bool has(const std::string& name) const { return headers.count(name) > 0; }
+    std::string operator[](const std::string& name) const {
+        auto it = headers.find(name);
+        return it == headers.end() ? std::string() : it->second;
+    }
+    nlohmann::json json() const { return nlohmann::json::parse(body); }
+};
+
+Answer parse_answer(const std::string& out) {
+    Answer a;
+    auto end = out.find("\r\n\r\n");
+    REQUIRE(end != std::string::npos);
+    a.raw_head = out.substr(0, end);
+    a.body = out.substr(end + 4);
+    std::size_t pos = 0;
+    while (pos < end) {
+        auto eol = out.find("\r\n", pos);
+        std::string line = out.substr(pos, eol - pos);
+        pos = eol + 2;
+        auto colon = line.find(": ");
+        REQUIRE(colon != std::string::npos);
+        std::string name = line.substr(0, colon);
+        for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        if (name == "status") a.status = std::stoi(line.substr(colon + 2, 3));
+        else if (a.headers.count(name)) a.headers[name] += ", " + line.substr(colon + 2);
+        else a.headers[name] = line.substr(colon + 2);
+    }
+    return a;
+}
+
+// int16 4x3x2 label map: ids 0, 1, 5, 6 and 12 in known places.
+const std::vector<std::int16_t> kLabels = {0, 1, 1, 5, 0, 6, 6, 0, 12, 0, 0, 0,
+                                           0, 0, 5, 5, 0, 0, 1, 0, 0, 12, 0, 6};
+
+struct Fixture {
+    TempDir dir;
+    stdfs::path root = dir / "output";
+    std::unique_ptr<Context> context;
+    std::unique_ptr<Router> router;
+
+    explicit Fixture(std::function<void(Config&)> tweak = {}) {
+        NiftiSpec spec;
+        spec.dims = {4, 3, 2};
+        spec.datatype = 4;   // int16
+        spec.pixdim = {1, 2, 2, 2, 1, 1, 1, 1};
+        spec.data = encode(kLabels, ByteOrder::Little);
+        stdfs::create_directories(root / "PA01" / "scans");
+        stdfs::create_directories(root / "PA01" / "voxels" / "ct" / "original");
+        stdfs::create_directories(dir / "outside");
+        write_nifti(root / "PA01" / "scans" / "all.nii.gz", spec, true);
+        write_nifti(root / "PA01" / "scans" / "plain.nii", spec, false);
+        write_nifti(root / "PA01" / "voxels" / "ct" / "original" / "all.nii.gz", spec, true);
+        write_nifti(dir / "outside" / "secret.nii.gz", spec, true);
+        write_file(root / "PA01" / "scans" / ".env", {'S', '=', '1'});
+        write_file(root / "PA01" / "scans" / "notes.nii.gz", {'h', 'e', 'l', 'l', 'o'});
+        auto bytes = build_nifti(spec);
+        auto truncated = std::vector<std::uint8_t>(bytes.begin(), bytes.end() - 10);
+        write_file(root / "PA01" / "scans" / "truncated.nii", truncated);
+        NiftiSpec floats = spec;
+        floats.datatype = 16;   // float32
+        floats.data = encode(std::vector<float>(24, 1.5f), ByteOrder::Little);
+        write_nifti(root / "PA01" / "scans" / "float.nii.gz", floats, true);
+        NiftiSpec big = spec;
+        big.dims = {100, 100, 100};
+        big.data.reset();
+        write_nifti(root / "PA01" / "scans" / "big.nii.gz", big, true);
+        stdfs::create_symlink(dir / "outside" / "secret.nii.gz", root / "PA01" / "scans" / "escape.nii.gz");
+
+        Config c;
+        c.data_root = root;
+        c.cache_dir = dir / "cache";
+        c.label_dict = stdfs::path(MEDIMG_SOURCE_DIR) / "conf" / "vista3d_label_dict.json";
+        c.label_colors = stdfs::path(MEDIMG_SOURCE_DIR) / "conf" / "vista3d_label_colors.json";
+        c.max_voxels = 100000;
+        c.max_label_ids = 50;
+        c.cors_origins = {"https://viewer.example"};
+        if (tweak) tweak(c);
+        config = c;
+        restart();
+    }
+
+    // A fresh context and router over the same configuration: what a second
+    // worker process (empty memory) would see.
+    void restart() {
+        router.reset();
+        context = Context::create(config, [](std::string_view) {});
+        router = std::make_unique<Router>(*context);
+        medimg::fcgi::register_all(*router, *context);
+    }
+    Config config;
+
+    Answer request(const std::string& method, const std::string& uri,
+                   std::map<std::string, std::string> extra = {}) {
+        MemoryTransport t;
+        t.params = std::move(extra);
+        t.params["REQUEST_METHOD"] = method;
+        t.params["REQUEST_URI"] = uri;
+        t.params["SCRIPT_NAME"] = "/ignored";
+        router->handle(t);
+        return parse_answer(t.output);
+    }
+    Answer get(const std::string& uri, std::map<std::string, std::string> extra = {}) {
+        return request("GET", uri, std::move(extra));
+    }
+
+    // Files under the cache directory (lock files excluded).
+    std::vector<stdfs::path> cache_files() const {
+        std::vector<stdfs::path> out;
+        if (!stdfs::exists(dir / "cache")) return out;
+        for (auto& e : stdfs::recursive_directory_iterator(dir / "cache"))
+            if (e.is_regular_file() && e.path().parent_path().filename() != ".locks")
+                out.push_back(e.path());
+        return out;
+    }
+};
+
+// The int16 voxels of a filtered answer (gzip or plain).
+std::vector<std::int16_t> voxels_of(const std::string& body, const TempDir& dir) {
+    auto file = dir / "answer.bin";
+    write_file(file, std::vector<std::uint8_t>(body.begin(), body.end()));
+    std::vector<std::uint8_t> bytes =
+        (body.size() > 2 && static_cast<unsigned char>(body[0]) == 0x1f) ? gunzip_file(file)
+                                                                          : read_file(file);
+    REQUIRE(bytes.size() >= 352);
+    std::vector<std::int16_t> out((bytes.size() - 352) / 2);
+    std::memcpy(out.data(), bytes.data() + 352, out.size() * 2);
+    return out;
+}
+
+std::vector<std::int16_t> expected_keep(std::initializer_list<int> ids) {
+    std::vector<std::int16_t> out;
+    for (auto v : kLabels)
+        out.push_back(std::find(ids.begin(), ids.end(), v) != ids.end() ? v : 0);
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("fcgi routes: /health", "[fcgi][health]") {
+    Fixture f;
+    auto a = f.get("/health");
+    CHECK(a.status == 200);
+    CHECK(a["content-type"] == "application/json");
+    CHECK(a["x-content-type-options"] == "nosniff");
+    auto j = a.json();
+    CHECK(j["status"] == "healthy");
+    CHECK(j["service"] == "image-server");
+    CHECK(j["version"] == MEDIMG_VERSION);
+}
+
+TEST_CASE("fcgi routes: filtered scan answers", "[fcgi][filter]") {
+    Fixture f([](Config& c) { c.sendfile_header = medimg::SendfileHeader::None; });
+
+    SECTION("one segment reads scans/, gzip in, gzip out") {
+        auto a = f.get("/filtered-scans/PA01/all.nii.gz?label_ids=1,6");
+        REQUIRE(a.status == 200);
+        CHECK(a["content-type"] == "application/gzip");
+        CHECK(a["content-disposition"] == "attachment; filename=\"filtered_all.nii.gz\"");
+        CHECK(a["content-length"] == std::to_string(a.body.size()));
+        CHECK(a.has("etag"));
+        CHECK(a.has("last-modified"));
+        CHECK(a["x-content-type-options"] == "nosniff");
+        CHECK(voxels_of(a.body, f.dir) == expected_keep({1, 6}));
+    }
+    SECTION("two or more segments read below the patient") {
+        auto a = f.get("/filtered-scans/PA01/voxels/ct/original/all.nii.gz?label_ids=5-12");
+        REQUIRE(a.status == 200);
+        CHECK(voxels_of(a.body, f.dir) == expected_keep({5, 6, 12}));
+    }
+    SECTION("plain in, plain out") {
+        auto a = f.get("/filtered-scans/PA01/plain.nii?label_ids=12");
+        REQUIRE(a.status == 200);
+        CHECK(a["content-type"] == "application/octet-stream");
+        CHECK(voxels_of(a.body, f.dir) == expected_keep({12}));
+    }
+    SECTION("label_ids= (empty) is the empty set") {
+        auto a = f.get("/filtered-scans/PA01/all.nii.gz?label_ids=");
+        REQUIRE(a.status == 200);
+        CHECK(voxels_of(a.body, f.dir) == std::vector<std::int16_t>(24, 0));
+    }
+    SECTION("names from the dictionary, case-insensitive; unknown params ignored") {
+        // id 6 is "aorta" in the VISTA3D table shipped in conf/
+        auto a = f.get("/filtered-scans/PA01/all.nii.gz?labels=Aorta&utm_source=x");
+        REQUIRE(a.status == 200);
+        CHECK(voxels_of(a.body, f.dir) == expected_keep({6}));
+    }
+    SECTION("percent-encoded query") {
+        auto a = f.get("/filtered-scans/PA01/all.nii.gz?label_ids=1%2C%205");
+        REQUIRE(a.status == 200);
+        CHECK(voxels_of(a.body, f.dir) == expected_keep({1, 5}));
+    }
+    SECTION("HEAD: same headers, no body") {
+        auto g = f.get("/filtered-scans/PA01/all.nii.gz?label_ids=1");
+        auto h = f.request("HEAD", "/filtered-scans/PA01/all.nii.gz?label_ids=1");
+        CHECK(h.status == 200);
+        CHECK(h.body.empty());
+        CHECK(h["content-length"] == g["content-length"]);
+        CHECK(h["etag"] == g["etag"]);
+    }
+    SECTION("If-None-Match with the ETag: 304 without body") {
+        auto g = f.get("/filtered-scans/PA01/all.nii.gz?label_ids=1,5");
+        auto n = f.get("/filtered-scans/PA01/all.nii.gz?label_ids=5,1",   // same set
+                       {{"HTTP_IF_NONE_MATCH", "\"other\", " + g["etag"]}});
+        CHECK(n.status == 304);
+        CHECK(n.body.empty());
+        CHECK(n["etag"] == g["etag"]);
+        auto m = f.get("/filtered-scans/PA01/all.nii.gz?label_ids=1,6",
+                       {{"HTTP_IF_NONE_MATCH", g["etag"]}});
+        CHECK(m.status == 200);
+        CHECK(m["etag"] != g["etag"]);
+    }
+}
+
+TEST_CASE("fcgi routes: the results cache", "[fcgi][cache]") {
+    SECTION("X-Sendfile names the cached file; the second request reuses it") {
+        Fixture f([](Config& c) { c.sendfile_header = medimg::SendfileHeader::XSendfile; });
+        auto a = f.get("/filtered-scans/PA01/all.nii.gz?label_ids=1");
+        REQUIRE(a.status == 200);
+        REQUIRE(a.has("x-sendfile"));
+        CHECK(a.body.empty());
+        CHECK_FALSE(a.has("content-length"));   // the web server sets it
+        stdfs::path cached = a["x-sendfile"];
+        CHECK(cached.is_absolute());
+        REQUIRE(stdfs::exists(cached));
+        auto bytes = read_file(cached);
+        CHECK(voxels_of(std::string(bytes.begin(), bytes.end()), f.dir) == expected_keep({1}));
+        auto mtime = stdfs::last_write_time(cached);
+        auto b = f.get("/filtered-scans/PA01/all.nii.gz?label_ids=1");
+        CHECK(b["x-sendfile"] == a["x-sendfile"]);
+        CHECK(stdfs::last_write_time(cached) == mtime);
+        CHECK(f.cache_files().size() == 1);   // no temporaries left
+    }
+    SECTION("a failed filter leaves no file in the cache") {
+        Fixture f;
+        auto a = f.get("/filtered-scans/PA01/float.nii.gz?label_ids=1");
+        CHECK(a.status == 415);
+        CHECK(f.cache_files().empty());
+    }
+    SECTION("cache disabled: streamed from an unlinked temporary") {
+        Fixture f([](Config& c) { c.cache_enabled = false; });
+        auto a = f.get("/filtered-scans/PA01/all.nii.gz?label_ids=6");
+        REQUIRE(a.status == 200);
+        CHECK(voxels_of(a.body, f.dir) == expected_keep({6}));
+        CHECK_FALSE(stdfs::exists(f.dir / "cache"));
+    }
+    SECTION("/labels is computed once and then served from the cache") {
+        Fixture f;
+        auto a = f.get("/output/PA01/scans/all.nii.gz/labels");
+        REQUIRE(a.status == 200);
+        CHECK(f.cache_files().size() == 1);
+        // Replace the cached JSON behind the worker's back: a second worker
+        // process (fresh memory) must read it instead of recomputing.
+        auto again = f.get("/output/PA01/scans/all.nii.gz/labels");
+        CHECK(again.body == a.body);   // memory hit in this process
+        auto cached = f.cache_files().front();
+        write_file(cached, {'{', '"', 'm', '"', ':', '1', '}'});
+        f.restart();
+        CHECK(f.get("/output/PA01/scans/all.nii.gz/labels").body == "{\"m\":1}");
+    }
+}
+
+TEST_CASE("fcgi routes: /labels and /info JSON", "[fcgi][labels]") {
+    Fixture f;
+    auto a = f.get("/output/PA01/scans/all.nii.gz/labels");
+    REQUIRE(a.status == 200);
+    CHECK(a["content-type"] == "application/json");
+    auto j = a.json();
+    std::vector<std::int64_t> ids;
+    for (auto& l : j["labels"]) ids.push_back(l["id"].get<std::int64_t>());
+    CHECK(ids == std::vector<std::int64_t>{1, 5, 6, 12});
+    CHECK(j["voxel_filename"] == "all.nii.gz");
+    CHECK(j["datatype"] == "int16");
+    CHECK(j["labels"][0]["voxels"] == 3);
+
+    auto v = f.get("/output/PA01/voxels/ct/original/all.nii.gz/labels");
+    CHECK(v.status == 200);
+
+    auto i = f.get("/output/PA01/scans/all.nii.gz/info");
+    REQUIRE(i.status == 200);
+    CHECK(i.json()["dims"] == nlohmann::json::array({4, 3, 2}));
+
+    auto n = f.get("/output/PA01/scans/all.nii.gz/labels", {{"HTTP_IF_NONE_MATCH", a["etag"]}});
+    CHECK(n.status == 304);
+}
+
+TEST_CASE("fcgi routes: every error class answers JSON with its status", "[fcgi][errors]") {
+    Fixture f;
+    auto [method, uri, status, id] = GENERATE(table<std::string, std::string, int, std::string>({
+        {"GET", "/filtered-scans/PA01/all.nii.gz", 400, "bad_label_ids"},
+        {"GET", "/filtered-scans/PA01/all.nii.gz?label_ids=1,x", 400, "bad_label_ids"},
+        {"GET", "/filtered-scans/PA01/all.nii.gz?label_ids=5-1", 400, "bad_label_ids"},
+        {"GET", "/filtered-scans/PA01/all.nii.gz?labels=nosuchorgan", 400, "unknown_label"},
+        {"GET", "/filtered-scans/PA01/all.nii.gz?label_ids=1&mode=cut", 400, "bad_parameter"},
+        {"GET", "/filtered-scans/PA01/all.nii.gz?label_ids=1&crop=yes", 400, "bad_parameter"},
+        {"GET", "/filtered-scans/PA01/all.nii.gz?label_ids=1&crop=1&margin=-1", 400, "bad_parameter"},
+        {"GET", "/filtered-scans/PA01/all.nii.gz?label_ids=1&margin=1001", 400, "bad_parameter"},
+        {"GET", "/filtered-scans/PA01/all.nii.gz?label_ids=%zz", 400, "bad_parameter"},
+        {"GET", "/filtered-scans/PA01/voxels%2F..%2F..%2Fx/all.nii.gz?label_ids=1", 400, "bad_path"},
+        {"GET", "/filtered-scans/PA01/a%00b.nii?label_ids=1", 400, "bad_path"},
+        {"GET", "/filtered-scans/PA01/a%0d%0aX-Evil:%201.nii?label_ids=1", 400, "bad_path"},
+        {"GET", "/filtered-scans/../outside/secret.nii.gz?label_ids=1", 403, "forbidden"},
+        {"GET", "/filtered-scans/%2e%2e/x/y?label_ids=1", 403, "forbidden"},
+        {"GET", "/filtered-scans/PA01/.env?label_ids=1", 403, "forbidden"},
+        {"GET", "/filtered-scans/PA01/escape.nii.gz?label_ids=1", 403, "forbidden"},
+        {"GET", "/output/../outside/secret.nii.gz/labels", 403, "forbidden"},
+        {"GET", "/output/PA01/scans/.env/labels", 403, "forbidden"},
+        {"GET", "/filtered-scans/PA01/missing.nii.gz?label_ids=1", 404, "not_found"},
+        {"GET", "/filtered-scans/PA99/all.nii.gz?label_ids=1", 404, "not_found"},
+        {"GET", "/output/PA01/scans/missing.nii.gz/labels", 404, "not_found"},
+        {"GET", "/output/PA01/scans/labels", 404, "not_found"},   // a directory
+        {"GET", "/nothing/here", 404, "not_found"},
+        {"POST", "/filtered-scans/PA01/all.nii.gz?label_ids=1", 405, "method_not_allowed"},
+        {"DELETE", "/health", 405, "method_not_allowed"},
+        {"GET", "/filtered-scans/PA01/all.nii.gz?label_ids=1-51", 413, "too_many_label_ids"},
+        {"GET", "/filtered-scans/PA01/big.nii.gz?label_ids=1", 413, "image_too_large"},
+        {"GET", "/output/PA01/scans/big.nii.gz/labels", 413, "image_too_large"},
+        {"GET", "/filtered-scans/PA01/notes.nii.gz?label_ids=1", 415, "not_nifti"},
+        {"GET", "/output/PA01/scans/notes.nii.gz/info", 415, "not_nifti"},
+        {"GET", "/filtered-scans/PA01/float.nii.gz?label_ids=1", 415, "non_integral_labels"},
+        {"GET", "/filtered-scans/PA01/truncated.nii?label_ids=1", 422, "truncated_data"},
+    }));
+    INFO(method << " " << uri);
+    auto a = f.request(method, uri);
+    CHECK(a.status == status);
+    CHECK(a["content-type"] == "application/json");
+    CHECK(a["x-content-type-options"] == "nosniff");
+    auto j = a.json();
+    CHECK(j["error"] == id);
+    CHECK(j["detail"].is_string());
+    CHECK_FALSE(j["detail"].get<std::string>().empty());
+    if (status == 405) CHECK(a["allow"] == "GET, HEAD, OPTIONS");
+    CHECK(a.raw_head.find("X-Evil") == std::string::npos);
+}
+
+TEST_CASE("fcgi routes: CORS", "[fcgi][cors]") {
+    SECTION("allow-list: an allowed Origin is echoed with credentials") {
+        Fixture f;
+        auto a = f.get("/health", {{"HTTP_ORIGIN", "https://viewer.example"}});
+        CHECK(a["access-control-allow-origin"] == "https://viewer.example");
+        CHECK(a["access-control-allow-credentials"] == "true");
+        CHECK(a["vary"] == "Origin");
+        CHECK(a["access-control-expose-headers"].find("Content-Range") != std::string::npos);
+        auto err = f.get("/filtered-scans/PA01/missing.nii?label_ids=1",
+                         {{"HTTP_ORIGIN", "https://viewer.example"}});
+        CHECK(err["access-control-allow-origin"] == "https://viewer.example");
+    }
+    SECTION("allow-list: another Origin gets nothing but Vary") {
+        Fixture f;
+        auto a = f.get("/health", {{"HTTP_ORIGIN", "https://evil.example"}});
+        CHECK_FALSE(a.has("access-control-allow-origin"));
+        CHECK_FALSE(a.has("access-control-allow-credentials"));
+        CHECK(a["vary"] == "Origin");
+    }
+    SECTION("*: any origin, never with credentials") {
+        Fixture f([](Config& c) { c.cors_origins = {"*"}; });
+        auto a = f.get("/health", {{"HTTP_ORIGIN", "https://anywhere.example"}});
+        CHECK(a["access-control-allow-origin"] == "*");
+        CHECK_FALSE(a.has("access-control-allow-credentials"));
+    }
+    SECTION("preflight: 204 with methods, headers and max-age") {
+        Fixture f;
+        auto a = f.request("OPTIONS", "/filtered-scans/PA01/all.nii.gz?label_ids=1",
+                           {{"HTTP_ORIGIN", "https://viewer.example"},
+                            {"HTTP_ACCESS_CONTROL_REQUEST_METHOD", "GET"}});
+        CHECK(a.status == 204);
+        CHECK(a.body.empty());
+        CHECK(a["access-control-allow-origin"] == "https://viewer.example");
+        CHECK(a["access-control-allow-methods"] == "GET, HEAD, OPTIONS");
+        CHECK(a["access-control-allow-headers"].find("If-None-Match") != std::string::npos);
+        CHECK(a.has("access-control-max-age"));
+        auto other = f.request("OPTIONS", "/health", {{"HTTP_ORIGIN", "https://evil.example"}});
+        CHECK(other.status == 204);
+        CHECK_FALSE(other.has("access-control-allow-origin"));
+    }
+    SECTION("no cors_origins: no CORS headers at all") {
+        Fixture f([](Config& c) { c.cors_origins.clear(); });
+        auto a = f.get("/health", {{"HTTP_ORIGIN", "https://viewer.example"}});
+        CHECK_FALSE(a.has("access-control-allow-origin"));
+        CHECK_FALSE(a.has("vary"));
+    }
+}
+
+TEST_CASE("fcgi routes: routing uses REQUEST_URI only", "[fcgi][router]") {
+    Fixture f;
+    MemoryTransport t;
+    t.params = {{"REQUEST_METHOD", "GET"},
+                {"REQUEST_URI", "/health"},
+                {"SCRIPT_NAME", "/filtered-scans"},
+                {"PATH_INFO", "/PA01/all.nii.gz"}};
+    f.router->handle(t);
+    CHECK(parse_answer(t.output).status == 200);
+    MemoryTransport missing;
+    missing.params = {{"REQUEST_METHOD", "GET"}};
+    f.router->handle(missing);
+    CHECK(parse_answer(missing.output).status == 400);
+}
+
+TEST_CASE("fcgi request: If-None-Match lists", "[fcgi][request]") {
+    using medimg::fcgi::etag_matches;
+    CHECK(etag_matches("\"a\"", "\"a\""));
+    CHECK(etag_matches("W/\"a\"", "\"a\""));
+    CHECK(etag_matches("\"x\" , \"a\"", "\"a\""));
+    CHECK(etag_matches("*", "\"a\""));
+    CHECK_FALSE(etag_matches("\"ab\"", "\"a\""));
+    CHECK_FALSE(etag_matches("", "\"a\""));
+}
