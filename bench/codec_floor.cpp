@@ -33,6 +33,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -117,17 +118,42 @@ struct Result {
 constexpr std::size_t kChunk = 256 * 1024;
 constexpr std::uint64_t kNoCap = UINT64_MAX;
 
+// ISIZE of the last gzip member (the uncompressed size mod 2^32 of a
+// single-member file), to size the in-memory buffer once.
+std::size_t gzip_isize(const char* path) {
+    const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    std::uint8_t b[4] = {};
+    const off_t end = ::lseek(fd, 0, SEEK_END);
+    const bool ok = end >= 4 && ::pread(fd, b, 4, end - 4) == 4;
+    ::close(fd);
+    return ok ? (std::size_t(b[0]) | std::size_t(b[1]) << 8 | std::size_t(b[2]) << 16 | std::size_t(b[3]) << 24) : 0;
+}
+
+// A buffer that is not zero-filled (the inflater writes every byte it hands
+// back), growing by doubling only if ISIZE was wrong.
+struct RawBuffer {
+    std::unique_ptr<std::uint8_t[]> data;
+    std::size_t size = 0;
+    void reserve_exact(std::size_t n) {
+        std::unique_ptr<std::uint8_t[]> d(new std::uint8_t[n]);
+        if (size) std::memcpy(d.get(), data.get(), size);
+        data = std::move(d);
+        size = n;
+    }
+};
+
 Result run_lib(const char* path, int level) {
     Result r;
     const auto t0 = Clock::now();
     FileSource src(path);
     medimg::nifti::GzipInflater inflater(src, kNoCap);
-    std::vector<std::uint8_t> raw;
+    RawBuffer raw;
+    raw.reserve_exact(std::max<std::size_t>(gzip_isize(path), 1 << 20) + 1);
     std::size_t used = 0;
-    raw.resize(8 << 20);
     for (;;) {
-        if (used == raw.size()) raw.resize(raw.size() * 2);
-        const std::size_t n = inflater.read(raw.data() + used, raw.size() - used);
+        if (used == raw.size) raw.reserve_exact(raw.size * 2);
+        const std::size_t n = inflater.read(raw.data.get() + used, raw.size - used);
         if (n == 0) break;
         used += n;
     }
@@ -137,7 +163,7 @@ Result run_lib(const char* path, int level) {
     medimg::nifti::GzipDeflater deflater(sink, level);
     // Feed the deflater in the filter's chunk size, as the filter would.
     for (std::size_t off = 0; off < used; off += kChunk)
-        deflater.write(raw.data() + off, std::min(kChunk, used - off));
+        deflater.write(raw.data.get() + off, std::min(kChunk, used - off));
     deflater.finish();
     r.deflate_s = seconds_since(t1);
     r.total_s = seconds_since(t0);
@@ -184,11 +210,9 @@ Result run_isal(const char* path, int level) {
     const auto t0 = Clock::now();
     std::vector<std::uint8_t> in = read_whole_file(path);
     r.in_bytes = in.size();
-    // ISIZE (last 4 bytes) tells the size of a single-member file; grow if not.
-    std::size_t cap = in.size() >= 4 ? (std::size_t(in[in.size() - 4]) | std::size_t(in[in.size() - 3]) << 8 |
-                                        std::size_t(in[in.size() - 2]) << 16 | std::size_t(in[in.size() - 1]) << 24)
-                                     : 0;
-    std::vector<std::uint8_t> raw(std::max<std::size_t>(cap, 1 << 20) + 1);
+    // ISIZE tells the size of a single-member file; grow if it was wrong.
+    RawBuffer raw;
+    raw.reserve_exact(std::max<std::size_t>(gzip_isize(path), 1 << 20) + 1);
     inflate_state st;
     isal_inflate_init(&st);
     st.crc_flag = ISAL_GZIP;
@@ -196,9 +220,9 @@ Result run_isal(const char* path, int level) {
     st.avail_in = static_cast<std::uint32_t>(in.size());
     std::size_t used = 0;
     for (;;) {
-        if (used == raw.size()) raw.resize(raw.size() * 2);
-        st.next_out = raw.data() + used;
-        st.avail_out = static_cast<std::uint32_t>(std::min<std::size_t>(raw.size() - used, 1u << 30));
+        if (used == raw.size) raw.reserve_exact(raw.size * 2);
+        st.next_out = raw.data.get() + used;
+        st.avail_out = static_cast<std::uint32_t>(std::min<std::size_t>(raw.size - used, 1u << 30));
         const std::uint32_t before = st.avail_out;
         const int rc = isal_inflate(&st);
         if (rc != ISAL_DECOMP_OK) throw std::runtime_error("isal_inflate failed: " + std::to_string(rc));
@@ -223,7 +247,7 @@ Result run_isal(const char* path, int level) {
     zs.level_buf_size = static_cast<std::uint32_t>(level_buf.size());
     std::vector<std::uint8_t> out(kChunk);
     CountingSink sink;
-    zs.next_in = raw.data();
+    zs.next_in = raw.data.get();
     zs.avail_in = static_cast<std::uint32_t>(used);   // < 4 GiB for any volume benched here
     zs.end_of_stream = 1;
     zs.flush = NO_FLUSH;
@@ -245,16 +269,17 @@ Result run_zlib(const char* path, int level) {
     const auto t0 = Clock::now();
     std::vector<std::uint8_t> in = read_whole_file(path);
     r.in_bytes = in.size();
-    std::vector<std::uint8_t> raw(std::max<std::size_t>(in.size() * 4, 1 << 20));
+    RawBuffer raw;
+    raw.reserve_exact(std::max<std::size_t>(gzip_isize(path), 1 << 20) + 1);
     z_stream is{};
     if (inflateInit2(&is, 16 + 15) != Z_OK) throw std::runtime_error("inflateInit2 failed");
     is.next_in = in.data();
     is.avail_in = static_cast<uInt>(in.size());
     std::size_t used = 0;
     for (;;) {
-        if (used == raw.size()) raw.resize(raw.size() * 2);
-        is.next_out = raw.data() + used;
-        is.avail_out = static_cast<uInt>(std::min<std::size_t>(raw.size() - used, 1u << 30));
+        if (used == raw.size) raw.reserve_exact(raw.size * 2);
+        is.next_out = raw.data.get() + used;
+        is.avail_out = static_cast<uInt>(std::min<std::size_t>(raw.size - used, 1u << 30));
         const uInt before = is.avail_out;
         const int rc = inflate(&is, Z_NO_FLUSH);
         used += before - is.avail_out;
@@ -272,7 +297,7 @@ Result run_zlib(const char* path, int level) {
         throw std::runtime_error("deflateInit2 failed");
     std::vector<std::uint8_t> out(kChunk);
     CountingSink sink;
-    ds.next_in = raw.data();
+    ds.next_in = raw.data.get();
     ds.avail_in = static_cast<uInt>(used);
     int rc;
     do {
