@@ -115,7 +115,7 @@ def run_wrk(url, threads, conns, seconds, unique=None):
         if line.startswith("WRK_JSON "):
             rec = json.loads(line[len("WRK_JSON "):])
             rec["req_per_s"] = rec["requests"] / (rec["duration_us"] / 1e6)
-            rec["wrk"] = " ".join(cmd[:-1]) + " URL"
+            rec["wrk"] = f"-t{threads} -c{conns} -d{seconds}s" + (" (unique URLs)" if unique is not None else "")
             return rec
     raise RuntimeError("wrk printed no WRK_JSON line:\n" + proc.stdout)
 
