@@ -224,3 +224,128 @@ def test_installed_tree_serves(deb, tmp_path):
         status, headers, body = get(f"/filtered-scans/{patient}/{seg}?label_ids={labels[0]['id']}")
         assert status == 200 and headers["Content-Type"] == "application/gzip"
         assert body[:2] == b"\x1f\x8b"
+
+
+def test_debian_apache_layout(deb):
+    """A copy of this host's /etc/apache2 (Debian's layout, 000-default vhost,
+    its enabled modules), set up as DEPLOYMENT.md says: a2enmod, a2enconf
+    medimg plus a local file of Defines, the worker pool on its socket."""
+    import json
+    import signal
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+    sys.path.insert(0, str(SOURCE / "tests" / "integration"))
+    from apache_server import apache_available, free_port, server_readable_dir
+    if not (apache_available() and Path("/etc/apache2/apache2.conf").exists()
+            and shutil.which("a2enmod") and shutil.which("spawn-fcgi")):
+        pytest.skip("Debian's apache2 layout, a2enmod and spawn-fcgi needed")
+    base = server_readable_dir()
+    procs = []
+    try:
+        # Extracted again where www-data may enter (pytest's tmp is 0700).
+        root = base / "root"
+        run(["dpkg-deb", "-x", str(deb["path"]), str(root)])
+        etc = base / "apache2"
+        shutil.copytree("/etc/apache2", etc, symlinks=True)
+        for c in ("medimg.conf", "medimg-fcgid.conf"):
+            shutil.copy(root / "etc/apache2/conf-available" / c, etc / "conf-available" / c)
+        for d in ("run", "lock", "log", "cache"):
+            (base / d).mkdir()
+        data = base / "output"
+        subprocess.run([str(root / "usr/bin/medimg"), "demo", str(data), "--size", "32x32x20",
+                        "--quiet"], check=True, timeout=120, capture_output=True)
+        port = free_port()
+        envvars = (etc / "envvars").read_text()
+        for var, d in (("APACHE_PID_FILE", "run/apache2.pid"), ("APACHE_RUN_DIR", "run"),
+                       ("APACHE_LOCK_DIR", "lock"), ("APACHE_LOG_DIR", "log")):
+            envvars += f"export {var}={base / d}\n"
+        (etc / "envvars").write_text(envvars)
+        (etc / "ports.conf").write_text(f"Listen 127.0.0.1:{port}\n")
+        site = etc / "sites-available" / "000-default.conf"
+        site.write_text(site.read_text().replace("*:80", f"*:{port}"))
+        sock = base / "run" / "fcgi.sock"
+        (etc / "conf-available" / "medimg-local.conf").write_text(
+            f'Define MEDIMG_DATA_ROOT "{data}"\n'
+            f'Define MEDIMG_WWW_ROOT "{root}/usr/share/medimg/www"\n'
+            f'Define MEDIMG_SOCKET "{sock}"\n'
+            f'Define MEDIMG_CACHE_DIR "{base}/cache"\n'
+            'Define MEDIMG_CORS_ORIGINS "^https://viewer\\.example$"\n')
+        os.chmod(root, 0o755)
+        env = {**os.environ, "APACHE_CONFDIR": str(etc)}
+        run(["a2enmod", "-q", "proxy_fcgi", "headers", "xsendfile", "setenvif", "alias",
+             "autoindex", "mime"], env=env)
+        run(["a2enconf", "-q", "medimg-local", "medimg"], env=env)
+        ini = base / "medimg.ini"
+        ini.write_text((root / "etc/medimg/medimg.ini").read_text()
+                       .replace("/srv/medimg/output", str(data))
+                       .replace("/var/cache/medimg", str(base / "cache"))
+                       .replace("/usr/share/medimg/www", f"{root}/usr/share/medimg/www")
+                       + f"\n[paths]\nlabel_dict = {root}/etc/medimg/vista3d_label_dict.json\n"
+                       f"label_colors = {root}/etc/medimg/vista3d_label_colors.json\n")
+        spawn = ["spawn-fcgi", "-n", "-s", str(sock), "-M", "0660"]
+        if os.geteuid() == 0:
+            spawn += ["-U", "www-data", "-G", "www-data"]
+        procs.append(subprocess.Popen(spawn + ["--", str(root / "usr/bin/medimg-fcgi"),
+                                               "--config", str(ini)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                      start_new_session=True))
+        check = subprocess.run(["sh", "-c", f'. "{etc}/envvars" && apache2 -d "{etc}" -t'],
+                               capture_output=True, text=True, env=env, timeout=30)
+        assert check.returncode == 0, check.stderr
+        procs.append(subprocess.Popen(
+            ["sh", "-c", f'. "{etc}/envvars" && exec apache2 -d "{etc}" -DFOREGROUND'],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True))
+        url = f"http://127.0.0.1:{port}"
+
+        def req(path, method="GET", headers=None):
+            r = urllib.request.Request(url + path, method=method, headers=headers or {})
+            try:
+                with urllib.request.urlopen(r, timeout=30) as a:
+                    return a.status, a.headers, a.read()
+            except urllib.error.HTTPError as e:
+                return e.code, e.headers, e.read()
+
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if req("/health")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, (base / "log" / "error.log").read_text()
+            time.sleep(0.1)
+        patient = next(p.name for p in data.iterdir())
+        seg = next((data / patient / "scans").glob("*.nii.gz")).name
+        # Served inside Debian's 000-default virtual host.
+        status, headers, body = req(f"/output/{patient}/scans/{seg}")
+        assert status == 200 and headers["Content-Type"] == "application/gzip"
+        assert "Content-Encoding" not in headers
+        assert req(f"/output/{patient}/")[0] == 200
+        assert req("/viewer.html")[0] == 200
+        assert req("/output/.env")[0] in (403, 404)
+        status, headers, _ = req(f"/filtered-scans/{patient}/{seg}?label_ids=1", "OPTIONS",
+                                 {"Origin": "https://viewer.example",
+                                  "Access-Control-Request-Method": "GET"})
+        assert status == 204
+        assert headers["Access-Control-Allow-Origin"] == "https://viewer.example"
+        assert req(f"/output/{patient}/scans/{seg}", "DELETE")[0] == 405
+        status, _, body = req(f"/output/{patient}/scans/{seg}/labels")
+        assert status == 200 and json.loads(body)["labels"]
+        status, headers, body = req(f"/filtered-scans/{patient}/{seg}?label_ids=1",
+                                    headers={"Range": "bytes=0-1"})
+        assert status == 206 and body == b"\x1f\x8b"
+        # Debian's own site still answers its other URLs.
+        assert req("/index.nginx-debian.html")[0] == 404
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+                try:
+                    p.wait(15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(p.pid, signal.SIGKILL)
+                    p.wait(5)
+        shutil.rmtree(base, ignore_errors=True)
