@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -396,6 +397,9 @@ int serve(const Args& args) {
     data_root = fs::canonical(data_root);
     config.data_root = data_root;
 
+    // A closed stdout (`medimg serve | head`) must not end us before
+    // lighttpd and the workers are stopped.
+    std::signal(SIGPIPE, SIG_IGN);
     sigset_t stop_signals, old_mask, child_mask;
     sigemptyset(&stop_signals);
     for (int s : {SIGINT, SIGTERM, SIGHUP, SIGCHLD}) sigaddset(&stop_signals, s);
