@@ -337,8 +337,9 @@ def test_debian_apache_layout(deb):
         status, headers, body = req(f"/filtered-scans/{patient}/{seg}?label_ids=1",
                                     headers={"Range": "bytes=0-1"})
         assert status == 206 and body == b"\x1f\x8b"
-        # Debian's own site still answers its other URLs.
+        # Debian's own site still answers its other URLs, its own way.
         assert req("/index.nginx-debian.html")[0] == 404
+        assert req("/elsewhere/page", "OPTIONS")[0] != 204
     finally:
         for p in reversed(procs):
             if p.poll() is None:
