@@ -6,7 +6,9 @@ usage: measure.py --out RESULTS.jsonl --name NAME [--runs N] [--warmup N]
 
 Each run is timed here (wall clock) and its peak RSS is read from GNU time
 (`/usr/bin/time -f %M`: ru_maxrss of the command and the children it waited
-for, so a shell pipeline reports its largest member). A run that exits non-zero
+for, so a shell pipeline reports its largest member), with the user + system
+CPU time (`%U %S`, 10 ms resolution; a pipeline's members summed), which
+says more than wall time when the machine is shared. A run that exits non-zero
 stops the measurement (exit 1): a failed command is never reported as fast.
 The last line the command printed on stdout is kept (`stdout_last`), so
 programs that report their own phase timings can be read back.
@@ -30,13 +32,15 @@ def run_once(cmd):
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
             tempfile.NamedTemporaryFile("r") as rus:
         t0 = time.perf_counter()
-        proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rus.name] + cmd, stdout=out, stderr=err)
+        proc = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", rus.name] + cmd, stdout=out, stderr=err)
         elapsed = time.perf_counter() - t0
         out.seek(0)
         err.seek(0)
-        fields = rus.read().split()
-        maxrss = int(fields[-1]) if fields and fields[-1].isdigit() else -1
-        return (elapsed, maxrss, proc.returncode, out.read().decode(errors="replace"),
+        # the last line is ours; a killed command adds a "Command ..." line before it
+        fields = (rus.read().strip().splitlines() or [""])[-1].split()
+        maxrss = int(fields[0]) if len(fields) == 3 and fields[0].isdigit() else -1
+        cpu = float(fields[1]) + float(fields[2]) if len(fields) == 3 else -1.0
+        return (elapsed, maxrss, cpu, proc.returncode, out.read().decode(errors="replace"),
                 err.read().decode(errors="replace"))
 
 
@@ -54,9 +58,9 @@ def main():
     if not cmd:
         ap.error("no command")
 
-    times, rss, lines = [], [], []
+    times, rss, cpus, lines = [], [], [], []
     for i in range(args.warmup + args.runs):
-        elapsed, maxrss, rc, out, err = run_once(cmd)
+        elapsed, maxrss, cpu, rc, out, err = run_once(cmd)
         if rc != 0:
             sys.stderr.write(f"measure: {args.name}: exit {rc}\n{err}")
             return 1
@@ -64,6 +68,7 @@ def main():
             continue
         times.append(elapsed)
         rss.append(maxrss)
+        cpus.append(cpu)
         stripped = out.strip().splitlines()
         lines.append(stripped[-1] if stripped else "")
 
@@ -76,6 +81,8 @@ def main():
         "min_s": round(min(times), 4),
         "max_s": round(max(times), 4),
         "maxrss_kib": max(rss),
+        "cpu_s": [round(c, 2) for c in cpus],
+        "cpu_median_s": round(statistics.median(cpus), 3),
         "stdout_last": lines,
         "loadavg": os.getloadavg()[0],
     }
@@ -87,7 +94,7 @@ def main():
     with open(args.out, "a") as f:
         f.write(json.dumps(rec) + "\n")
     print(f"{args.name}: median {rec['median_s']:.3f} s (min {rec['min_s']:.3f}, max {rec['max_s']:.3f}), "
-          f"peak RSS {rec['maxrss_kib'] / 1024:.1f} MiB")
+          f"CPU {rec['cpu_median_s']:.2f} s, peak RSS {rec['maxrss_kib'] / 1024:.1f} MiB")
     return 0
 
 
