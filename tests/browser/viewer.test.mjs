@@ -165,18 +165,8 @@ after(async () => {
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-async function new_page(options = {}) {
-  const page = options.viewport
-    ? await (async () => {
-      const c = await browser.newContext({ viewport: options.viewport });
-      c.setDefaultTimeout(WAIT_MS);
-      c.on("request", (req) => {
-        const url = req.url();
-        if (!url.startsWith(`${base}/`) && !/^(data|blob):/.test(url)) foreign_requests.push(url);
-      });
-      return c.newPage();
-    })()
-    : await context.newPage();
+async function new_page() {
+  const page = await context.newPage();
   page.on("console", (msg) => {
     if (msg.type() !== "error") return;
     const text = msg.text();
@@ -398,6 +388,24 @@ test("view switch: each view draws something different", { timeout: TEST_MS }, a
   assert.ok(r.differ > 100, `3-D render and multiplanar differ (${r.differ})`);
 });
 
+test("tablet portrait: canvas and panel both visible, nothing overflows sideways", { timeout: TEST_MS }, async () => {
+  assert.ok(page, "viewer page from the first test");
+  await page.setViewportSize({ width: 768, height: 1024 });
+  try {
+    await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+    const box = await page.locator("#gl").boundingBox();
+    const panel = await page.locator(".panel").boundingBox();
+    assert.ok(box.width >= 700 && box.height >= 300, `canvas ${box.width}x${box.height}`);
+    assert.ok(panel.y >= box.y + box.height - 1, "panel below the canvas");
+    assert.ok(await page.locator("#label-rows tr").first().isVisible());
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `no horizontal overflow (${overflow}px)`);
+    await page.screenshot({ path: path.join(ARTIFACTS, "viewer-tablet.png") });
+  } finally {
+    await page.setViewportSize({ width: 1366, height: 768 });
+  }
+});
+
 test("an unknown patient shows an alert naming it", { timeout: TEST_MS }, async () => {
   expected_http_errors = true;
   try {
@@ -505,20 +513,6 @@ test("home page lists the patient with viewer and file links", { timeout: TEST_M
   assert.equal(await item.locator("a.files").getAttribute("href"), `/output/${PATIENT}/`);
   await p.screenshot({ path: path.join(ARTIFACTS, "home.png") });
   await p.close();
-});
-
-test("tablet portrait: canvas and panel both visible, nothing overflows sideways", { timeout: TEST_MS }, async () => {
-  const p = await new_page({ viewport: { width: 768, height: 1024 } });
-  await open_viewer(p, `patient=${PATIENT}`);
-  const box = await p.locator("#gl").boundingBox();
-  const panel = await p.locator(".panel").boundingBox();
-  assert.ok(box.width >= 700 && box.height >= 300, `canvas ${box.width}x${box.height}`);
-  assert.ok(panel.y >= box.y + box.height - 1, "panel below the canvas");
-  assert.ok(await p.locator("#label-rows tr").first().isVisible());
-  const overflow = await p.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-  assert.ok(overflow <= 0, `no horizontal overflow (${overflow}px)`);
-  await p.screenshot({ path: path.join(ARTIFACTS, "viewer-tablet.png") });
-  await p.context().close();
 });
 
 test("no console errors on any page", () => {
