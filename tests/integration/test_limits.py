@@ -1,0 +1,179 @@
+"""Limits through both web servers: [limits] max_voxels and max_label_ids
+(413), the queue limit (503 busy with Retry-After), bounded inflate (a gzip
+bomb is refused fast and the worker's peak RSS stays bounded).
+
+There is no per-request time limit in the worker (lib/config.hpp has no
+such key; fcgi/README.md says so): work is bounded by max_voxels and the
+inflate cap instead."""
+import concurrent.futures
+import gzip
+import os
+import time
+import zlib
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from conftest import BUILD, SOURCE, SERVER_KINDS, LighttpdServer, request, selected_kinds, \
+    start_server, _available
+
+PID = "PALIMITS"
+
+
+def vm_hwm_kib(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+@pytest.fixture(scope="module")
+def limits_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("limits") / "output"
+    scans = root / PID / "scans"
+    scans.mkdir(parents=True)
+    small = np.zeros((8, 7, 6), dtype=np.int16)
+    small[1:4, 1:3, 1:5] = 6
+    small[4:7, 3:6, 2:4] = 10
+    nib.save(nib.Nifti1Image(small, np.eye(4)), str(scans / "small.nii"))
+    rng = np.random.default_rng(7)
+    big = rng.integers(0, 40, size=(160, 160, 96), dtype=np.int16)   # 2.4 M voxels
+    nib.save(nib.Nifti1Image(big, np.eye(4)), str(scans / "big.nii.gz"))
+    # A bomb: a 64^3 int16 image (512 KiB) followed by 192 MiB of zeros.
+    h = nib.Nifti1Image(np.zeros((64, 64, 64), np.int16), np.eye(4)).header
+    h["vox_offset"] = 352
+    hdr = bytes(h.binaryblock)
+    c = zlib.compressobj(9, zlib.DEFLATED, 31)
+    parts = [c.compress(hdr + b"\0\0\0\0")]
+    zeros = b"\0" * (1 << 20)
+    for _ in range(64 * 64 * 64 * 2 // len(zeros) + 192):
+        parts.append(c.compress(zeros))
+    parts.append(c.flush())
+    (scans / "bomb.nii.gz").write_bytes(b"".join(parts))
+    return root
+
+
+def start_limited(kind, root, tmp_path, limits, threads=4, workers=2):
+    """A server whose workers read `limits` ([limits] keys) from an ini."""
+    if not _available(kind):
+        pytest.skip(f"{kind} not available")
+    text = "[limits]\n" + "".join(f"{k} = {v}\n" for k, v in limits.items())
+    if kind == "lighttpd":
+        ini = tmp_path / "limits.ini"
+        ini.write_text(text)
+        s = LighttpdServer(BUILD, SOURCE, root, cors_origins="*", workers=workers, threads=threads,
+                           extra_args=["--config", str(ini)])
+    else:
+        base = SERVER_KINDS[kind]
+
+        class Limited(base):
+            def _write_ini(self):
+                super()._write_ini()
+                self.ini.write_text(self.ini.read_text() + text)
+
+        s = Limited(BUILD, SOURCE, root, cors_origins="*", threads=threads)
+    s.start()
+    return s
+
+
+@pytest.fixture(scope="module", params=selected_kinds())
+def kind(request):
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def limited(kind, limits_root, tmp_path_factory):
+    s = start_limited(kind, limits_root, tmp_path_factory.mktemp("ini"),
+                      {"max_voxels": 100000, "max_label_ids": 10})
+    yield s
+    s.stop()
+
+
+def error_of(a):
+    assert a.header("Content-Type").startswith("application/json"), a
+    return a.json()["error"]
+
+
+def test_max_voxels(limited):
+    a = request(limited.base_url, f"/filtered-scans/{PID}/small.nii?label_ids=6")
+    assert a.status == 200, a
+    for path in (f"/filtered-scans/{PID}/big.nii.gz?label_ids=6", f"/output/{PID}/scans/big.nii.gz/labels",
+                 f"/output/{PID}/scans/big.nii.gz/info"):
+        a = request(limited.base_url, path)
+        assert a.status == 413, (path, a)
+        assert error_of(a) == "image_too_large"
+        assert "100000" in a.json()["detail"]
+
+
+def test_max_label_ids(limited):
+    a = request(limited.base_url, f"/filtered-scans/{PID}/small.nii?label_ids=1-10")
+    assert a.status == 200, a
+    for ids in ("1-11", "1,2,3,4,5,6,7,8,9,10,11", "0-9223372036854775807", "-9223372036854775808-0"):
+        a = request(limited.base_url, f"/filtered-scans/{PID}/small.nii?label_ids={ids}")
+        assert a.status == 413, (ids, a)
+        assert error_of(a) == "too_many_label_ids"
+
+
+def test_bomb_is_refused_fast_with_bounded_memory(limited):
+    before = {p: vm_hwm_kib(p) for p in limited.worker_pids()}
+    t = time.monotonic()
+    a = request(limited.base_url, f"/filtered-scans/{PID}/bomb.nii.gz?label_ids=6")
+    took = time.monotonic() - t
+    # 64^3 = 262144 voxels > 100000: refused from the header alone.
+    assert a.status == 413, a
+    assert took < 10
+
+
+@pytest.fixture(scope="module")
+def default_limits(kind, limits_root, tmp_path_factory):
+    s = start_limited(kind, limits_root, tmp_path_factory.mktemp("ini"), {"max_label_ids": 100000})
+    yield s
+    s.stop()
+
+
+def test_bomb_inflate_is_capped(default_limits):
+    """Declared 512 KiB, inflates to 192 MiB more: 422 bad_gzip well before
+    the end, and no worker's peak RSS grows by anything near the bomb."""
+    s = default_limits
+    t = time.monotonic()
+    for _ in range(3):
+        a = request(s.base_url, f"/filtered-scans/{PID}/bomb.nii.gz?label_ids=6")
+        assert a.status == 422, a
+        assert error_of(a) == "bad_gzip"
+        a = request(s.base_url, f"/output/{PID}/scans/bomb.nii.gz/labels")
+        assert a.status == 422, a
+    took = time.monotonic() - t
+    assert took < 30, took
+    hwm = {p: vm_hwm_kib(p) for p in s.worker_pids()}
+    assert hwm and max(hwm.values()) < 64 * 1024, hwm     # DESIGN §8: ≤ 64 MiB per worker
+
+
+def test_queue_limit_answers_busy(kind, limits_root, tmp_path):
+    """1 worker process, 1 thread, max_queue 1: of 10 concurrent uncached
+    filters of a 2.4 M-voxel map, some are answered 503 busy with
+    Retry-After at once; the others succeed; nothing else."""
+    s = start_limited(kind, limits_root, tmp_path, {"max_queue": 1}, threads=1, workers=1)
+    try:
+        def one(i):
+            t = time.monotonic()
+            a = request(s.base_url, f"/filtered-scans/{PID}/big.nii.gz?label_ids={i},{i + 1},{i + 2}&mode=keep",
+                        timeout=120)
+            return a, time.monotonic() - t
+
+        with concurrent.futures.ThreadPoolExecutor(10) as pool:
+            results = list(pool.map(one, range(1, 11)))
+        statuses = [a.status for a, _ in results]
+        assert set(statuses) <= {200, 503}, statuses
+        assert statuses.count(200) >= 1, statuses
+        assert statuses.count(503) >= 1, statuses
+        for a, took in results:
+            if a.status == 503:
+                assert a.header("Retry-After"), a
+                assert error_of(a) == "busy"
+        # The pool recovers: a request after the burst succeeds.
+        a = request(s.base_url, f"/filtered-scans/{PID}/small.nii?label_ids=6")
+        assert a.status == 200
+    finally:
+        s.stop()
