@@ -134,6 +134,11 @@ def test_full_cache(server, tiny_cache):
             assert a.header("Content-Type").startswith("application/json"), a
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: with a read-only cache directory the worker answers 500 io_error ('cannot create "
+    "cache directory …/cache/ce: Read-only file system') instead of streaming the result "
+    "(as with [cache] enabled = false) or a clean 503 (fcgi/routes/filtered_scans.cpp cache glue, "
+    "lib/cache/result_cache.cpp)"))
 def test_read_only_cache(server, tiny_cache):
     subprocess.run(["mount", "-o", "remount,ro", str(tiny_cache)], check=True)
     a = request(server.base_url, f"/filtered-scans/{PID}/big.nii.gz?label_ids=3,4")
