@@ -7,7 +7,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 secs="${1:-30}"; shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(header gzip filter label_set path)
+[ ${#targets[@]} -gt 0 ] || targets=(header gzip filter label_set path router)
 build="${MEDIMG_FUZZ_BUILD_DIR:-$here/build-fuzz}"
 generator=()
 command -v ninja >/dev/null 2>&1 && generator=(-G Ninja)

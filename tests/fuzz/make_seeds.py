@@ -16,12 +16,12 @@ import numpy as np
 
 out = pathlib.Path(sys.argv[1])
 src = pathlib.Path(__file__).resolve().parents[1]
-for t in ("header", "gzip", "filter", "label_set", "path"):
+for t in ("header", "gzip", "filter", "label_set", "path", "router"):
     (out / t).mkdir(parents=True, exist_ok=True)
 
 
 def nifti_bytes(arr, cls=nib.Nifti1Image, slope=None, inter=None):
-    img = cls(arr, np.diag([0.8, 0.8, 2.5, 1.0]))
+    img = cls(arr, np.diag([0.8, 0.8, 2.5, 1.0]), dtype=arr.dtype)
     if slope is not None:
         img.header.set_slope_inter(slope, inter)
     bio = io.BytesIO()
@@ -64,3 +64,14 @@ if malformed.is_dir():
         if f.is_file() and not f.name.endswith((".txt", ".md")):
             (out / "filter" / f"m_{f.name}").write_bytes(bytes([1, 129, 0, 0]) + f.read_bytes())
             (out / "header" / f"m_{f.name}").write_bytes(b"\0" + f.read_bytes()[:540])
+
+for i, text in enumerate([
+        "GET\n/health\n", "GET\n/filtered-scans/PA1/all.nii?label_ids=1,3-4\n",
+        "HEAD\n/filtered-scans/PA1/voxels/ct/original/all.nii?label_ids=2&mode=mask&crop=1&margin=1\n",
+        "GET\n/output/PA1/scans/all.nii/labels\nhttps://viewer.example",
+        "GET\n/output/PA1/scans/all.nii/info\n\"abc\"", "OPTIONS\n/filtered-scans/PA1/all.nii\nhttps://viewer.example",
+        "GET\n/filtered-scans/PA1/escape.nii?label_ids=1\n", "GET\n/filtered-scans/PA1/..%2f.env?label_ids=1\n",
+        "GET\n/filtered-scans/PA1/up/secret.nii?labels=aorta\n", "DELETE\n/health\n",
+        "GET\n/output/PA1/scans/.hidden.nii/labels\n"]):
+    (out / "router" / f"r{i}").write_text(text)
+
