@@ -38,6 +38,7 @@ def test_corpus_is_reproducible(tmp_path):
         for n in case["files"]:
             assert (fresh / n).read_bytes() == (committed / n).read_bytes(), n
     assert json.loads((fresh / "manifest.json").read_text()) == CASES
+    assert (fresh / "README.md").read_text() == (committed / "README.md").read_text()
 
 
 def test_corpus_covers_enough():

@@ -487,9 +487,9 @@ def write(outdir):
         extra = [n for n in sorted(c["files"]) if n != c["name"]]
         name = c["name"] + (f" (+ {', '.join(extra)})" if extra else "")
         rows.append(f"| `{name}` | {exp} | {c['note']} |")
-    fuzz = sorted(p.name for p in outdir.glob("fuzz-*") if not p.name.endswith(".txt"))
+    fuzz = sorted(p.name for p in OUT.glob("fuzz-*") if not p.name.endswith(".txt"))
     for n in fuzz:
-        note = outdir / (n + ".txt")
+        note = OUT / (n + ".txt")
         rows.append(f"| `{n}` | no crash; 4xx or accept | "
                     f"{note.read_text().strip() if note.exists() else 'fuzzer reproducer'} |")
     (outdir / "README.md").write_text("\n".join(rows) + "\n")
