@@ -89,7 +89,7 @@ results="$scratch/results-$size-$stamp.jsonl"
 out="$scratch/out"
 mkdir -p "$out"
 : >"$results"
-measure() { "$py" "$here/measure.py" --out "$results" --runs "$runs" "$@"; }
+measure() { "$py" "$here/measure.py" --out "$results" --runs "$runs" "$@" >&2; }
 
 {
   echo "{\"kind\":\"machine\",\"nproc\":$(nproc),\"cpu\":\"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//;s/"/\\"/g')\","
