@@ -12,6 +12,8 @@ namespace medimg::fcgi {
 nifti::ReadLimits Context::read_limits() const {
     nifti::ReadLimits limits;
     limits.header.max_voxels = config.max_voxels;
+    if (config.request_timeout.count() > 0)
+        limits.deadline = std::chrono::steady_clock::now() + config.request_timeout;
     return limits;
 }
 

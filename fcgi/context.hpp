@@ -25,6 +25,8 @@ struct Context {
     std::function<void(std::string_view)> log;       // one line, no newline
     std::string dictionary_identity;                 // of the label tables, for cache keys
 
+    // Limits for one request: call when the request starts (the deadline
+    // counts from then).
     nifti::ReadLimits read_limits() const;
 
     // Opens the data root, loads the label tables, creates the cache

@@ -48,6 +48,7 @@ constexpr std::array kKeys = {
     KeyRow{"limits", "max_voxels", "MEDIMG_MAX_VOXELS"},
     KeyRow{"limits", "max_label_ids", "MEDIMG_MAX_LABEL_IDS"},
     KeyRow{"limits", "max_queue", "MEDIMG_MAX_QUEUE"},
+    KeyRow{"limits", "request_timeout", "MEDIMG_REQUEST_TIMEOUT"},
 };
 
 std::string trim(std::string_view s) {
@@ -326,6 +327,14 @@ void set_config_value(Config& c, std::string_view section, std::string_view key,
         c.max_label_ids = parse_int<std::uint64_t>(section, key, value, 1, 1ull << 40);
     } else if (k == "limits.max_queue") {
         c.max_queue = parse_int<int>(section, key, value, 0, 100000);
+    } else if (k == "limits.request_timeout") {
+        // Seconds, decimals allowed ("0.5"), 0 to 86400.
+        const std::string v = trim(value);
+        char* end = nullptr;
+        const double secs = v.empty() ? -1 : std::strtod(v.c_str(), &end);
+        if (v.empty() || end != v.c_str() + v.size() || !(secs >= 0 && secs <= 86400))
+            bad(section, key, value, "expected seconds from 0 to 86400");
+        c.request_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(secs * 1000 + 0.5));
     }
 }
 

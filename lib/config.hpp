@@ -3,6 +3,7 @@
 // at start. A bad value throws Error(BadParameter) naming the key.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -41,6 +42,9 @@ struct Config {
     std::uint64_t max_voxels = 512ull * 512 * 2048;
     std::uint64_t max_label_ids = 100000;
     int max_queue = 64;     // accepted requests waiting for a thread before 503
+    // How long one request may read image data (ini: seconds, decimals
+    // allowed); 0: no limit.
+    std::chrono::milliseconds request_timeout{120000};
 
     // Where the values came from, for diagnostics: "section.key" → source
     // ("default", "ini FILE:LINE", ".env", "environment NAME", "flag").

@@ -270,6 +270,10 @@ struct Reader::Impl {
 
     std::size_t read(std::uint8_t* buf, std::size_t n) {
         if (remaining == 0) return 0;
+        if (limits.deadline != std::chrono::steady_clock::time_point::max() &&
+            std::chrono::steady_clock::now() > limits.deadline)
+            throw Error(ErrorCode::Timeout,
+                        "the request took longer than its time limit ([limits] request_timeout)");
         const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(n, remaining));
         std::size_t got = 0;
         while (got < want) {

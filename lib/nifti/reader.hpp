@@ -3,6 +3,7 @@
 // memory.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -16,6 +17,9 @@ namespace medimg::nifti {
 struct ReadLimits {
     HeaderLimits header;
     std::uint64_t inflate_slack = 1u << 20;   // inflate at most data end + 1 MiB
+    // Past this instant every read() throws Error(Timeout): a per-request
+    // time limit that also bounds the inflate of a slow or huge file.
+    std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
 };
 
 class Reader {

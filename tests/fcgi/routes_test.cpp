@@ -293,6 +293,29 @@ TEST_CASE("fcgi routes: the results cache", "[fcgi][cache]") {
     }
 }
 
+TEST_CASE("fcgi routes: a request past [limits] request_timeout is 503 timeout", "[fcgi][limits]") {
+    // 16 MiB of voxels take far longer than 1 ms to inflate on any machine.
+    Fixture f([](Config& c) {
+        c.request_timeout = std::chrono::milliseconds(1);
+        c.max_voxels = 10'000'000;
+    });
+    NiftiSpec slow;
+    slow.dims = {200, 200, 200};
+    slow.datatype = 4;
+    write_nifti(f.root / "PA01" / "scans" / "slow.nii.gz", slow, true);
+    for (const std::string uri : {"/filtered-scans/PA01/slow.nii.gz?label_ids=1",
+                                  "/output/PA01/scans/slow.nii.gz/labels"}) {
+        INFO(uri);
+        auto a = f.get(uri);
+        CHECK(a.status == 503);
+        CHECK(a.json()["error"] == "timeout");
+        CHECK(f.cache_files().empty());   // nothing half-written is kept
+    }
+    // Small files still answer within the same limit's order of magnitude.
+    Fixture relaxed([](Config& c) { c.request_timeout = std::chrono::seconds(60); });
+    CHECK(relaxed.get("/filtered-scans/PA01/all.nii.gz?label_ids=1").status == 200);
+}
+
 TEST_CASE("fcgi routes: /labels and /info JSON", "[fcgi][labels]") {
     Fixture f;
     auto a = f.get("/output/PA01/scans/all.nii.gz/labels");

@@ -130,6 +130,9 @@ TEST_CASE("config: bad values stop with BadParameter naming the key", "[config]"
         {"limits", "max_voxels", "0"},
         {"limits", "max_label_ids", "0"},
         {"limits", "max_queue", "-3"},
+        {"limits", "request_timeout", "-1"},
+        {"limits", "request_timeout", "1s"},
+        {"limits", "request_timeout", "nan"},
         {"server", "colour", "blue"},     // unknown key in a known section
         {"extras", "thing", "1"},         // unknown section
     }));

@@ -126,6 +126,20 @@ TEST_CASE("nifti reader: truncated data is TruncatedData, plain and gzip", "[nif
     expect_error([&] { read_file_fully(dir / "cut.nii.gz"); }, ErrorCode::TruncatedData);
 }
 
+TEST_CASE("nifti reader: reads past the deadline are Timeout", "[nifti][reader]") {
+    NiftiSpec s;
+    s.dims = {16, 16, 16};
+    s.data = random_bytes(16 * 16 * 16, 5);
+    ReadLimits limits;
+    limits.deadline = std::chrono::steady_clock::now() - std::chrono::seconds(1);
+    Reader late = Reader::open_memory(test::gzip_bytes(test::build_nifti(s)), limits);
+    std::vector<std::uint8_t> buf(1024);
+    expect_error([&] { late.read(buf.data(), buf.size()); }, ErrorCode::Timeout, "time limit");
+    limits.deadline = std::chrono::steady_clock::now() + std::chrono::hours(1);
+    Reader in_time = Reader::open_memory(test::gzip_bytes(test::build_nifti(s)), limits);
+    CHECK(read_all(in_time) == *s.data);
+}
+
 TEST_CASE("nifti reader: a bad trailing CRC fails before read() reports the end", "[nifti][reader]") {
     NiftiSpec s;
     s.dims = {40, 40, 40};
