@@ -15,6 +15,7 @@
 #include <limits>
 #include <memory>
 #include <optional>
+#include <type_traits>
 #include <vector>
 
 #include "error.hpp"
@@ -61,54 +62,107 @@ public:
     virtual std::uint64_t run(const std::uint8_t* in, std::uint8_t* out, std::size_t n) const = 0;
 };
 
+// True when the 64 bytes at p are all zero (eight unaligned word loads).
+inline bool zero64(const std::uint8_t* p) noexcept {
+    std::uint64_t acc = 0;
+    for (int i = 0; i < 8; ++i) acc |= load_raw<std::uint64_t>(p + 8 * i);
+    return acc == 0;
+}
+
+// Runs `dense` over the parts of [0, n) whose input is not all zero bytes and
+// zero-fills the output of the rest, checked in 64-byte groups. Only for
+// kernels where an all-zero input voxel gives an all-zero, unselected output
+// voxel. Label maps are mostly background, so most groups take the memset.
+template <std::size_t InBytes, std::size_t OutBytes, typename Dense>
+std::uint64_t skip_zeros(const std::uint8_t* in, std::uint8_t* out, std::size_t n,
+                         const Dense& dense) {
+    constexpr std::size_t kGroup = 64 / InBytes;   // voxels per 64-byte group
+    std::uint64_t selected = 0;
+    const std::size_t full = n - n % kGroup;
+    std::size_t i = 0;
+    while (i < full) {
+        std::size_t j = i;
+        while (j < full && zero64(in + j * InBytes)) j += kGroup;
+        if (j > i) {
+            std::memset(out + i * OutBytes, 0, (j - i) * OutBytes);
+            i = j;
+        }
+        while (j < full && !zero64(in + j * InBytes)) j += kGroup;
+        if (j > i) {
+            selected += dense(in + i * InBytes, out + i * OutBytes, j - i);
+            i = j;
+        }
+    }
+    if (i < n) selected += dense(in + i * InBytes, out + i * OutBytes, n - i);
+    return selected;
+}
+
 enum class Out { Mask, KeepRaw, KeepIds };
 
 // ---- Few ranges, unscaled integers: branch-free range compares ----------
-template <typename U, bool Swap, Out M>
+// N compares per voxel in registers, one pass, output written once. Range
+// sets of 5..8 use N = 8 padded with copies of the first range.
+template <typename U, bool Swap, Out M, int N>
 class RangeKernel final : public Kernel {
 public:
-    // ranges in the unsigned image of the stored type: (start, width)
-    explicit RangeKernel(std::vector<std::pair<U, U>> r) : ranges_(std::move(r)) {}
+    // ranges in the unsigned image of the stored type: (start, width); 1..N
+    explicit RangeKernel(const std::vector<std::pair<U, U>>& r) {
+        for (int i = 0; i < N; ++i) {
+            const auto& p = r[static_cast<std::size_t>(i) < r.size() ? static_cast<std::size_t>(i) : 0];
+            start_[i] = p.first;
+            width_[i] = p.second;
+        }
+        // Raw 0 is 0 in either byte order; in keep mode an unselected voxel
+        // becomes raw & 0 = 0, so zero input bytes give zero output bytes.
+        zero_fast_ = true;
+        for (const auto& [a, w] : r)
+            if (static_cast<U>(U(0) - a) <= w) zero_fast_ = false;
+    }
 
     std::uint64_t run(const std::uint8_t* in, std::uint8_t* out, std::size_t n) const override {
-        alignas(64) U v[kBlock];
-        alignas(64) U m[kBlock];
+        constexpr std::size_t kOut = M == Out::Mask ? 1 : sizeof(U);
+        auto dense = [this](const std::uint8_t* i, std::uint8_t* o, std::size_t k) {
+            return dense_run(i, o, k);
+        };
+        if (zero_fast_) return skip_zeros<sizeof(U), kOut>(in, out, n, dense);
+        return dense_run(in, out, n);
+    }
+
+private:
+    std::uint64_t dense_run(const std::uint8_t* in, std::uint8_t* out, std::size_t n) const {
+        U a[N], w[N];
+        for (int r = 0; r < N; ++r) {
+            a[r] = start_[r];
+            w[r] = width_[r];
+        }
         std::uint64_t selected = 0;
-        const std::size_t nr = ranges_.size();
         for (std::size_t base = 0; base < n; base += kBlock) {
             const std::size_t k = std::min(kBlock, n - base);
             const std::uint8_t* ip = in + base * sizeof(U);
-            for (std::size_t i = 0; i < k; ++i) {
-                U x = load_raw<U>(ip + i * sizeof(U));
-                if constexpr (Swap) x = bswap(x);
-                v[i] = x;
-            }
-            if (nr == 0) {
-                for (std::size_t i = 0; i < k; ++i) m[i] = 0;
-            } else {
-                const U a0 = ranges_[0].first, w0 = ranges_[0].second;
-                for (std::size_t i = 0; i < k; ++i)
-                    m[i] = static_cast<U>(v[i] - a0) <= w0 ? static_cast<U>(~U(0)) : U(0);
-                for (std::size_t r = 1; r < nr; ++r) {
-                    const U a = ranges_[r].first, w = ranges_[r].second;
-                    for (std::size_t i = 0; i < k; ++i)
-                        m[i] |= static_cast<U>(v[i] - a) <= w ? static_cast<U>(~U(0)) : U(0);
-                }
-            }
             std::uint32_t count = 0;
             if constexpr (M == Out::Mask) {
                 std::uint8_t* op = out + base;
                 for (std::size_t i = 0; i < k; ++i) {
-                    const std::uint8_t b = static_cast<std::uint8_t>(m[i] & 1u);
+                    U x = load_raw<U>(ip + i * sizeof(U));
+                    if constexpr (Swap) x = bswap(x);
+                    bool sel = false;
+                    for (int r = 0; r < N; ++r) sel |= static_cast<U>(x - a[r]) <= w[r];
+                    const std::uint8_t b = sel ? 1 : 0;
                     op[i] = b;
                     count += b;
                 }
             } else {
-                // m is all-ones or zero, so the mask applies in either byte order.
                 std::uint8_t* op = out + base * sizeof(U);
                 for (std::size_t i = 0; i < k; ++i) {
-                    store_raw<U>(op + i * sizeof(U), load_raw<U>(ip + i * sizeof(U)) & m[i]);
-                    count += static_cast<std::uint32_t>(m[i] & 1u);
+                    const U raw = load_raw<U>(ip + i * sizeof(U));
+                    U x = raw;
+                    if constexpr (Swap) x = bswap(x);
+                    U m = 0;
+                    for (int r = 0; r < N; ++r)
+                        m |= static_cast<U>(x - a[r]) <= w[r] ? static_cast<U>(~U(0)) : U(0);
+                    // m is all-ones or zero, so the mask applies in either byte order.
+                    store_raw<U>(op + i * sizeof(U), raw & m);
+                    count += static_cast<std::uint32_t>(m & 1u);
                 }
             }
             selected += count;
@@ -116,8 +170,22 @@ public:
         return selected;
     }
 
+    U start_[N]{}, width_[N]{};
+    bool zero_fast_ = false;
+};
+
+// No range at all: nothing is selected, the output is all zero bytes (keep
+// mode only reaches here when the stored zero is raw 0).
+class EmptyKernel final : public Kernel {
+public:
+    explicit EmptyKernel(std::size_t out_bytes) : out_bytes_(out_bytes) {}
+    std::uint64_t run(const std::uint8_t*, std::uint8_t* out, std::size_t n) const override {
+        std::memset(out, 0, n * out_bytes_);
+        return 0;
+    }
+
 private:
-    std::vector<std::pair<U, U>> ranges_;
+    std::size_t out_bytes_;
 };
 
 // ---- 8/16-bit: a table indexed by the raw stored value --------------------
@@ -125,9 +193,21 @@ private:
 template <typename U, typename E, Out M>
 class LutKernel final : public Kernel {
 public:
-    explicit LutKernel(std::vector<E> table) : table_(std::move(table)) {}
+    explicit LutKernel(std::vector<E> table)
+        : table_(std::move(table)), zero_fast_(table_[0] == 0) {}
 
     std::uint64_t run(const std::uint8_t* in, std::uint8_t* out, std::size_t n) const override {
+        constexpr std::size_t kOut = M == Out::Mask ? 1 : sizeof(U);
+        auto dense = [this](const std::uint8_t* i, std::uint8_t* o, std::size_t k) {
+            return dense_run(i, o, k);
+        };
+        // table_[0] == 0: raw 0 is unselected and written as raw 0.
+        if (zero_fast_) return skip_zeros<sizeof(U), kOut>(in, out, n, dense);
+        return dense_run(in, out, n);
+    }
+
+private:
+    std::uint64_t dense_run(const std::uint8_t* in, std::uint8_t* out, std::size_t n) const {
         const E* t = table_.data();
         std::uint64_t selected = 0;
         constexpr unsigned kShift = 8 * sizeof(U);
@@ -155,8 +235,8 @@ public:
         return selected;
     }
 
-private:
     std::vector<E> table_;
+    bool zero_fast_;
 };
 
 // ---- Generic exact paths --------------------------------------------------
@@ -325,8 +405,19 @@ std::unique_ptr<Kernel> range_kernel_for(const std::vector<Range>& clipped, Out 
     std::vector<std::pair<U, U>> r;
     for (const auto& [a, b] : clipped)
         r.emplace_back(static_cast<U>(a), static_cast<U>(static_cast<U>(b) - static_cast<U>(a)));
-    if (mode == Out::Mask) return std::make_unique<RangeKernel<U, Swap, Out::Mask>>(std::move(r));
-    return std::make_unique<RangeKernel<U, Swap, Out::KeepRaw>>(std::move(r));
+    if (r.empty()) return std::make_unique<EmptyKernel>(mode == Out::Mask ? 1 : sizeof(U));
+    auto make = [&](auto n) -> std::unique_ptr<Kernel> {
+        constexpr int N = decltype(n)::value;
+        if (mode == Out::Mask) return std::make_unique<RangeKernel<U, Swap, Out::Mask, N>>(r);
+        return std::make_unique<RangeKernel<U, Swap, Out::KeepRaw, N>>(r);
+    };
+    switch (r.size()) {
+    case 1: return make(std::integral_constant<int, 1>{});
+    case 2: return make(std::integral_constant<int, 2>{});
+    case 3: return make(std::integral_constant<int, 3>{});
+    case 4: return make(std::integral_constant<int, 4>{});
+    default: return make(std::integral_constant<int, 8>{});   // 5..8
+    }
 }
 
 template <typename U>
