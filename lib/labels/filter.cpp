@@ -524,7 +524,11 @@ std::unique_ptr<Kernel> selection_kernel(const Header& h, const LabelSet& set, O
         using T = decltype(tag);
         if constexpr (std::is_integral_v<T>) {
             using U = std::make_unsigned_t<T>;
-            if (!h.scaled()) {
+            // slope 1, inter 0 (as many writers store it) is exact in double
+            // for stored types up to 32 bits, so such maps are unscaled too.
+            const bool identity = !h.scaled() || (sizeof(T) <= 4 && h.slope() == 1.0 &&
+                                                  h.inter() == 0.0);
+            if (identity) {
                 const auto clipped = clip(set.ranges(), int_type_range(t));
                 if (clipped.size() <= 8) return range_kernel<U>(clipped, mode, swap);
             }
