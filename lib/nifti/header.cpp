@@ -272,7 +272,11 @@ std::uint64_t Header::volume_voxels() const noexcept {
 
 bool Header::scaled() const noexcept {
     if (version_ == Version::Analyze75) return false;
-    return std::isfinite(scl_slope_) && scl_slope_ != 0;
+    if (!std::isfinite(scl_slope_) || scl_slope_ == 0) return false;
+    // slope 1 with inter 0 (or a non-finite inter, which counts as 0) is the
+    // identity: what nibabel writes into every integer image. Treating it as
+    // unscaled keeps 64-bit ids exact (no trip through double).
+    return !(scl_slope_ == 1 && (scl_inter_ == 0 || !std::isfinite(scl_inter_)));
 }
 
 double Header::slope() const noexcept { return scaled() ? scl_slope_ : 1.0; }

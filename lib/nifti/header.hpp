@@ -59,6 +59,7 @@ public:
     double scl_inter_raw() const noexcept { return scl_inter_; }
     // Effective scaling (§10): slope 0 or non-finite means none (1, 0); a
     // non-finite inter with a valid slope counts as 0. Analyze: never scaled.
+    // scaled() is false for the identity (slope 1, inter 0) too.
     bool scaled() const noexcept;
     double slope() const noexcept;
     double inter() const noexcept;

@@ -586,18 +586,11 @@ def same_values(got, want):
 # Product defects these files expose (tests mark them xfail(strict=True));
 # name -> (checks that fail, reason). Checks: "keep", "mask", "labels".
 KNOWN_BUGS = {
-    "type_int64_bigids.nii.gz": (
-        ("keep", "mask", "labels"),
-        "BUG: with scl_slope 1 / scl_inter 0 (what nibabel writes) int64 values go through "
-        "double (lib/labels/metadata.cpp value->id, lib/labels/filter.cpp scaled path): 2^53+1 "
-        "and 2^53 collapse (filter drops id 9007199254740993, labels report 9007199254740992 "
-        "only); identity or integral scaling should stay in integers"),
     "type_uint64_huge.nii": (
-        ("keep", "mask", "labels"),
-        "BUG: a uint64 voxel above INT64_MAX is refused with 415 (lib/labels/metadata.cpp "
-        "'outside the range of label ids', filter likewise); DESIGN §10 makes every integer "
-        "type up to 64 bits label-capable: such a voxel can never be selected, so keep mode "
-        "should zero it and labels should list it"),
+        ("labels",),
+        "BUG: labels refuses a uint64 voxel above INT64_MAX with 415 (lib/labels/metadata.cpp "
+        "'outside the range of label ids'); DESIGN §10 makes every integer type up to 64 bits "
+        "label-capable, so labels should list it (the filter already zeroes it)"),
     "scl_inter_nan.nii": (
         ("keep",),
         "BUG: keep mode copies scl_inter NaN with a valid slope into the output; nibabel "

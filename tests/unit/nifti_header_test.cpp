@@ -202,6 +202,9 @@ TEST_CASE("nifti header: scaling rules of DESIGN.md section 10", "[nifti][header
         {INFINITY, 0, false, 1, 0},
         {2, NAN, true, 2, 0},
         {2, 3, true, 2, 3},
+        {1, 0, false, 1, 0},     // identity, as nibabel writes integer images
+        {1, NAN, false, 1, 0},
+        {1, 5, true, 1, 5},
     }));
     INFO("slope " << slope << " inter " << inter);
     NiftiSpec s;
