@@ -150,6 +150,7 @@ void Router::handle(Transport& transport) const {
         } catch (const Error& e) {
             response = Response::error(e);
             if (e.code() == ErrorCode::MethodNotAllowed) response.set_header("Allow", kAllow);
+            if (e.code() == ErrorCode::Busy) response.set_header("Retry-After", "5");
             if (e.http_status() >= 500)
                 context_.log(std::string(request.method) + " " + request.uri + ": " + e.what());
         } catch (const std::bad_alloc&) {

@@ -171,30 +171,27 @@ Response filtered(const Context& ctx, const Request& request, const std::string&
         auto reader = nifti::Reader::open(image, ctx.read_limits());
         labels::filter(reader, sink, container, q.options);
     };
-    if (ctx.cache) {
-        for (int attempt = 0; attempt < 2; ++attempt) {
-            stdfs::path entry = ctx.cache->get_or_create(key, suffix, produce);
-            switch (ctx.config.sendfile_header) {
-                case SendfileHeader::XSendfile:
-                    r.set_header("X-Sendfile", entry.string());
-                    return r;
-                case SendfileHeader::XAccelRedirect:
-                    r.set_header("X-Accel-Redirect",
-                                 "/medimg-cache/" + entry.lexically_relative(ctx.cache->dir()).string());
-                    return r;
-                case SendfileHeader::None:
-                    if ((r.file = open_body(entry))) return r;
-                    break;   // evicted between creation and open: make it again
-            }
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        auto result = ctx.compute_result(key, suffix, produce);
+        if (!result.entry) {   // no cache, or one that cannot store: streamed
+            r.file = std::move(result.file);
+            return r;
         }
-        throw Error(ErrorCode::Io, "cache entry vanished twice");
+        const stdfs::path& entry = *result.entry;
+        switch (ctx.config.sendfile_header) {
+            case SendfileHeader::XSendfile:
+                r.set_header("X-Sendfile", entry.string());
+                return r;
+            case SendfileHeader::XAccelRedirect:
+                r.set_header("X-Accel-Redirect",
+                             "/medimg-cache/" + entry.lexically_relative(ctx.cache->dir()).string());
+                return r;
+            case SendfileHeader::None:
+                if ((r.file = open_body(entry))) return r;
+                break;   // evicted between creation and open: make it again
+        }
     }
-    // No cache: an unlinked temporary, streamed with its exact length.
-    auto sink = cache::make_anonymous_file(ctx.temp_dir);
-    produce(sink);
-    const auto size = sink.bytes_written();
-    r.file = std::make_shared<FileBody>(sink.release(), size);
-    return r;
+    throw Error(ErrorCode::Io, "cache entry vanished twice");
 }
 
 }  // namespace

@@ -3,9 +3,6 @@
 // costs a stat and a lookup, never an inflate.
 #include <sys/stat.h>
 
-#include <fstream>
-#include <sstream>
-
 #include "cache/result_cache.hpp"
 #include "error.hpp"
 #include "labels/metadata.hpp"
@@ -30,14 +27,6 @@ std::string sidecar_identity(const stdfs::path& image) {
         }
     return cache::SourceIdentity::of_optional(image.parent_path() / (name + ".labels.json")).text() +
            "|" + cache::SourceIdentity::of_optional(image.parent_path() / (stem + ".txt")).text();
-}
-
-std::string read_small_file(const stdfs::path& file) {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) throw Error(ErrorCode::Io, "cannot read cache entry");
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
 }
 
 Response metadata(const Context& ctx, const Request& request, const PathParams& p, Kind kind) {
@@ -68,17 +57,7 @@ Response metadata(const Context& ctx, const Request& request, const PathParams& 
             auto dict = ctx.dictionary.with_sidecar_for(image);
             return labels::labels_json(meta, dict, file_name).dump();
         };
-        std::string text;
-        if (ctx.cache) {
-            auto entry = ctx.cache->get_or_create(key, ".json", [&](nifti::ByteSink& sink) {
-                std::string t = compute();
-                sink.write(reinterpret_cast<const std::uint8_t*>(t.data()), t.size());
-            });
-            text = read_small_file(entry);
-        } else {
-            text = compute();
-        }
-        body = std::make_shared<const std::string>(std::move(text));
+        body = std::make_shared<const std::string>(ctx.cached_text(key, ".json", compute));
         ctx.json_cache->put(key, body);
     }
     r.body = *body;

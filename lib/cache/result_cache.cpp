@@ -25,6 +25,10 @@ namespace stdfs = std::filesystem;
     throw Error(ErrorCode::Io, what + ": " + std::strerror(errno));
 }
 
+[[noreturn]] void throw_store(const std::string& what) {
+    throw StoreError(what + ": " + std::strerror(errno));
+}
+
 std::uint64_t mix64(std::uint64_t x) {   // splitmix64 finaliser
     x ^= x >> 30;
     x *= 0xbf58476d1ce4e5b9ull;
@@ -45,11 +49,13 @@ class FileLock {
 public:
     explicit FileLock(const stdfs::path& file) {
         fd_ = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-        if (fd_ < 0) throw_io("cannot open cache lock " + file.string());
+        if (fd_ < 0) throw_store("cannot open cache lock " + file.string());
         while (::flock(fd_, LOCK_EX) != 0)
             if (errno != EINTR) {
+                const int e = errno;
                 ::close(fd_);
-                throw_io("cannot lock " + file.string());
+                errno = e;
+                throw_store("cannot lock " + file.string());
             }
     }
     ~FileLock() { ::close(fd_); }   // closing releases the lock
@@ -62,7 +68,7 @@ private:
 
 void ensure_dir(const stdfs::path& dir, mode_t mode) {
     if (::mkdir(dir.c_str(), mode) != 0 && errno != EEXIST)
-        throw_io("cannot create cache directory " + dir.string());
+        throw_store("cannot create cache directory " + dir.string());
 }
 
 }  // namespace
@@ -123,7 +129,7 @@ void OwnedFdSink::write(const std::uint8_t* data, std::size_t n) {
         ssize_t w = ::write(fd_, data, n);
         if (w < 0) {
             if (errno == EINTR) continue;
-            throw_io("cannot write result");
+            throw_store("cannot write result");
         }
         data += w;
         n -= static_cast<std::size_t>(w);
@@ -138,7 +144,7 @@ OwnedFdSink make_anonymous_file(const stdfs::path& dir) {
 #endif
     std::string templ = (dir / ".medimg-tmp-XXXXXX").string();
     int fd2 = ::mkostemp(templ.data(), O_CLOEXEC);
-    if (fd2 < 0) throw_io("cannot create a temporary file in " + dir.string());
+    if (fd2 < 0) throw_store("cannot create a temporary file in " + dir.string());
     ::unlink(templ.c_str());
     return OwnedFdSink(fd2);
 }
@@ -192,14 +198,14 @@ stdfs::path ResultCache::get_or_create(std::string_view key, std::string_view su
         std::string templ =
             (final_path.parent_path() / (".tmp-" + std::string(key) + "-XXXXXX")).string();
         int fd = ::mkostemp(templ.data(), O_CLOEXEC);
-        if (fd < 0) throw_io("cannot create a cache file in " + final_path.parent_path().string());
+        if (fd < 0) throw_store("cannot create a cache file in " + final_path.parent_path().string());
         ::fchmod(fd, 0644);
         try {
             OwnedFdSink sink(fd);
             produce(sink);
-            if (::close(sink.release()) != 0) throw_io("cannot write cache file");
+            if (::close(sink.release()) != 0) throw_store("cannot write cache file");
             if (::rename(templ.c_str(), final_path.c_str()) != 0)
-                throw_io("cannot publish cache file " + final_path.string());
+                throw_store("cannot publish cache file " + final_path.string());
         } catch (...) {
             ::unlink(templ.c_str());
             throw;

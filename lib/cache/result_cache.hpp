@@ -15,6 +15,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "error.hpp"
 #include "nifti/stream.hpp"
 
 namespace medimg::cache {
@@ -37,7 +38,17 @@ struct SourceIdentity {
 // 128-bit non-cryptographic hash of `text` as 32 lowercase hex digits.
 std::string hash_hex(std::string_view text);
 
-// A ByteSink writing to a descriptor it owns; closed on destruction.
+// Error(Io) raised because a result could not be stored (a full, read-only
+// or otherwise unwritable file system: ENOSPC, EROFS, EACCES, EDQUOT, …),
+// as opposed to a failure of the computation itself. Callers may answer
+// without storing. Whatever was partly written has been removed.
+class StoreError : public Error {
+public:
+    explicit StoreError(const std::string& detail) : Error(ErrorCode::Io, detail) {}
+};
+
+// A ByteSink writing to a descriptor it owns; closed on destruction. write()
+// throws StoreError.
 class OwnedFdSink final : public nifti::ByteSink {
 public:
     explicit OwnedFdSink(int fd) : fd_(fd) {}
@@ -46,7 +57,7 @@ public:
     OwnedFdSink& operator=(OwnedFdSink&&) = delete;
     OwnedFdSink(const OwnedFdSink&) = delete;
     OwnedFdSink& operator=(const OwnedFdSink&) = delete;
-    void write(const std::uint8_t* data, std::size_t n) override;   // throws Error(Io)
+    void write(const std::uint8_t* data, std::size_t n) override;   // throws StoreError
     int fd() const noexcept { return fd_; }
     int release() noexcept { int f = fd_; fd_ = -1; return f; }
     std::uint64_t bytes_written() const noexcept { return written_; }
@@ -57,7 +68,7 @@ private:
 };
 
 // An unlinked temporary file (O_TMPFILE in `dir`, else an unlinked mkstemp
-// file) for results that are streamed and never kept. Throws Error(Io).
+// file) for results that are streamed and never kept. Throws StoreError.
 OwnedFdSink make_anonymous_file(const std::filesystem::path& dir);
 
 class ResultCache {
@@ -80,7 +91,10 @@ public:
     // (flock) serialises producers, and the result appears by rename, so no
     // reader ever sees a partial file. `produce` writes the whole result to
     // the sink; if it throws, nothing is left behind and the error
-    // propagates. Evicts older entries when the cache grows past max_bytes.
+    // propagates. When the entry cannot be stored (directory, lock file,
+    // temporary, write, close or rename fails) it throws StoreError, again
+    // leaving nothing behind. Evicts older entries when the cache grows past
+    // max_bytes.
     std::filesystem::path get_or_create(std::string_view key, std::string_view suffix,
                                         const std::function<void(nifti::ByteSink&)>& produce);
 

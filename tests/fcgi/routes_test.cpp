@@ -293,6 +293,39 @@ TEST_CASE("fcgi routes: the results cache", "[fcgi][cache]") {
     }
 }
 
+TEST_CASE("fcgi routes: a cache that cannot store is bypassed and the result streamed",
+          "[fcgi][cache]") {
+    Fixture uncached([](Config& c) { c.cache_enabled = false; });
+    const std::string uri = "/filtered-scans/PA01/all.nii.gz?label_ids=1,6";
+    const auto reference = uncached.get(uri);
+    REQUIRE(reference.status == 200);
+
+    Fixture f;
+    std::vector<std::string> logged;
+    f.context->log = [&](std::string_view line) { logged.emplace_back(line); };
+    // The cache directory replaced by a regular file: creating an entry's
+    // directory fails (ENOTDIR), whoever runs the test.
+    const stdfs::path cache_dir = f.context->cache->dir();
+    stdfs::remove_all(cache_dir);
+    write_file(cache_dir, {'x'});
+
+    for (int round = 0; round < 2; ++round) {
+        INFO("round " << round);
+        auto a = f.get(uri);
+        REQUIRE(a.status == 200);
+        CHECK_FALSE(a.has("x-sendfile"));
+        CHECK(a["content-length"] == std::to_string(a.body.size()));
+        CHECK(a.body == reference.body);
+        CHECK(voxels_of(a.body, f.dir) == expected_keep({1, 6}));
+    }
+    auto labels = f.get("/output/PA01/scans/all.nii.gz/labels");
+    REQUIRE(labels.status == 200);
+    CHECK(labels.body == uncached.get("/output/PA01/scans/all.nii.gz/labels").body);
+    CHECK(stdfs::is_regular_file(cache_dir));   // nothing written below or beside it
+    REQUIRE(logged.size() == 1);                // logged once, not per request
+    CHECK(logged.front().find("cannot store") != std::string::npos);
+}
+
 TEST_CASE("fcgi routes: a request past [limits] request_timeout is 503 timeout", "[fcgi][limits]") {
     // 16 MiB of voxels take far longer than 1 ms to inflate on any machine.
     Fixture f([](Config& c) {

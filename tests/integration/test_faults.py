@@ -102,10 +102,6 @@ def tiny_cache(server):
         subprocess.run(["umount", "-l", str(cache)], check=False)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a full cache file system gives 500 io_error ('cannot write result: No space left on "
-    "device'); expected: stream the result without caching (as [cache] enabled = false does) "
-    "or a clean 503 (fcgi/routes/filtered_scans.cpp cache glue, lib/cache/result_cache.cpp)"))
 def test_full_cache(server, tiny_cache):
     """Results larger than the space left: streamed instead, or a clean
     4xx/503 JSON; never a 500 and never a partial entry left behind."""
@@ -134,11 +130,6 @@ def test_full_cache(server, tiny_cache):
             assert a.header("Content-Type").startswith("application/json"), a
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: with a read-only cache directory the worker answers 500 io_error ('cannot create "
-    "cache directory …/cache/ce: Read-only file system') instead of streaming the result "
-    "(as with [cache] enabled = false) or a clean 503 (fcgi/routes/filtered_scans.cpp cache glue, "
-    "lib/cache/result_cache.cpp)"))
 def test_read_only_cache(server, tiny_cache):
     subprocess.run(["mount", "-o", "remount,ro", str(tiny_cache)], check=True)
     a = request(server.base_url, f"/filtered-scans/{PID}/big.nii.gz?label_ids=3,4")
