@@ -693,7 +693,15 @@ FilterResult filter(nifti::Reader& in, nifti::ByteSink& sink, nifti::Container c
         if (!dt) throw Error(ErrorCode::Internal, "output datatype missing from the table");
         out.set_datatype(*dt);
     }
-    if (plan.unscale) out.set_scaling(1.0, 0.0);
+    if (plan.unscale) {
+        out.set_scaling(1.0, 0.0);
+    } else if (h.version() != nifti::Version::Analyze75 && std::isfinite(h.scl_slope_raw()) &&
+               h.scl_slope_raw() != 0 &&
+               !std::isfinite(h.scl_inter_raw())) {
+        // A non-finite inter with a valid slope counts as 0 (DESIGN.md §10);
+        // written as 0 so every reader sees the same values we matched on.
+        out.set_scaling(h.scl_slope_raw(), 0.0);
+    }
     if (options.crop) {
         for (int a = 0; a < 3; ++a) out.set_dim(a + 1, box.hi[a] - box.lo[a] + 1);
         const std::array<double, 3> ijk{static_cast<double>(box.lo[0]),

@@ -591,11 +591,6 @@ KNOWN_BUGS = {
         "BUG: labels refuses a uint64 voxel above INT64_MAX with 415 (lib/labels/metadata.cpp "
         "'outside the range of label ids'); DESIGN §10 makes every integer type up to 64 bits "
         "label-capable, so labels should list it (the filter already zeroes it)"),
-    "scl_inter_nan.nii": (
-        ("keep",),
-        "BUG: keep mode copies scl_inter NaN with a valid slope into the output; nibabel "
-        "refuses to read it ('Valid slope but invalid intercept nan'); §10 says a non-finite "
-        "inter counts as 0, so the output should carry 0"),
 }
 
 # Mask mode is run on these (keep mode on every accepted file).
