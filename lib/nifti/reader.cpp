@@ -84,7 +84,7 @@ public:
     explicit MemSource(std::shared_ptr<const std::vector<std::uint8_t>> b) : bytes_(std::move(b)) {}
     std::size_t read(std::uint8_t* buf, std::size_t n) override {
         n = std::min(n, bytes_->size() - pos_);
-        std::memcpy(buf, bytes_->data() + pos_, n);
+        if (n > 0) std::memcpy(buf, bytes_->data() + pos_, n);   // data() may be null when empty
         pos_ += n;
         return n;
     }
