@@ -11,7 +11,7 @@ public:
     MemorySource(const std::uint8_t* data, std::size_t size) : data_(data), size_(size) {}
     std::size_t read(std::uint8_t* buf, std::size_t n) override {
         const std::size_t k = std::min(n, size_ - pos_);
-        std::memcpy(buf, data_ + pos_, k);
+        if (k > 0) std::memcpy(buf, data_ + pos_, k);
         pos_ += k;
         return k;
     }

@@ -21,7 +21,7 @@ public:
     explicit VecSource(std::vector<std::uint8_t> b, std::size_t chunk = SIZE_MAX) : b_(std::move(b)), chunk_(chunk) {}
     std::size_t read(std::uint8_t* buf, std::size_t n) override {
         n = std::min({n, b_.size() - pos_, chunk_});
-        std::memcpy(buf, b_.data() + pos_, n);
+        if (n > 0) std::memcpy(buf, b_.data() + pos_, n);   // data() may be null when empty
         pos_ += n;
         return n;
     }
