@@ -6,6 +6,7 @@
 
 #include "catch.hpp"
 #include "error.hpp"
+#include "error_checks.hpp"
 #include "labels/dictionary.hpp"
 #include "labels/label_set.hpp"
 
@@ -13,20 +14,7 @@ using medimg::Error;
 using medimg::ErrorCode;
 using medimg::labels::Dictionary;
 using medimg::labels::LabelSet;
-
-namespace {
-
-ErrorCode code_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.code();
-    }
-    FAIL("no medimg::Error was thrown");
-    return ErrorCode::Internal;
-}
-
-}  // namespace
+using medimg::test::code_of;
 
 TEST_CASE("label set: parses ids and ranges into canonical ranges", "[labels][label_set]") {
     auto [text, canonical, count] = GENERATE(table<std::string, std::string, std::uint64_t>({

@@ -6,6 +6,7 @@
 
 #include "catch.hpp"
 #include "error.hpp"
+#include "error_checks.hpp"
 #include "labels/metadata.hpp"
 #include "nifti/reader.hpp"
 #include "nifti_builder.hpp"
@@ -18,22 +19,13 @@ using medimg::nifti::ByteOrder;
 using medimg::nifti::Reader;
 using medimg::nifti::ReadLimits;
 using medimg::test::NiftiSpec;
+using medimg::test::code_of;
 
 namespace {
 
 Metadata meta_of(const NiftiSpec& spec) {
     Reader r = Reader::open_memory(medimg::test::build_nifti(spec), ReadLimits{});
     return medimg::labels::compute_metadata(r);
-}
-
-ErrorCode code_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.code();
-    }
-    FAIL("no medimg::Error was thrown");
-    return ErrorCode::Internal;
 }
 
 template <typename T>
