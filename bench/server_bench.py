@@ -12,6 +12,8 @@ the medimg-fcgi pool) with its own empty cache directory (--cache-dir) and no ac
                                                 target cached >= 50 % static
   uncached      sequential single requests, each with a different absent
                 label id so none is cached     target <= 1.3 x CLI time
+  uncached-cli  the same filters with `medimg filter` (same input, ids,
+                level), timed the same way: the CLI side of that ratio
   uncached-load wrk -c4 with unique URLs: throughput under load, and the
                 workers' VmHWM (peak RSS) from /proc  target <= 64 MiB each
 
@@ -224,6 +226,25 @@ def main():
               "median_s": round(statistics.median(times), 4), "min_s": round(min(times), 4),
               "max_s": round(max(times), 4), "body_bytes": len(ubody), "first_request_s": round(first, 4)})
         log(f"uncached filter: median {statistics.median(times):.3f} s")
+
+        # The same filters with the CLI (same input, ids and gzip level), so
+        # the 1.3x ratio compares like with like on this machine and load.
+        medimg = os.path.join(args.build, "cli", "medimg")
+        labels = args.labels
+        out_file = os.path.join(args.scratch, "server-cli-same.nii.gz")
+        cli_times = []
+        for i in range(max(args.runs, 5)):
+            t0 = time.perf_counter()
+            subprocess.run([medimg, "filter", os.path.realpath(args.input), out_file,
+                            "--labels", f"{labels},{20000 + i}"], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            cli_times.append(time.perf_counter() - t0)
+        if os.path.getsize(out_file) != len(ubody):
+            raise RuntimeError(f"CLI wrote {os.path.getsize(out_file)} bytes, the server {len(ubody)}")
+        emit({"name": "uncached-cli", "times_s": [round(t, 4) for t in cli_times],
+              "median_s": round(statistics.median(cli_times), 4), "min_s": round(min(cli_times), 4),
+              "max_s": round(max(cli_times), 4), "body_bytes": os.path.getsize(out_file)})
+        log(f"same filters with the CLI: median {statistics.median(cli_times):.3f} s")
 
         # Uncached filters under load; workers' peak RSS afterwards.
         rec = run_wrk(filter_url, args.threads, 4, args.seconds, unique=24000)
