@@ -11,6 +11,7 @@
 
 #include "catch.hpp"
 #include "error.hpp"
+#include "error_checks.hpp"
 #include "labels/filter.hpp"
 #include "nifti/reader.hpp"
 #include "nifti_builder.hpp"
@@ -28,6 +29,7 @@ using medimg::nifti::Reader;
 using medimg::nifti::ReadLimits;
 using medimg::test::NiftiSpec;
 using medimg::test::TempDir;
+using medimg::test::code_of;
 
 namespace {
 
@@ -132,16 +134,6 @@ Output run_filter(const NiftiSpec& spec, const FilterOptions& opt,
     const auto result = medimg::labels::filter(in, sink, container, opt);
     CHECK(result.bytes_written == sink.bytes.size());
     return read_back(std::move(sink.bytes));
-}
-
-ErrorCode code_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.code();
-    }
-    FAIL("no medimg::Error was thrown");
-    return ErrorCode::Internal;
 }
 
 struct Box {

@@ -7,12 +7,14 @@
 
 #include "catch.hpp"
 #include "error.hpp"
+#include "error_checks.hpp"
 #include "nifti/gzip.hpp"
 #include "nifti/stream.hpp"
 #include "nifti_builder.hpp"
 
 using namespace medimg;
 using namespace medimg::nifti;
+using medimg::test::expect_error;
 
 namespace {
 
@@ -83,18 +85,6 @@ std::vector<std::uint8_t> fancy_member(const std::vector<std::uint8_t>& data, bo
     for (int i = 0; i < 4; ++i) m.push_back(static_cast<std::uint8_t>(crc >> (8 * i)));
     for (int i = 0; i < 4; ++i) m.push_back(static_cast<std::uint8_t>(isize >> (8 * i)));
     return m;
-}
-
-template <typename F>
-void expect_error(F&& f, ErrorCode code, const std::string& needle = "") {
-    try {
-        f();
-        FAIL("no error thrown");
-    } catch (const Error& e) {
-        INFO("message: " << e.what());
-        CHECK(e.code() == code);
-        CHECK(std::string(e.what()).find(needle) != std::string::npos);
-    }
 }
 
 }  // namespace

@@ -5,30 +5,19 @@
 
 #include "catch.hpp"
 #include "error.hpp"
+#include "error_checks.hpp"
 #include "nifti/header.hpp"
 #include "nifti_builder.hpp"
 
 using namespace medimg;
 using namespace medimg::nifti;
 using medimg::test::NiftiSpec;
+using medimg::test::expect_error;
 
 namespace {
 
 Header parse_single(const std::vector<std::uint8_t>& bytes, const HeaderLimits& limits = {}) {
     return Header::parse(bytes, Layout::Single, limits, bytes.size());
-}
-
-// Runs `f`, expecting an Error with `code` whose message contains `needle`.
-template <typename F>
-void expect_error(F&& f, ErrorCode code, const std::string& needle) {
-    try {
-        f();
-        FAIL("no error thrown; expected one naming " << needle);
-    } catch (const Error& e) {
-        INFO("message: " << e.what());
-        CHECK(e.code() == code);
-        CHECK(std::string(e.what()).find(needle) != std::string::npos);
-    }
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 
 #include "catch.hpp"
 #include "error.hpp"
+#include "error_checks.hpp"
 #include "nifti/reader.hpp"
 #include "nifti/writer.hpp"
 #include "nifti_builder.hpp"
@@ -11,6 +12,7 @@
 using namespace medimg;
 using namespace medimg::nifti;
 using medimg::test::NiftiSpec;
+using medimg::test::expect_error;
 
 namespace {
 
@@ -26,18 +28,6 @@ std::vector<std::uint8_t> read_all(Reader& r, std::size_t chunk = 65536) {
     while (std::size_t n = r.read(buf.data(), buf.size())) out.insert(out.end(), buf.begin(), buf.begin() + n);
     CHECK(r.remaining() == 0);
     return out;
-}
-
-template <typename F>
-void expect_error(F&& f, ErrorCode code, const std::string& needle = "") {
-    try {
-        f();
-        FAIL("no error thrown");
-    } catch (const Error& e) {
-        INFO("message: " << e.what());
-        CHECK(e.code() == code);
-        CHECK(std::string(e.what()).find(needle) != std::string::npos);
-    }
 }
 
 // Reads every voxel of `path` (open + read to the end).
