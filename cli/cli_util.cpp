@@ -62,6 +62,27 @@ ParsedArgs parse_args(const Args& args, const std::vector<OptionSpec>& specs) {
     return out;
 }
 
+bool print_help(const ParsedArgs& parsed, const char* usage) {
+    if (!parsed.has("--help")) return false;
+    std::fputs(usage, stdout);
+    return true;
+}
+
+const std::string& single_positional(const ParsedArgs& parsed, std::string_view what) {
+    if (parsed.positional.size() != 1)
+        throw Error(ErrorCode::BadParameter, "expected one " + std::string(what) + ", got " +
+                                                 std::to_string(parsed.positional.size()));
+    return parsed.positional[0];
+}
+
+nifti::ReadLimits read_limits(const ParsedArgs& parsed) {
+    nifti::ReadLimits limits;
+    if (auto v = parsed.value("--max-voxels"))
+        limits.header.max_voxels =
+            static_cast<std::uint64_t>(parse_int(*v, "--max-voxels", 1, INT64_MAX));
+    return limits;
+}
+
 std::int64_t parse_int(std::string_view text, std::string_view option, std::int64_t min,
                        std::int64_t max) {
     std::int64_t v = 0;

@@ -1,6 +1,6 @@
-// Shared pieces of the `medimg` subcommands: option parsing, number parsing,
-// the label dictionary lookup, and the one place errors become messages and
-// exit codes.
+// Shared pieces of the `medimg` subcommands: option parsing, --help, the one
+// positional argument, --max-voxels, number parsing, the label dictionary
+// lookup, and the one place errors become messages and exit codes.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +16,7 @@
 
 #include "commands.hpp"
 #include "labels/dictionary.hpp"
+#include "nifti/reader.hpp"
 
 namespace medimg::cli {
 
@@ -48,6 +49,17 @@ private:
 // always recognised as a flag named "--help". Throws Error(BadParameter)
 // on an unknown option, a missing value, or a value given to a flag.
 ParsedArgs parse_args(const Args& args, const std::vector<OptionSpec>& specs);
+
+// True when the command line asks for help ("--help"/"-h"), after printing
+// `usage` on stdout; the command then returns 0.
+bool print_help(const ParsedArgs& parsed, const char* usage);
+
+// The one positional argument; else throws Error(BadParameter)
+// "expected one {what}, got N".
+const std::string& single_positional(const ParsedArgs& parsed, std::string_view what);
+
+// Default read limits, with --max-voxels N (1 to INT64_MAX) when given.
+nifti::ReadLimits read_limits(const ParsedArgs& parsed);
 
 // A whole decimal number in [min, max]; throws Error(BadParameter) naming
 // the option and the value.

@@ -320,14 +320,8 @@ void check_patient(const std::string& id) {
 
 int run(const Args& args) {
     const ParsedArgs parsed = parse_args(args, kOptions);
-    if (parsed.has("--help")) {
-        std::fputs(kUsage, stdout);
-        return 0;
-    }
-    if (parsed.positional.size() != 1)
-        throw Error(ErrorCode::BadParameter, "expected one output directory, got " +
-                                                 std::to_string(parsed.positional.size()));
-    const fs::path root = parsed.positional[0];
+    if (print_help(parsed, kUsage)) return 0;
+    const fs::path root = single_positional(parsed, "output directory");
     const std::string patient = parsed.value("--patient").value_or("PA00000002");
     check_patient(patient);
     const Geometry g = parse_size(parsed.value("--size").value_or("512x512x400"));

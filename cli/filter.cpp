@@ -92,9 +92,7 @@ Job parse_job(const ParsedArgs& parsed) {
     }
     if (auto l = parsed.value("--level"))
         job.options.gzip_level = static_cast<int>(parse_int(*l, "--level", 0, 9));
-    if (auto v = parsed.value("--max-voxels"))
-        job.limits.header.max_voxels =
-            static_cast<std::uint64_t>(parse_int(*v, "--max-voxels", 1, INT64_MAX));
+    job.limits = read_limits(parsed);
     return job;
 }
 
@@ -171,10 +169,7 @@ int run_batch(const ParsedArgs& parsed, const Job& job) {
 
 int run(const Args& args) {
     const ParsedArgs parsed = parse_args(args, kOptions);
-    if (parsed.has("--help")) {
-        std::fputs(kUsage, stdout);
-        return 0;
-    }
+    if (print_help(parsed, kUsage)) return 0;
     const Job job = parse_job(parsed);
     if (parsed.has("--outdir")) return run_batch(parsed, job);
     if (parsed.positional.size() != 2)

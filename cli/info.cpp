@@ -5,7 +5,6 @@
 
 #include "cli_util.hpp"
 #include "commands.hpp"
-#include "error.hpp"
 #include "labels/metadata.hpp"
 #include "nifti/reader.hpp"
 
@@ -57,17 +56,9 @@ const char* xform_name(int code) {
 
 int run(const Args& args) {
     const ParsedArgs parsed = parse_args(args, kOptions);
-    if (parsed.has("--help")) {
-        std::fputs(kUsage, stdout);
-        return 0;
-    }
-    if (parsed.positional.size() != 1)
-        throw Error(ErrorCode::BadParameter, "expected one input file, got " +
-                                                 std::to_string(parsed.positional.size()));
-    const fs::path in = parsed.positional[0];
-    nifti::ReadLimits limits;
-    if (auto v = parsed.value("--max-voxels"))
-        limits.header.max_voxels = static_cast<std::uint64_t>(parse_int(*v, "--max-voxels", 1, INT64_MAX));
+    if (print_help(parsed, kUsage)) return 0;
+    const fs::path in = single_positional(parsed, "input file");
+    const nifti::ReadLimits limits = read_limits(parsed);
     nifti::Reader reader = nifti::Reader::open(in, limits);
     const nifti::Header& h = reader.header();
 

@@ -6,7 +6,6 @@
 
 #include "cli_util.hpp"
 #include "commands.hpp"
-#include "error.hpp"
 #include "labels/metadata.hpp"
 #include "nifti/reader.hpp"
 
@@ -39,17 +38,9 @@ const std::vector<OptionSpec> kOptions = {
 
 int run(const Args& args) {
     const ParsedArgs parsed = parse_args(args, kOptions);
-    if (parsed.has("--help")) {
-        std::fputs(kUsage, stdout);
-        return 0;
-    }
-    if (parsed.positional.size() != 1)
-        throw Error(ErrorCode::BadParameter, "expected one input file, got " +
-                                                 std::to_string(parsed.positional.size()));
-    const fs::path in = parsed.positional[0];
-    nifti::ReadLimits limits;
-    if (auto v = parsed.value("--max-voxels"))
-        limits.header.max_voxels = static_cast<std::uint64_t>(parse_int(*v, "--max-voxels", 1, INT64_MAX));
+    if (print_help(parsed, kUsage)) return 0;
+    const fs::path in = single_positional(parsed, "input file");
+    const nifti::ReadLimits limits = read_limits(parsed);
     const labels::Dictionary dict = load_dictionary(parsed).with_sidecar_for(in);
     nifti::Reader reader = nifti::Reader::open(in, limits);
     const labels::Metadata meta = labels::compute_metadata(reader);

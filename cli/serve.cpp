@@ -334,10 +334,7 @@ struct RuntimeDir {
 
 int serve(const Args& args) {
     const ParsedArgs parsed = parse_args(args, kOptions);
-    if (parsed.has("--help")) {
-        std::fputs(kUsage, stdout);
-        return 0;
-    }
+    if (print_help(parsed, kUsage)) return 0;
     if (!parsed.positional.empty())
         throw Error(ErrorCode::BadParameter, "unexpected argument '" + parsed.positional[0] + "'");
 
