@@ -20,6 +20,7 @@
 
 #include "error.hpp"
 #include "nifti/gzip.hpp"
+#include "text.hpp"
 
 namespace medimg::nifti {
 namespace {
@@ -132,15 +133,6 @@ Stream open_file(const std::filesystem::path& path, bool& gzip) {
     s.name = path.filename().string();
     s.raw = std::move(src);
     return s;
-}
-
-std::string lower(std::string s) {
-    for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return s;
-}
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 }  // namespace
@@ -306,13 +298,13 @@ Reader::~Reader() = default;
 Reader Reader::open(const std::filesystem::path& path, const ReadLimits& limits) {
     auto impl = std::make_unique<Impl>();
     impl->limits = limits;
-    const std::string name = lower(path.filename().string());
+    const std::string name = path.filename().string();
     std::string stem_ext;   // ".hdr" or ".img" when a pair
     bool gz_name = false;
-    for (const char* ext : {".hdr", ".img", ".hdr.gz", ".img.gz"}) {
-        if (ends_with(name, ext)) {
-            stem_ext = std::string(ext).substr(0, 4);
-            gz_name = ends_with(ext, ".gz");
+    for (std::string_view ext : {".hdr", ".img", ".hdr.gz", ".img.gz"}) {
+        if (ends_with_ci(name, ext)) {
+            stem_ext = std::string(ext.substr(0, 4));
+            gz_name = ext.ends_with(".gz");
         }
     }
     if (stem_ext.empty()) {

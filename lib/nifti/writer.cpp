@@ -7,25 +7,14 @@
 
 #include "error.hpp"
 #include "nifti/gzip.hpp"
+#include "text.hpp"
 
 namespace medimg::nifti {
-namespace {
-
-std::string lower(std::string s) {
-    for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return s;
-}
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-}  // namespace
 
 Container output_container_for(const std::filesystem::path& input_name) {
-    const std::string n = lower(input_name.filename().string());
-    if (ends_with(n, ".gz")) return Container::Gzip;
-    if (ends_with(n, ".nii")) return Container::Plain;
+    const std::string n = input_name.filename().string();
+    if (ends_with_ci(n, ".gz")) return Container::Gzip;
+    if (ends_with_ci(n, ".nii")) return Container::Plain;
     return Container::Gzip;   // .hdr/.img pairs (and anything else) → .nii.gz
 }
 
