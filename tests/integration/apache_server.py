@@ -18,14 +18,12 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
+
+from server_process import descendants_of, free_port, process_name, terminate, wait_healthy
 
 MODULE_DIR = Path("/usr/lib/apache2/modules")
 APACHE = shutil.which("apache2") or "/usr/sbin/apache2"
@@ -39,12 +37,6 @@ BASE_MODULES = [
 ]
 PROXY_MODULES = ["proxy", "proxy_fcgi"]
 BALANCER_MODULES = ["proxy_balancer", "slotmem_shm", "lbmethod_byrequests"]
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def apache_available():
@@ -84,21 +76,6 @@ def server_readable_dir(prefix="medimg-apache-files-"):
     d = Path(tempfile.mkdtemp(prefix=prefix))
     os.chmod(d, 0o755)
     return d
-
-
-def _comm(pid):
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return None
-
-
-def _children(pid):
-    try:
-        return [int(c) for t in Path(f"/proc/{pid}/task").iterdir()
-                for c in (t / "children").read_text().split()]
-    except OSError:
-        return []
 
 
 def _apache_string(value):
@@ -358,19 +335,7 @@ class ApacheServer:
         return self
 
     def wait_healthy(self, timeout=20):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            if self.httpd.poll() is not None:
-                raise RuntimeError("apache2 exited:\n" + self.logs())
-            try:
-                with urllib.request.urlopen(self.base_url + "/health", timeout=5) as r:
-                    if r.status == 200:
-                        return
-            except (urllib.error.URLError, OSError) as e:
-                last = e
-            time.sleep(0.1)
-        raise RuntimeError(f"no healthy answer from {self.base_url}: {last}\n" + self.logs())
+        wait_healthy(self.httpd, self.base_url, "apache2", self.logs, timeout)
 
     def logs(self):
         out = []
@@ -388,14 +353,9 @@ class ApacheServer:
         """Live medimg-fcgi processes of all pools."""
         out = []
         for proc in self.workers:
-            if proc.poll() is not None:
-                continue
-            todo = [proc.pid]
-            while todo:
-                pid = todo.pop()
-                if _comm(pid) == "medimg-fcgi":
-                    out.append(pid)
-                todo += _children(pid)
+            if proc.poll() is None:
+                out += [pid for pid in [proc.pid, *descendants_of(proc.pid)]
+                        if process_name(pid) == "medimg-fcgi"]
         return out
 
     def kill_pool(self, index):
@@ -406,21 +366,10 @@ class ApacheServer:
             proc.wait(10)
 
     def stop(self):
-        if self.httpd and self.httpd.poll() is None:
-            self.httpd.send_signal(signal.SIGTERM)
-            try:
-                self.httpd.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.httpd.pid, signal.SIGKILL)
-                self.httpd.wait(5)
+        if self.httpd:
+            terminate(self.httpd, 15)
         for proc in self.workers:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(5)
+            terminate(proc, 10)
         if self.workdir and not os.environ.get("MEDIMG_KEEP_TMP"):
             shutil.rmtree(self.workdir, ignore_errors=True)
 

@@ -13,20 +13,22 @@ exist).
 """
 
 import gzip
-import http.client
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+
+# Re-exported: the tests import these from conftest.
+from server_process import (Answer, alive, children_of, descendants_of,  # noqa: E402,F401
+                            free_port, process_name, request, terminate, wait_gone,
+                            wait_healthy)
 
 BUILD = Path(os.environ.get("MEDIMG_BUILD_DIR", HERE.parents[1] / "build"))
 SOURCE = Path(os.environ.get("MEDIMG_SOURCE_DIR", HERE.parents[1]))
@@ -38,101 +40,6 @@ SCAN = f"{PATIENT}_CT"
 SECRET = b"MEDIMG_TEST_SECRET=do-not-serve-4f1c\n"
 OUTSIDE_SECRET = b"outside the data root 9b27\n"
 ALLOWED_ORIGIN = "http://viewer.example"
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-# ---------------------------------------------------------------------------
-# Process helpers (by pid, through /proc)
-
-def children_of(pid):
-    """Direct children of `pid` (from /proc/*/stat)."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        rest = stat[stat.rfind(")") + 2:].split()
-        if int(rest[1]) == pid:
-            out.append(int(entry))
-    return out
-
-
-def descendants_of(pid):
-    out, todo = [], [pid]
-    while todo:
-        for c in children_of(todo.pop()):
-            out.append(c)
-            todo.append(c)
-    return out
-
-
-def process_name(pid):
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return None
-
-
-def alive(pid):
-    """True while `pid` exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2] != "Z"
-
-
-def wait_gone(pids, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not any(alive(p) for p in pids):
-            return []
-        time.sleep(0.05)
-    return [p for p in pids if alive(p)]
-
-
-# ---------------------------------------------------------------------------
-# HTTP helper
-
-class Answer:
-    def __init__(self, status, headers, body):
-        self.status = status
-        self.headers = headers      # http.client.HTTPMessage (case-insensitive)
-        self.body = body
-
-    def header(self, name):
-        return self.headers.get(name)
-
-    def json(self):
-        import json
-        return json.loads(self.body)
-
-    def __repr__(self):
-        return f"<Answer {self.status} {dict(self.headers)} {self.body[:200]!r}>"
-
-
-def request(base_url, path, method="GET", headers=None, timeout=60):
-    """One request on a fresh connection; the path is sent exactly as given."""
-    host, port = base_url.split("//", 1)[1].rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
-    try:
-        conn.putrequest(method, path, skip_accept_encoding=True)
-        for k, v in (headers or {}).items():
-            conn.putheader(k, v)
-        conn.endheaders()
-        r = conn.getresponse()
-        body = r.read()
-        return Answer(r.status, r.headers, body)
-    finally:
-        conn.close()
 
 
 # ---------------------------------------------------------------------------
@@ -242,20 +149,7 @@ class LighttpdServer:
         return self
 
     def wait_healthy(self, timeout=30):
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"medimg serve exited {self.proc.returncode}:\n{self.logs()}")
-            try:
-                a = request(self.base_url, "/health", timeout=5)
-                if a.status == 200:
-                    return
-                last = a
-            except OSError as e:
-                last = e
-            time.sleep(0.1)
-        raise RuntimeError(f"no healthy answer from {self.base_url}: {last}\n{self.logs()}")
+        wait_healthy(self.proc, self.base_url, "medimg serve", self.logs, timeout)
 
     def logs(self):
         try:
@@ -289,13 +183,7 @@ class LighttpdServer:
         if self.proc is None:
             return []
         tree = descendants_of(self.proc.pid)
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        terminate(self.proc, 20)
         survivors = wait_gone(tree, timeout=5)
         for p in survivors:
             try:

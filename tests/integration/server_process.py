@@ -1,0 +1,145 @@
+"""What the test servers (conftest.LighttpdServer, apache_server.ApacheServer)
+share: a free loopback port, one-request HTTP, process lookups by pid
+through /proc, waiting for /health, and stopping a server process.
+
+conftest re-exports these names, so tests keep importing them from there.
+"""
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------
+# Process helpers (by pid, through /proc)
+
+def children_of(pid):
+    """Direct children of `pid` (from /proc/*/stat)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        rest = stat[stat.rfind(")") + 2:].split()
+        if int(rest[1]) == pid:
+            out.append(int(entry))
+    return out
+
+
+def descendants_of(pid):
+    out, todo = [], [pid]
+    while todo:
+        for c in children_of(todo.pop()):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def process_name(pid):
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return None
+
+
+def alive(pid):
+    """True while `pid` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2] != "Z"
+
+
+def wait_gone(pids, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(alive(p) for p in pids):
+            return []
+        time.sleep(0.05)
+    return [p for p in pids if alive(p)]
+
+
+# ---------------------------------------------------------------------------
+# HTTP helper
+
+class Answer:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers      # http.client.HTTPMessage (case-insensitive)
+        self.body = body
+
+    def header(self, name):
+        return self.headers.get(name)
+
+    def json(self):
+        import json
+        return json.loads(self.body)
+
+    def __repr__(self):
+        return f"<Answer {self.status} {dict(self.headers)} {self.body[:200]!r}>"
+
+
+def request(base_url, path, method="GET", headers=None, timeout=60):
+    """One request on a fresh connection; the path is sent exactly as given."""
+    host, port = base_url.split("//", 1)[1].rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        conn.putrequest(method, path, skip_accept_encoding=True)
+        for k, v in (headers or {}).items():
+            conn.putheader(k, v)
+        conn.endheaders()
+        r = conn.getresponse()
+        body = r.read()
+        return Answer(r.status, r.headers, body)
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------------------
+# Starting and stopping
+
+def wait_healthy(proc, base_url, name, logs, timeout):
+    """Polls `base_url`/health until it answers 200. Raises RuntimeError
+    with `logs()` when `proc` (called `name`) exits first or `timeout`
+    seconds pass."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited {proc.returncode}:\n{logs()}")
+        try:
+            a = request(base_url, "/health", timeout=5)
+            if a.status == 200:
+                return
+            last = a
+        except OSError as e:
+            last = e
+        time.sleep(0.1)
+    raise RuntimeError(f"no healthy answer from {base_url}: {last}\n{logs()}")
+
+
+def terminate(proc, timeout):
+    """SIGTERM to `proc` if it still runs; SIGKILL to its process group when
+    it has not exited `timeout` seconds later."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
