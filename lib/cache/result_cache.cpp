@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -47,24 +48,47 @@ std::int64_t now_ns() {
 // Holds an exclusive flock on one lock file for its lifetime.
 class FileLock {
 public:
-    explicit FileLock(const stdfs::path& file) {
+    enum class Mode {
+        Wait,     // block until locked; throw StoreError when that fails
+        NoWait,   // held() is false when another open file description
+                  // holds the lock or the lock file cannot be opened
+    };
+
+    explicit FileLock(const stdfs::path& file, Mode mode = Mode::Wait) {
         fd_ = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-        if (fd_ < 0) throw_store("cannot open cache lock " + file.string());
-        while (::flock(fd_, LOCK_EX) != 0)
+        if (fd_ < 0) {
+            if (mode == Mode::NoWait) return;
+            throw_store("cannot open cache lock " + file.string());
+        }
+        const int op = mode == Mode::Wait ? LOCK_EX : LOCK_EX | LOCK_NB;
+        while (::flock(fd_, op) != 0)
             if (errno != EINTR) {
                 const int e = errno;
                 ::close(fd_);
+                fd_ = -1;
+                if (mode == Mode::NoWait) return;
                 errno = e;
                 throw_store("cannot lock " + file.string());
             }
     }
-    ~FileLock() { ::close(fd_); }   // closing releases the lock
+    ~FileLock() {
+        if (fd_ >= 0) ::close(fd_);   // closing releases the lock
+    }
     FileLock(const FileLock&) = delete;
     FileLock& operator=(const FileLock&) = delete;
+    bool held() const noexcept { return fd_ >= 0; }
 
 private:
     int fd_ = -1;
 };
+
+bool is_temporary(const std::string& name) { return name.rfind(".tmp-", 0) == 0; }
+
+// A shard directory's name: the key's first two hex digits.
+bool is_shard(const std::string& name) {
+    return name.size() == 2 && std::isxdigit(static_cast<unsigned char>(name[0])) &&
+           std::isxdigit(static_cast<unsigned char>(name[1]));
+}
 
 void ensure_dir(const stdfs::path& dir, mode_t mode) {
     if (::mkdir(dir.c_str(), mode) != 0 && errno != EEXIST)
@@ -166,6 +190,38 @@ ResultCache::ResultCache(stdfs::path dir, std::uint64_t max_bytes)
     dir_ = stdfs::canonical(dir_, ec);
     if (ec) throw Error(ErrorCode::Io, "cannot resolve cache directory: " + ec.message());
     ensure_dir(dir_ / ".locks", 0755);
+    remove_stale_temporaries();
+}
+
+std::uint64_t ResultCache::remove_stale_temporaries() noexcept {
+    std::uint64_t removed = 0;
+    try {
+        std::error_code ec;
+        for (auto shard = stdfs::directory_iterator(dir_, ec);
+             !ec && shard != stdfs::directory_iterator(); shard.increment(ec)) {
+            const auto name = shard->path().filename().string();
+            struct stat st{};
+            if (!is_shard(name) || ::lstat(shard->path().c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+                continue;
+            // Producers hold this lock from before they create their
+            // temporary until after they rename or remove it: with the lock
+            // held here, every temporary in the shard belongs to a producer
+            // that died.
+            FileLock lock(dir_ / ".locks" / name, FileLock::Mode::NoWait);
+            if (!lock.held()) continue;
+            std::error_code e2;
+            for (auto it = stdfs::directory_iterator(shard->path(), e2);
+                 !e2 && it != stdfs::directory_iterator(); it.increment(e2)) {
+                if (!is_temporary(it->path().filename().string())) continue;
+                if (::lstat(it->path().c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+                    ::unlink(it->path().c_str()) == 0)
+                    removed += static_cast<std::uint64_t>(st.st_size);
+            }
+        }
+    } catch (...) {
+        // Out of memory while building a path: the next sweep tries again.
+    }
+    return removed;
 }
 
 stdfs::path ResultCache::path_for(std::string_view key, std::string_view suffix) const {
@@ -239,7 +295,7 @@ std::uint64_t ResultCache::evict(std::optional<std::uint64_t> target, int min_ag
         std::uint64_t size;
     };
     std::vector<Entry> entries;
-    std::uint64_t total = 0, removed = 0;
+    std::uint64_t total = 0, removed = remove_stale_temporaries();
     const std::int64_t now = now_ns();
     std::error_code ec;
     for (auto it = stdfs::recursive_directory_iterator(dir_, ec);
@@ -253,12 +309,7 @@ std::uint64_t ResultCache::evict(std::optional<std::uint64_t> target, int min_ag
         if (::lstat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
         std::int64_t atime = std::int64_t(st.st_atim.tv_sec) * 1000000000 + st.st_atim.tv_nsec;
         std::int64_t mtime = std::int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
-        if (name.rfind(".tmp-", 0) == 0) {
-            // A producer that died mid-write leaves its temporary behind.
-            if (now - mtime > 3600ll * 1000000000 && ::unlink(it->path().c_str()) == 0)
-                removed += static_cast<std::uint64_t>(st.st_size);
-            continue;
-        }
+        if (is_temporary(name)) continue;   // being written (stale ones are gone)
         total += static_cast<std::uint64_t>(st.st_size);
         entries.push_back({it->path(), std::max(atime, mtime), static_cast<std::uint64_t>(st.st_size)});
     }

@@ -73,8 +73,9 @@ OwnedFdSink make_anonymous_file(const std::filesystem::path& dir);
 
 class ResultCache {
 public:
-    // Creates `dir` (mode 0700) when missing; throws Error(Io) when it cannot
-    // be created or is not a writable directory owned by this user.
+    // Creates `dir` (mode 0755) when missing; throws Error(Io) when it cannot
+    // be created or is not a writable directory owned by this user. Removes
+    // stale temporaries (remove_stale_temporaries()).
     ResultCache(std::filesystem::path dir, std::uint64_t max_bytes);
 
     const std::filesystem::path& dir() const noexcept { return dir_; }
@@ -99,11 +100,19 @@ public:
                                         const std::function<void(nifti::ByteSink&)>& produce);
 
     // Removes least recently used entries (by access time) until the total is
-    // at most `target` bytes (default: 90 % of max_bytes); also stale
-    // temporaries. Entries used in the last `min_age_seconds` are kept (a web
-    // server may be about to open them). Returns bytes removed.
+    // at most `target` bytes (default: 90 % of max_bytes), after
+    // remove_stale_temporaries(). Entries used in the last `min_age_seconds`
+    // are kept (a web server may be about to open them). Returns bytes
+    // removed.
     std::uint64_t evict(std::optional<std::uint64_t> target = std::nullopt,
                         int min_age_seconds = 10);
+    // Removes the `.tmp-*` files that producers killed mid-write left behind,
+    // safely while other threads and processes produce: a shard whose lock
+    // file can be locked without waiting has no producer writing in it, so
+    // its temporaries are all stale; a shard locked by a producer is skipped.
+    // Runs when the cache is opened and from evict(). Never throws; returns
+    // bytes removed.
+    std::uint64_t remove_stale_temporaries() noexcept;
     // Bytes held by entries (a directory scan).
     std::uint64_t size_bytes() const;
 

@@ -1,6 +1,7 @@
 // ResultCache: atomic entries, compute-once, no partial files on failure,
 // LRU eviction under the size bound; MemoryLru.
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -159,6 +160,56 @@ TEST_CASE("cache: eviction removes least recently used entries past the bound", 
         CHECK(cache.size_bytes() <= 10800);
         CHECK(cache.lookup(key, ".nii"));
     }
+}
+
+TEST_CASE("cache: temporaries of dead producers are swept, live producers' are kept", "[cache]") {
+    CacheDir d;
+    stdfs::create_directories(d.dir / "ab");
+    stdfs::create_directories(d.dir / "cd");
+    const auto stale = d.dir / "ab" / ".tmp-ab0123-Xq1w2e";
+    const auto live = d.dir / "cd" / ".tmp-cd4567-Rt5y6u";
+    std::ofstream(stale) << std::string(100, 's');
+    std::ofstream(live) << std::string(50, 'l');
+    // A producer writing in shard cd holds its lock through another open
+    // file description (another process, or another thread of this one).
+    stdfs::create_directories(d.dir / ".locks");
+    const int held = ::open((d.dir / ".locks" / "cd").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    REQUIRE(held >= 0);
+    REQUIRE(::flock(held, LOCK_EX) == 0);
+
+    SECTION("when the cache is opened (a worker starts)") {
+        ResultCache cache(d.dir, 1 << 20);
+        CHECK_FALSE(stdfs::exists(stale));
+        CHECK(stdfs::exists(live));
+        ::close(held);   // the producer finished or died
+        CHECK(cache.remove_stale_temporaries() == 50);
+        CHECK_FALSE(stdfs::exists(live));
+    }
+    SECTION("by evict(), whatever the temporaries' age") {
+        ResultCache cache(d.dir, 1 << 20);
+        std::ofstream(stale) << std::string(100, 's');
+        CHECK(cache.evict(std::nullopt, 0) == 100);
+        CHECK_FALSE(stdfs::exists(stale));
+        CHECK(stdfs::exists(live));
+        ::close(held);
+        CHECK(cache.evict(std::nullopt, 0) == 50);
+        CHECK(entries(d.dir).empty());
+    }
+}
+
+TEST_CASE("cache: a producer's temporary survives a sweep and its entry is complete", "[cache]") {
+    CacheDir d;
+    ResultCache cache(d.dir, 1 << 20);
+    const auto key = medimg::cache::hash_hex("swept while produced");
+    std::uint64_t swept = 1;
+    auto path = cache.get_or_create(key, ".json", [&](medimg::nifti::ByteSink& s) {
+        write_text(s, std::string(1000, 'a'));
+        swept = cache.remove_stale_temporaries();   // e.g. another thread's evict()
+        write_text(s, std::string(1000, 'b'));
+    });
+    CHECK(swept == 0);
+    CHECK(read_text(path) == std::string(1000, 'a') + std::string(1000, 'b'));
+    CHECK(entries(d.dir).size() == 1);
 }
 
 TEST_CASE("cache: a cache directory owned by someone else or not a directory is refused", "[cache]") {
