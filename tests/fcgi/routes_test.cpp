@@ -3,6 +3,7 @@
 // JSON body, conditional GET, HEAD, the results cache and CORS.
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -313,7 +314,6 @@ TEST_CASE("fcgi routes: a cache that cannot store is bypassed and the result str
         INFO("round " << round);
         auto a = f.get(uri);
         REQUIRE(a.status == 200);
-        CHECK_FALSE(a.has("x-sendfile"));
         CHECK(a["content-length"] == std::to_string(a.body.size()));
         CHECK(a.body == reference.body);
         CHECK(voxels_of(a.body, f.dir) == expected_keep({1, 6}));
@@ -324,6 +324,58 @@ TEST_CASE("fcgi routes: a cache that cannot store is bypassed and the result str
     CHECK(stdfs::is_regular_file(cache_dir));   // nothing written below or beside it
     REQUIRE(logged.size() == 1);                // logged once, not per request
     CHECK(logged.front().find("cannot store") != std::string::npos);
+}
+
+TEST_CASE("fcgi routes: neither the cache nor the temporary directory can store: 503, then recovery",
+          "[fcgi][cache]") {
+    Fixture f;
+    const std::string uri = "/filtered-scans/PA01/all.nii.gz?label_ids=1,6";
+    // Both places replaced by regular files: creating anything below them
+    // fails (ENOTDIR), whoever runs the test.
+    const stdfs::path cache_dir = f.context->cache->dir();
+    const stdfs::path temp_dir = f.dir / "tmp";
+    stdfs::remove_all(cache_dir);
+    write_file(cache_dir, {'x'});
+    write_file(temp_dir, {'x'});
+    f.context->temp_dir = temp_dir;
+    auto listing = [&] {
+        std::vector<stdfs::path> out;
+        for (auto& e : stdfs::recursive_directory_iterator(f.dir.path())) out.push_back(e.path());
+        std::sort(out.begin(), out.end());
+        return out;
+    };
+    const auto before = listing();
+
+    for (const std::string method : {"GET", "HEAD"}) {
+        INFO(method);
+        auto a = f.request(method, uri);
+        CHECK(a.status == 503);
+        CHECK(a["content-type"] == "application/json");
+        CHECK(a["retry-after"] == "5");
+        if (method == "GET") CHECK(a.json()["error"] == "busy");
+        CHECK(listing() == before);   // no partial file anywhere
+    }
+
+    // Space comes back in the temporary directory: streamed, exact.
+    stdfs::remove(temp_dir);
+    stdfs::create_directory(temp_dir);
+    auto streamed = f.get(uri);
+    REQUIRE(streamed.status == 200);
+    CHECK(streamed["content-length"] == std::to_string(streamed.body.size()));
+    CHECK(voxels_of(streamed.body, f.dir) == expected_keep({1, 6}));
+    stdfs::remove(f.dir / "answer.bin");
+    CHECK(stdfs::is_empty(temp_dir));   // the temporary was unlinked
+
+    // And in the cache: stored again.
+    stdfs::remove(cache_dir);
+    stdfs::create_directory(cache_dir);
+    stdfs::create_directory(cache_dir / ".locks");
+    auto cached = f.get(uri);
+    REQUIRE(cached.status == 200);
+    CHECK(cached.body == streamed.body);
+    const auto stored = f.cache_files();
+    REQUIRE(stored.size() == 1);
+    CHECK(read_file(stored.front()) == std::vector<std::uint8_t>(streamed.body.begin(), streamed.body.end()));
 }
 
 TEST_CASE("fcgi routes: a request past [limits] request_timeout is 503 timeout", "[fcgi][limits]") {
