@@ -69,41 +69,62 @@ inline bool zero64(const std::uint8_t* p) noexcept {
     return acc == 0;
 }
 
-// Runs `dense` over the parts of [0, n) whose input is not all zero bytes and
-// zero-fills the output of the rest, checked in 64-byte groups. Only for
-// kernels where an all-zero input voxel gives an all-zero, unselected output
-// voxel. Label maps are mostly background, so most groups take the memset.
-template <std::size_t InBytes, std::size_t OutBytes, typename Dense>
-std::uint64_t skip_zeros(const std::uint8_t* in, std::uint8_t* out, std::size_t n,
-                         const Dense& dense) {
-    constexpr std::size_t kGroup = 64 / InBytes;   // voxels per 64-byte group
-    std::uint64_t selected = 0;
-    const std::size_t full = n - n % kGroup;
-    std::size_t i = 0;
-    while (i < full) {
-        std::size_t j = i;
-        while (j < full && zero64(in + j * InBytes)) j += kGroup;
-        if (j > i) {
-            std::memset(out + i * OutBytes, 0, (j - i) * OutBytes);
-            i = j;
-        }
-        while (j < full && !zero64(in + j * InBytes)) j += kGroup;
-        if (j > i) {
-            selected += dense(in + i * InBytes, out + i * OutBytes, j - i);
-            i = j;
-        }
-    }
-    if (i < n) selected += dense(in + i * InBytes, out + i * OutBytes, n - i);
-    return selected;
-}
-
 enum class Out { Mask, KeepRaw, KeepIds };
+
+// The shared driver of the vectorised kernels: the input in blocks of kBlock
+// voxels through Derived::block(in, out, k), which returns how many it
+// selected. With zero_fast_ (an all-zero input voxel gives an all-zero,
+// unselected output voxel) the input is checked in 64-byte groups first and
+// the output of all-zero groups is zero-filled: label maps are mostly
+// background, so most groups take the memset.
+template <typename Derived, typename U, Out M>
+class BlockKernel : public Kernel {
+public:
+    std::uint64_t run(const std::uint8_t* in, std::uint8_t* out, std::size_t n) const final {
+        if (!zero_fast_) return dense(in, out, n);
+        constexpr std::size_t kGroup = 64 / kIn;   // voxels per 64-byte group
+        std::uint64_t selected = 0;
+        const std::size_t full = n - n % kGroup;
+        std::size_t i = 0;
+        while (i < full) {
+            std::size_t j = i;
+            while (j < full && zero64(in + j * kIn)) j += kGroup;
+            if (j > i) {
+                std::memset(out + i * kOut, 0, (j - i) * kOut);
+                i = j;
+            }
+            while (j < full && !zero64(in + j * kIn)) j += kGroup;
+            if (j > i) {
+                selected += dense(in + i * kIn, out + i * kOut, j - i);
+                i = j;
+            }
+        }
+        if (i < n) selected += dense(in + i * kIn, out + i * kOut, n - i);
+        return selected;
+    }
+
+protected:
+    static constexpr std::size_t kIn = sizeof(U);
+    static constexpr std::size_t kOut = M == Out::Mask ? 1 : sizeof(U);
+    bool zero_fast_ = false;
+
+private:
+    std::uint64_t dense(const std::uint8_t* in, std::uint8_t* out, std::size_t n) const {
+        const auto& self = static_cast<const Derived&>(*this);
+        std::uint64_t selected = 0;
+        for (std::size_t base = 0; base < n; base += kBlock)
+            selected += self.block(in + base * kIn, out + base * kOut, std::min(kBlock, n - base));
+        return selected;
+    }
+};
 
 // ---- Few ranges, unscaled integers: branch-free range compares ----------
 // N compares per voxel in registers, one pass, output written once. Range
-// sets of 5..8 use N = 8 padded with copies of the first range.
+// sets smaller than N are padded with copies of the first range: 1, 2, 4
+// (for 3 and 4) and 8 (for 5..8). Byte order is a template parameter only
+// for types wider than a byte.
 template <typename U, bool Swap, Out M, int N>
-class RangeKernel final : public Kernel {
+class RangeKernel final : public BlockKernel<RangeKernel<U, Swap, M, N>, U, M> {
 public:
     // ranges in the unsigned image of the stored type: (start, width); 1..N
     explicit RangeKernel(const std::vector<std::pair<U, U>>& r) {
@@ -114,64 +135,48 @@ public:
         }
         // Raw 0 is 0 in either byte order; in keep mode an unselected voxel
         // becomes raw & 0 = 0, so zero input bytes give zero output bytes.
-        zero_fast_ = true;
+        this->zero_fast_ = true;
         for (const auto& [a, w] : r)
-            if (static_cast<U>(U(0) - a) <= w) zero_fast_ = false;
+            if (static_cast<U>(U(0) - a) <= w) this->zero_fast_ = false;
     }
 
-    std::uint64_t run(const std::uint8_t* in, std::uint8_t* out, std::size_t n) const override {
-        constexpr std::size_t kOut = M == Out::Mask ? 1 : sizeof(U);
-        auto dense = [this](const std::uint8_t* i, std::uint8_t* o, std::size_t k) {
-            return dense_run(i, o, k);
-        };
-        if (zero_fast_) return skip_zeros<sizeof(U), kOut>(in, out, n, dense);
-        return dense_run(in, out, n);
-    }
-
-private:
-    std::uint64_t dense_run(const std::uint8_t* in, std::uint8_t* out, std::size_t n) const {
+    // k <= kBlock voxels; the ranges are copied to locals so that the output
+    // stores cannot alias them.
+    std::uint32_t block(const std::uint8_t* ip, std::uint8_t* op, std::size_t k) const {
         U a[N], w[N];
         for (int r = 0; r < N; ++r) {
             a[r] = start_[r];
             w[r] = width_[r];
         }
-        std::uint64_t selected = 0;
-        for (std::size_t base = 0; base < n; base += kBlock) {
-            const std::size_t k = std::min(kBlock, n - base);
-            const std::uint8_t* ip = in + base * sizeof(U);
-            std::uint32_t count = 0;
-            if constexpr (M == Out::Mask) {
-                std::uint8_t* op = out + base;
-                for (std::size_t i = 0; i < k; ++i) {
-                    U x = load_raw<U>(ip + i * sizeof(U));
-                    if constexpr (Swap) x = bswap(x);
-                    bool sel = false;
-                    for (int r = 0; r < N; ++r) sel |= static_cast<U>(x - a[r]) <= w[r];
-                    const std::uint8_t b = sel ? 1 : 0;
-                    op[i] = b;
-                    count += b;
-                }
-            } else {
-                std::uint8_t* op = out + base * sizeof(U);
-                for (std::size_t i = 0; i < k; ++i) {
-                    const U raw = load_raw<U>(ip + i * sizeof(U));
-                    U x = raw;
-                    if constexpr (Swap) x = bswap(x);
-                    U m = 0;
-                    for (int r = 0; r < N; ++r)
-                        m |= static_cast<U>(x - a[r]) <= w[r] ? static_cast<U>(~U(0)) : U(0);
-                    // m is all-ones or zero, so the mask applies in either byte order.
-                    store_raw<U>(op + i * sizeof(U), raw & m);
-                    count += static_cast<std::uint32_t>(m & 1u);
-                }
+        std::uint32_t count = 0;
+        if constexpr (M == Out::Mask) {
+            for (std::size_t i = 0; i < k; ++i) {
+                U x = load_raw<U>(ip + i * sizeof(U));
+                if constexpr (Swap) x = bswap(x);
+                bool sel = false;
+                for (int r = 0; r < N; ++r) sel |= static_cast<U>(x - a[r]) <= w[r];
+                const std::uint8_t b = sel ? 1 : 0;
+                op[i] = b;
+                count += b;
             }
-            selected += count;
+        } else {
+            for (std::size_t i = 0; i < k; ++i) {
+                const U raw = load_raw<U>(ip + i * sizeof(U));
+                U x = raw;
+                if constexpr (Swap) x = bswap(x);
+                U m = 0;
+                for (int r = 0; r < N; ++r)
+                    m |= static_cast<U>(x - a[r]) <= w[r] ? static_cast<U>(~U(0)) : U(0);
+                // m is all-ones or zero, so the mask applies in either byte order.
+                store_raw<U>(op + i * sizeof(U), raw & m);
+                count += static_cast<std::uint32_t>(m & 1u);
+            }
         }
-        return selected;
+        return count;
     }
 
+private:
     U start_[N]{}, width_[N]{};
-    bool zero_fast_ = false;
 };
 
 // No range at all: nothing is selected, the output is all zero bytes (keep
@@ -191,52 +196,28 @@ private:
 // ---- 8/16-bit: a table indexed by the raw stored value --------------------
 // Entry: output raw value in the low bits, selected flag above it.
 template <typename U, typename E, Out M>
-class LutKernel final : public Kernel {
+class LutKernel final : public BlockKernel<LutKernel<U, E, M>, U, M> {
 public:
-    explicit LutKernel(std::vector<E> table)
-        : table_(std::move(table)), zero_fast_(table_[0] == 0) {}
-
-    std::uint64_t run(const std::uint8_t* in, std::uint8_t* out, std::size_t n) const override {
-        constexpr std::size_t kOut = M == Out::Mask ? 1 : sizeof(U);
-        auto dense = [this](const std::uint8_t* i, std::uint8_t* o, std::size_t k) {
-            return dense_run(i, o, k);
-        };
+    explicit LutKernel(std::vector<E> table) : table_(std::move(table)) {
         // table_[0] == 0: raw 0 is unselected and written as raw 0.
-        if (zero_fast_) return skip_zeros<sizeof(U), kOut>(in, out, n, dense);
-        return dense_run(in, out, n);
+        this->zero_fast_ = table_[0] == 0;
+    }
+
+    std::uint32_t block(const std::uint8_t* ip, std::uint8_t* op, std::size_t k) const {
+        const E* t = table_.data();
+        constexpr unsigned kShift = 8 * sizeof(U);
+        std::uint32_t count = 0;
+        for (std::size_t i = 0; i < k; ++i) {
+            const E e = t[load_raw<U>(ip + i * sizeof(U))];
+            if constexpr (M == Out::Mask) op[i] = static_cast<std::uint8_t>(e >> kShift);
+            else store_raw<U>(op + i * sizeof(U), static_cast<U>(e));
+            count += static_cast<std::uint32_t>(e >> kShift);
+        }
+        return count;
     }
 
 private:
-    std::uint64_t dense_run(const std::uint8_t* in, std::uint8_t* out, std::size_t n) const {
-        const E* t = table_.data();
-        std::uint64_t selected = 0;
-        constexpr unsigned kShift = 8 * sizeof(U);
-        for (std::size_t base = 0; base < n; base += kBlock) {
-            const std::size_t k = std::min(kBlock, n - base);
-            const std::uint8_t* ip = in + base * sizeof(U);
-            std::uint32_t count = 0;
-            if constexpr (M == Out::Mask) {
-                std::uint8_t* op = out + base;
-                for (std::size_t i = 0; i < k; ++i) {
-                    const E e = t[load_raw<U>(ip + i * sizeof(U))];
-                    op[i] = static_cast<std::uint8_t>(e >> kShift);
-                    count += static_cast<std::uint32_t>(e >> kShift);
-                }
-            } else {
-                std::uint8_t* op = out + base * sizeof(U);
-                for (std::size_t i = 0; i < k; ++i) {
-                    const E e = t[load_raw<U>(ip + i * sizeof(U))];
-                    store_raw<U>(op + i * sizeof(U), static_cast<U>(e));
-                    count += static_cast<std::uint32_t>(e >> kShift);
-                }
-            }
-            selected += count;
-        }
-        return selected;
-    }
-
     std::vector<E> table_;
-    bool zero_fast_;
 };
 
 // ---- Generic exact paths --------------------------------------------------
@@ -411,18 +392,18 @@ std::unique_ptr<Kernel> range_kernel_for(const std::vector<Range>& clipped, Out 
         if (mode == Out::Mask) return std::make_unique<RangeKernel<U, Swap, Out::Mask, N>>(r);
         return std::make_unique<RangeKernel<U, Swap, Out::KeepRaw, N>>(r);
     };
-    switch (r.size()) {
-    case 1: return make(std::integral_constant<int, 1>{});
-    case 2: return make(std::integral_constant<int, 2>{});
-    case 3: return make(std::integral_constant<int, 3>{});
-    case 4: return make(std::integral_constant<int, 4>{});
-    default: return make(std::integral_constant<int, 8>{});   // 5..8
-    }
+    if (r.size() == 1) return make(std::integral_constant<int, 1>{});
+    if (r.size() == 2) return make(std::integral_constant<int, 2>{});
+    if (r.size() <= 4) return make(std::integral_constant<int, 4>{});
+    return make(std::integral_constant<int, 8>{});   // 5..8
 }
 
 template <typename U>
 std::unique_ptr<Kernel> range_kernel(const std::vector<Range>& clipped, Out mode, bool swap) {
-    if (swap) return range_kernel_for<U, true>(clipped, mode);
+    // A single byte reads the same in either order.
+    if constexpr (sizeof(U) > 1) {
+        if (swap) return range_kernel_for<U, true>(clipped, mode);
+    }
     return range_kernel_for<U, false>(clipped, mode);
 }
 
