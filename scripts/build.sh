@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Configures and builds medimg into build/ (or $MEDIMG_BUILD_DIR).
-# Extra arguments go to cmake's configure step.
+# Extra arguments go to cmake's configure step. MEDIMG_BUILD_TARGETS (space
+# separated) builds only those targets and what they need; default: all.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${MEDIMG_BUILD_DIR:-$here/build}"
@@ -11,4 +12,6 @@ if [ ! -f "$build/CMakeCache.txt" ]; then
 elif [ $# -gt 0 ]; then
   cmake -S "$here" -B "$build" "$@"
 fi
-cmake --build "$build" -j "$(nproc)"
+targets=()
+for t in ${MEDIMG_BUILD_TARGETS:-}; do targets+=(--target "$t"); done
+cmake --build "$build" -j "$(nproc)" "${targets[@]}"

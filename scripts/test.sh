@@ -6,14 +6,17 @@
 #   scripts/test.sh -L unit      any ctest arguments select a subset
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-"$here/scripts/install-deps.sh"
 if [ "${1:-}" = "--sanitize" ]; then
   shift
+  # The unit and route tests need neither npm packages nor the CLI, worker,
+  # bench or package: only the two test binaries are built.
+  "$here/scripts/install-deps.sh" --no-npm
   export MEDIMG_BUILD_DIR="${MEDIMG_BUILD_DIR:-$here/build-asan}"
-  "$here/scripts/build.sh" -DMEDIMG_SANITIZE=ON
+  MEDIMG_BUILD_TARGETS="unit_tests fcgi_tests" "$here/scripts/build.sh" -DMEDIMG_SANITIZE=ON
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   set -- -L unit "$@"
 else
+  "$here/scripts/install-deps.sh"
   "$here/scripts/build.sh"
 fi
 build="${MEDIMG_BUILD_DIR:-$here/build}"
