@@ -61,14 +61,18 @@ int run(const Args& args) {
         std::printf("no labels (every voxel is 0)\n");
         return 0;
     }
-    std::size_t name_width = 4;
-    for (const auto& l : meta.labels) name_width = std::max(name_width, dict.name_of(l.id).size());
-    std::printf("%8s  %-*s  %12s  %12s\n", "id", static_cast<int>(name_width), "name", "voxels",
-                "volume mL");
+    std::size_t id_width = 8, name_width = 4;
+    for (const auto& l : meta.labels) {
+        id_width = std::max(id_width, labels::to_string(l.id).size());
+        name_width = std::max(name_width, dict.name_of(l.id).size());
+    }
+    std::printf("%*s  %-*s  %12s  %12s\n", static_cast<int>(id_width), "id",
+                static_cast<int>(name_width), "name", "voxels", "volume mL");
     std::uint64_t total = 0;
     for (const auto& l : meta.labels) {
-        std::printf("%8lld  %-*s  %12llu  %12.3f\n", static_cast<long long>(l.id),
-                    static_cast<int>(name_width), dict.name_of(l.id).c_str(),
+        std::printf("%*s  %-*s  %12llu  %12.3f\n", static_cast<int>(id_width),
+                    labels::to_string(l.id).c_str(), static_cast<int>(name_width),
+                    dict.name_of(l.id).c_str(),
                     static_cast<unsigned long long>(l.voxels),
                     static_cast<double>(l.voxels) * meta.voxel_volume_ml);
         total += l.voxels;

@@ -260,14 +260,20 @@ std::optional<std::int64_t> Dictionary::find(std::string_view name) const {
     return std::nullopt;
 }
 
-std::string Dictionary::name_of(std::int64_t id) const {
-    auto it = entries_.find(id);
-    return it == entries_.end() ? std::to_string(id) : it->second.name;
+const Dictionary::Entry* Dictionary::entry(LabelId id) const {
+    if (!fits_int64(id)) return nullptr;   // entries are int64 ids
+    auto it = entries_.find(static_cast<std::int64_t>(id));
+    return it == entries_.end() ? nullptr : &it->second;
 }
 
-std::optional<Rgb> Dictionary::color_of(std::int64_t id) const {
-    auto it = entries_.find(id);
-    return it == entries_.end() ? std::nullopt : it->second.color;
+std::string Dictionary::name_of(LabelId id) const {
+    const Entry* e = entry(id);
+    return e ? e->name : to_string(id);
+}
+
+std::optional<Rgb> Dictionary::color_of(LabelId id) const {
+    const Entry* e = entry(id);
+    return e ? e->color : std::nullopt;
 }
 
 }  // namespace medimg::labels

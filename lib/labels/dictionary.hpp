@@ -10,6 +10,8 @@
 #include <string>
 #include <string_view>
 
+#include "labels/label_id.hpp"
+
 namespace medimg::labels {
 
 using Rgb = std::array<std::uint8_t, 3>;
@@ -35,9 +37,10 @@ public:
 
     // Case-insensitive (ASCII) exact name match.
     std::optional<std::int64_t> find(std::string_view name) const;
-    // The name, or the id as a string ("133") when unknown.
-    std::string name_of(std::int64_t id) const;
-    std::optional<Rgb> color_of(std::int64_t id) const;
+    // The name, or the id as a string ("133") when unknown (always for ids
+    // outside int64, which no dictionary names).
+    std::string name_of(LabelId id) const;
+    std::optional<Rgb> color_of(LabelId id) const;
     std::size_t size() const noexcept { return entries_.size(); }
 
 private:
@@ -45,6 +48,7 @@ private:
         std::string name;
         std::optional<Rgb> color;
     };
+    const Entry* entry(LabelId id) const;
     std::map<std::int64_t, Entry> entries_;
 };
 

@@ -27,7 +27,7 @@ namespace {
 
 using nifti::Header;
 using nifti::TypeKind;
-using Range = std::pair<std::int64_t, std::int64_t>;
+using Range = std::pair<LabelId, LabelId>;   // a LabelSet range
 
 constexpr std::size_t kChunkVoxels = 1u << 15;   // voxels per read
 constexpr std::size_t kBlock = 1024;              // voxels per inner-loop block
@@ -221,14 +221,20 @@ private:
 };
 
 // ---- Generic exact paths --------------------------------------------------
-bool contains(const std::vector<Range>& ranges, std::int64_t id) noexcept {
+// Ids of stored type T compare as K: int64, or LabelId for uint64 (whose
+// unscaled values reach UINT64_MAX); the kernel's ranges are clipped to K.
+template <typename T>
+using IdOf = std::conditional_t<std::is_same_v<T, std::uint64_t>, LabelId, std::int64_t>;
+
+template <typename K>
+bool contains(const std::vector<std::pair<K, K>>& ranges, K id) noexcept {
     if (ranges.size() <= 4) {
         for (const auto& [a, b] : ranges)
             if (id >= a && id <= b) return true;
         return false;
     }
     auto it = std::upper_bound(ranges.begin(), ranges.end(), id,
-                               [](std::int64_t v, const Range& r) { return v < r.first; });
+                               [](K v, const std::pair<K, K>& r) { return v < r.first; });
     if (it == ranges.begin()) return false;
     return id <= std::prev(it)->second;
 }
@@ -237,16 +243,6 @@ bool contains(const std::vector<Range>& ranges, std::int64_t id) noexcept {
 template <typename T>
 inline T decode(const std::uint8_t* p, bool little) noexcept {
     return nifti::byteorder::load<T>(p, little);
-}
-
-// Exact id of an unscaled integer stored value; nullopt for uint64 > INT64_MAX.
-template <typename T>
-inline std::optional<std::int64_t> int_id(T v) noexcept {
-    if constexpr (std::is_same_v<T, std::uint64_t>) {
-        if (v > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
-            return std::nullopt;
-    }
-    return static_cast<std::int64_t>(v);
 }
 
 struct OutType {
@@ -277,15 +273,17 @@ void store_id(std::uint8_t* p, std::int64_t id, const OutType& ot, bool little) 
 template <typename T>
 class ExactKernel final : public Kernel {
 public:
-    ExactKernel(std::vector<Range> ranges, bool little, bool scaled, double slope, double inter,
-                Out mode, std::array<std::uint8_t, 8> zero_raw, OutType ot)
+    using K = IdOf<T>;
+
+    ExactKernel(std::vector<std::pair<K, K>> ranges, bool little, bool scaled, double slope,
+                double inter, Out mode, std::array<std::uint8_t, 8> zero_raw, OutType ot)
         : ranges_(std::move(ranges)), little_(little), scaled_(scaled), slope_(slope),
           inter_(inter), mode_(mode), zero_raw_(zero_raw), ot_(ot) {}
 
-    std::optional<std::int64_t> id(const std::uint8_t* p) const noexcept {
+    std::optional<K> id(const std::uint8_t* p) const noexcept {
         const T v = decode<T>(p, little_);
         if constexpr (std::is_integral_v<T>) {
-            if (!scaled_) return int_id(v);
+            if (!scaled_) return static_cast<K>(v);
         }
         const double x = scaled_ ? static_cast<double>(v) * slope_ + inter_ : static_cast<double>(v);
         return detail::id_of_double(x);
@@ -319,14 +317,16 @@ public:
             case Out::KeepRaw:
                 std::memcpy(out + i * sizeof(T), sel ? p : zero_raw_.data(), sizeof(T));
                 break;
-            case Out::KeepIds: store_id(out + i * ot_.bytes, sel ? *v : 0, ot_, little_); break;
+            case Out::KeepIds:   // scaled: ids come from id_of_double, inside int64
+                store_id(out + i * ot_.bytes, sel ? static_cast<std::int64_t>(*v) : 0, ot_, little_);
+                break;
             }
         }
         return selected;
     }
 
 private:
-    std::vector<Range> ranges_;
+    std::vector<std::pair<K, K>> ranges_;
     bool little_, scaled_;
     double slope_, inter_;
     Out mode_;
@@ -336,8 +336,8 @@ private:
 
 // ---- Planning -------------------------------------------------------------
 struct TypeRange {
-    std::int64_t lo;   // smallest stored value (as int64; uint64's top half is not an id)
-    std::int64_t hi;
+    LabelId lo;   // smallest stored value
+    LabelId hi;
 };
 
 TypeRange int_type_range(const nifti::DataType& t) {
@@ -346,7 +346,7 @@ TypeRange int_type_range(const nifti::DataType& t) {
     case 1: return s ? TypeRange{-128, 127} : TypeRange{0, 255};
     case 2: return s ? TypeRange{-32768, 32767} : TypeRange{0, 65535};
     case 4: return s ? TypeRange{INT32_MIN, INT32_MAX} : TypeRange{0, UINT32_MAX};
-    default: return s ? TypeRange{INT64_MIN, INT64_MAX} : TypeRange{0, INT64_MAX};
+    default: return s ? TypeRange{INT64_MIN, INT64_MAX} : TypeRange{0, UINT64_MAX};
     }
 }
 
@@ -364,8 +364,14 @@ std::vector<Range> clip(const std::vector<Range>& ranges, TypeRange tr) {
 template <typename T>
 std::unique_ptr<ExactKernel<T>> make_exact(const Header& h, const LabelSet& set, Out mode,
                                            std::array<std::uint8_t, 8> zero_raw, OutType ot) {
-    return std::make_unique<ExactKernel<T>>(set.ranges(), h.byte_order() == nifti::ByteOrder::Little,
-                                            h.scaled(), h.slope(), h.inter(), mode, zero_raw, ot);
+    using K = IdOf<T>;
+    std::vector<std::pair<K, K>> ranges;
+    const LabelId k_max = std::is_same_v<K, LabelId> ? kMaxLabelId : LabelId{INT64_MAX};
+    for (const auto& [a, b] : clip(set.ranges(), TypeRange{kMinLabelId, k_max}))
+        ranges.emplace_back(static_cast<K>(a), static_cast<K>(b));
+    return std::make_unique<ExactKernel<T>>(std::move(ranges),
+                                            h.byte_order() == nifti::ByteOrder::Little, h.scaled(),
+                                            h.slope(), h.inter(), mode, zero_raw, ot);
 }
 
 template <typename F>
@@ -469,18 +475,17 @@ OutType ids_type(const Header& h, const LabelSet& set) {
     const auto& t = h.datatype();
     OutType in_type{t.code, t.bytes, t.kind};
     if (set.empty()) return in_type;
-    std::int64_t lo = set.ranges().front().first, hi = set.ranges().back().second;
+    LabelId lo = set.ranges().front().first, hi = set.ranges().back().second;
     if (t.kind != TypeKind::Float) {
         // Ids reachable from the type's stored values.
         const TypeRange tr = int_type_range(t);
         const double e1 = static_cast<double>(tr.lo) * h.slope() + h.inter();
-        const double e2 = static_cast<double>(t.kind == TypeKind::Unsigned && t.bytes == 8
-                                                  ? 18446744073709551615.0
-                                                  : static_cast<double>(tr.hi)) *
-                              h.slope() + h.inter();
+        const double e2 = static_cast<double>(tr.hi) * h.slope() + h.inter();
         const double rlo = std::floor(std::min(e1, e2)), rhi = std::ceil(std::max(e1, e2));
-        if (rlo > -9.2e18) lo = std::max(lo, static_cast<std::int64_t>(rlo));
-        if (rhi < 9.2e18) hi = std::min(hi, static_cast<std::int64_t>(rhi));
+        // Scaled ids are int64 (detail::id_of_double): none reachable, none kept.
+        if (!(rlo < 9223372036854775808.0) || rhi < -9223372036854775808.0) return in_type;
+        if (rlo > -9.2e18) lo = std::max(lo, LabelId{static_cast<std::int64_t>(rlo)});
+        if (rhi < 9.2e18) hi = std::min(hi, LabelId{static_cast<std::int64_t>(rhi)});
         if (lo > hi) return in_type;
         const TypeRange own = int_type_range(t);
         if (lo >= own.lo && hi <= own.hi) return in_type;

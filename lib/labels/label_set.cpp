@@ -2,7 +2,6 @@
 #include "labels/label_set.hpp"
 
 #include <algorithm>
-#include <charconv>
 #include <limits>
 
 #include "error.hpp"
@@ -11,7 +10,7 @@
 namespace medimg::labels {
 namespace {
 
-using Range = std::pair<std::int64_t, std::int64_t>;
+using Range = std::pair<LabelId, LabelId>;
 
 // Sorts and merges overlapping or adjacent ranges.
 void normalise(std::vector<Range>& ranges) {
@@ -21,9 +20,8 @@ void normalise(std::vector<Range>& ranges) {
     for (const auto& r : ranges) {
         if (!out.empty()) {
             auto& last = out.back();
-            // Adjacent when r.first == last.second + 1 (without overflowing).
-            if (last.second == std::numeric_limits<std::int64_t>::max() ||
-                r.first <= last.second + 1) {
+            // Adjacent when r.first == last.second + 1 (exact in 128 bits).
+            if (r.first <= last.second + 1) {
                 last.second = std::max(last.second, r.second);
                 continue;
             }
@@ -31,15 +29,6 @@ void normalise(std::vector<Range>& ranges) {
         out.push_back(r);
     }
     ranges.swap(out);
-}
-
-// Parses one whole signed integer; false on anything else (incl. overflow).
-bool parse_int(std::string_view s, std::int64_t& value) {
-    if (s.empty()) return false;
-    const char* first = s.data();
-    const char* last = s.data() + s.size();
-    auto [ptr, ec] = std::from_chars(first, last, value);
-    return ec == std::errc() && ptr == last;
 }
 
 // Quotes an item for an error message, shortened so a huge query cannot
@@ -94,24 +83,18 @@ LabelSet LabelSet::parse(std::string_view text, std::uint64_t max_ids) {
                 sep = i;
                 break;
             }
-        std::int64_t a = 0, b = 0;
-        if (sep == std::string_view::npos) {
-            if (!parse_int(item, a))
-                throw Error(ErrorCode::BadLabelIds,
-                            "label_ids item " + std::to_string(position) + " " + quoted(item) +
-                                " is not an integer or a range a-b");
-            b = a;
-        } else {
-            if (!parse_int(item.substr(0, sep), a) || !parse_int(item.substr(sep + 1), b))
-                throw Error(ErrorCode::BadLabelIds,
-                            "label_ids item " + std::to_string(position) + " " + quoted(item) +
-                                " is not an integer or a range a-b");
-            if (a > b)
-                throw Error(ErrorCode::BadLabelIds,
-                            "label_ids range " + quoted(item) + " (item " +
-                                std::to_string(position) + ") ends before it starts");
-        }
-        set.ranges_.emplace_back(a, b);
+        const auto a = parse_label_id(item.substr(0, sep));
+        const auto b = sep == std::string_view::npos ? a : parse_label_id(item.substr(sep + 1));
+        if (!a || !b)
+            throw Error(ErrorCode::BadLabelIds,
+                        "label_ids item " + std::to_string(position) + " " + quoted(item) +
+                            " is not an integer from " + to_string(kMinLabelId) + " to " +
+                            to_string(kMaxLabelId) + " or a range a-b of such integers");
+        if (*a > *b)
+            throw Error(ErrorCode::BadLabelIds,
+                        "label_ids range " + quoted(item) + " (item " + std::to_string(position) +
+                            ") ends before it starts");
+        set.ranges_.emplace_back(*a, *b);
         // Bound the work on hostile input: normalise as we go once large.
         if (set.ranges_.size() >= 4096 && (set.ranges_.size() & 4095) == 0) {
             normalise(set.ranges_);
@@ -152,7 +135,7 @@ LabelSet LabelSet::parse_names(std::string_view text, const Dictionary& dict,
     return set;
 }
 
-LabelSet LabelSet::from_ids(const std::vector<std::int64_t>& ids) {
+LabelSet LabelSet::from_ids(const std::vector<LabelId>& ids) {
     LabelSet set;
     set.ranges_.reserve(ids.size());
     for (auto id : ids) set.ranges_.emplace_back(id, id);
@@ -166,10 +149,10 @@ LabelSet& LabelSet::merge(const LabelSet& other) {
     return *this;
 }
 
-bool LabelSet::contains(std::int64_t id) const noexcept {
+bool LabelSet::contains(LabelId id) const noexcept {
     // First range whose start is > id; the one before it may contain id.
     auto it = std::upper_bound(ranges_.begin(), ranges_.end(), id,
-                               [](std::int64_t v, const Range& r) { return v < r.first; });
+                               [](LabelId v, const Range& r) { return v < r.first; });
     if (it == ranges_.begin()) return false;
     --it;
     return id <= it->second;
@@ -177,26 +160,19 @@ bool LabelSet::contains(std::int64_t id) const noexcept {
 
 std::uint64_t LabelSet::count() const noexcept {
     constexpr auto kMax = std::numeric_limits<std::uint64_t>::max();
-    std::uint64_t total = 0;
-    for (const auto& [a, b] : ranges_) {
-        // b - a computed in unsigned arithmetic is exact (two's complement).
-        const std::uint64_t span = static_cast<std::uint64_t>(b) - static_cast<std::uint64_t>(a);
-        if (span == kMax) return kMax;   // the whole int64 range: saturate
-        const std::uint64_t n = span + 1;
-        if (total > kMax - n) return kMax;
-        total += n;
-    }
-    return total;
+    LabelId total = 0;   // at most 2^65: exact in 128 bits
+    for (const auto& [a, b] : ranges_) total += b - a + 1;
+    return total > kMax ? kMax : static_cast<std::uint64_t>(total);
 }
 
 std::string LabelSet::canonical() const {
     std::string out;
     for (const auto& [a, b] : ranges_) {
         if (!out.empty()) out.push_back(',');
-        out += std::to_string(a);
+        out += to_string(a);
         if (b != a) {
             out.push_back('-');
-            out += std::to_string(b);
+            out += to_string(b);
         }
     }
     return out;

@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include "labels/label_id.hpp"
+
 namespace medimg::labels {
 
 class Dictionary;
@@ -17,7 +19,8 @@ public:
     LabelSet() = default;   // the empty set
 
     // Comma-separated integers (optionally negative) and inclusive ranges
-    // "a-b" (a <= b); spaces ignored; duplicates and overlaps allowed.
+    // "a-b" (a <= b), each in [INT64_MIN, UINT64_MAX]; spaces ignored;
+    // duplicates and overlaps allowed.
     // An empty string is the empty set. Throws Error(BadLabelIds) naming the
     // bad item, Error(TooManyLabels) when the set holds more than max_ids ids.
     static LabelSet parse(std::string_view text, std::uint64_t max_ids);
@@ -25,15 +28,15 @@ public:
     // Throws Error(UnknownLabel) naming the name, Error(TooManyLabels).
     static LabelSet parse_names(std::string_view text, const Dictionary& dict,
                                 std::uint64_t max_ids);
-    static LabelSet from_ids(const std::vector<std::int64_t>& ids);
+    static LabelSet from_ids(const std::vector<LabelId>& ids);
 
     LabelSet& merge(const LabelSet& other);
 
     bool empty() const noexcept { return ranges_.empty(); }
-    bool contains(std::int64_t id) const noexcept;
-    std::uint64_t count() const noexcept;   // number of distinct ids
+    bool contains(LabelId id) const noexcept;
+    std::uint64_t count() const noexcept;   // number of distinct ids, saturating
     // Sorted, disjoint, non-adjacent inclusive ranges.
-    const std::vector<std::pair<std::int64_t, std::int64_t>>& ranges() const noexcept {
+    const std::vector<std::pair<LabelId, LabelId>>& ranges() const noexcept {
         return ranges_;
     }
     // Normalised text, e.g. "1,5,10-12": equal sets give equal strings
@@ -41,7 +44,7 @@ public:
     std::string canonical() const;
 
 private:
-    std::vector<std::pair<std::int64_t, std::int64_t>> ranges_;
+    std::vector<std::pair<LabelId, LabelId>> ranges_;
 };
 
 }  // namespace medimg::labels

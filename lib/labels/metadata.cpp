@@ -46,20 +46,14 @@ struct Acc {
     }
 };
 
-// The exact id of raw stored bytes (file order); throws NonIntegralLabels.
+// The exact id of raw stored bytes (file order): unscaled integers as they
+// are, up to UINT64_MAX; throws NonIntegralLabels for a scaled or float value
+// that is not an integral int64.
 template <typename T>
-std::int64_t id_of_raw(const std::uint8_t* p, const Header& h) {
+LabelId id_of_raw(const std::uint8_t* p, const Header& h) {
     const T v = nifti::byteorder::load<T>(p, h.byte_order() == nifti::ByteOrder::Little);
     if constexpr (std::is_integral_v<T>) {
-        if (!h.scaled()) {
-            if constexpr (std::is_same_v<T, std::uint64_t>) {
-                if (v > static_cast<std::uint64_t>(INT64_MAX))
-                    throw Error(ErrorCode::NonIntegralLabels,
-                                "the image holds the value " + std::to_string(v) +
-                                    ", outside the range of label ids");
-            }
-            return static_cast<std::int64_t>(v);
-        }
+        if (!h.scaled()) return static_cast<LabelId>(v);
     }
     const double x = h.scaled() ? static_cast<double>(v) * h.slope() + h.inter()
                                 : static_cast<double>(v);
@@ -156,19 +150,19 @@ std::unordered_map<U, Acc> map_pass(nifti::Reader& in, std::optional<U> zero_raw
 // Raw bits of the stored value meaning id 0 when unscaled (0 / +0.0); with
 // scaling the end-of-pass conversion drops id 0 instead.
 template <typename T>
-std::map<std::int64_t, Acc> collect(nifti::Reader& in) {
+std::map<LabelId, Acc> collect(nifti::Reader& in) {
     const Header& h = in.header();
     using U = std::conditional_t<sizeof(T) == 1, std::uint8_t,
               std::conditional_t<sizeof(T) == 2, std::uint16_t,
               std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>>>;
     std::optional<U> zero;
     if (!h.scaled()) zero = U{0};
-    std::map<std::int64_t, Acc> by_id;
+    std::map<LabelId, Acc> by_id;
     auto add = [&](U raw, const Acc& a) {
         if (a.voxels == 0) return;
         std::uint8_t b[sizeof(U)];
         std::memcpy(b, &raw, sizeof(U));
-        const std::int64_t id = id_of_raw<T>(b, h);
+        const LabelId id = id_of_raw<T>(b, h);
         if (id == 0) return;
         by_id[id].merge(a);
     };
@@ -214,6 +208,12 @@ std::string printable(std::string s) {
     return s;
 }
 
+// Ids above INT64_MAX as unsigned JSON numbers, so every id is exact.
+json id_json(LabelId id) {
+    if (fits_int64(id)) return json(static_cast<std::int64_t>(id));
+    return json(static_cast<std::uint64_t>(id));
+}
+
 std::string version_name(nifti::Version v) {
     switch (v) {
     case nifti::Version::Nifti1: return "nifti1";
@@ -256,7 +256,7 @@ nlohmann::ordered_json labels_json(const Metadata& meta, const Dictionary& dict,
     json labels = json::array();
     for (const auto& s : meta.labels) {
         json e;
-        e["id"] = s.id;
+        e["id"] = id_json(s.id);
         e["name"] = dict.name_of(s.id);
         if (auto c = dict.color_of(s.id)) e["color"] = {(*c)[0], (*c)[1], (*c)[2]};
         e["voxels"] = s.voxels;

@@ -11,12 +11,13 @@
 #include <nlohmann/json.hpp>
 
 #include "labels/dictionary.hpp"
+#include "labels/label_id.hpp"
 #include "nifti/reader.hpp"
 
 namespace medimg::labels {
 
 struct LabelStats {
-    std::int64_t id = 0;
+    LabelId id = 0;   // INT64_MIN..UINT64_MAX: every integer voxel value is an id
     std::uint64_t voxels = 0;
     std::array<std::int64_t, 3> bbox_min{}, bbox_max{};   // inclusive voxel indices i, j, k
 };
@@ -29,15 +30,17 @@ struct Metadata {
     double voxel_volume_ml = 0;       // |pixdim1*pixdim2*pixdim3| in mL, unit-aware
 };
 
-// One streaming pass over `in` (ids compared on scaled values, exactly).
-// Scaled ids must be integral and finite; more than 65536 distinct values in
-// a 32/64-bit or float image is refused (TooManyLabels) to bound memory.
+// One streaming pass over `in`. Unscaled integers are ids as stored, exactly
+// (any width, up to UINT64_MAX); scaled and float values must be integral,
+// finite and inside int64. More than 65536 distinct values in a 32/64-bit or
+// float image is refused (TooManyLabels) to bound memory.
 // Throws Error(UnsupportedDatatype / NonIntegralLabels) and Reader errors.
 Metadata compute_metadata(nifti::Reader& in);
 
 // Keys in this order (ordered_json): volume_ml rounded to 3 decimals (more
 // digits only when that would round a non-empty label to 0).
 // {"labels":[{"id","name","color"?,"voxels","volume_ml","bbox"}...],
+//  ("id" an exact JSON integer, unsigned above INT64_MAX)
 //  "voxel_filename","dims","pixdim","datatype"}
 nlohmann::ordered_json labels_json(const Metadata& meta, const Dictionary& dict,
                            std::string_view voxel_filename);

@@ -72,6 +72,35 @@ def test_labels_table(tmp_path):
     assert "aorta" in out and "liver" in out and "200" in out
 
 
+def test_uint64_ids_above_int64(tmp_path):
+    """Every uint64 value is an id: listed, printed and selected exactly."""
+    top, half = 2**64 - 1, 2**63
+    d = np.zeros((4, 3, 2), np.uint64)
+    d[0, 0, 0] = top
+    d[1, 0, 0] = half
+    d[2, 0, 0] = half - 1
+    d[3, 2, 1] = 5
+    src = tmp_path / "huge.nii"
+    write_nifti(src, d.astype(">u8"))
+    p = run("labels", src, "--json", check=0)
+    assert b"18446744073709551615" in p.stdout
+    doc = json.loads(p.stdout)
+    assert [l["id"] for l in doc["labels"]] == [5, half - 1, half, top]
+    assert doc["labels"][3]["name"] == str(top) and doc["labels"][3]["bbox"] == [[0, 0, 0], [0, 0, 0]]
+    rows = run("labels", src, check=0).stdout.decode().splitlines()
+    assert [r.split()[0] for r in rows[2:6]] == ["5", str(half - 1), str(half), str(top)]
+    id_ends = {len(r) - len(r.lstrip()) + len(r.split()[0]) for r in rows[1:6]}
+    assert len(id_ends) == 1, "id column not aligned"
+    assert json.loads(run("info", src, "--json", check=0).stdout)["datatype"] == "uint64"
+    out = tmp_path / "out.nii.gz"
+    run("filter", src, out, "--labels", f"5,{half},{top - 1}-{top}", check=0)
+    got = np.asanyarray(nib.load(str(out)).dataobj)
+    assert got.dtype.kind == "u" and got.dtype.itemsize == 8   # big-endian, as the input
+    assert np.array_equal(got, np.where((d == 5) | (d >= half), d, np.uint64(0)))
+    p = run("filter", src, out, "--labels", str(top + 1))
+    assert p.returncode == 2 and "18446744073709551615" in p.stderr
+
+
 def test_labels_errors(tmp_path):
     p = run("labels", tmp_path / "missing.nii.gz")
     assert p.returncode == 1 and p.stderr.startswith("medimg labels: ")

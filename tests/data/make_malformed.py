@@ -47,7 +47,7 @@ def _blocks(dtype, a=6, b=10, c=133):
 
 
 BIG_ID = 2**53 + 1             # not exact in a double
-HUGE_U64 = 2**63 + 5           # above int64: never selectable
+HUGE_U64 = 2**63 + 5           # above INT64_MAX: an id like any other
 
 
 def reference(key):
@@ -230,7 +230,9 @@ def build():
            "int64 ids 2^53+1 and 2^53 (not exact as doubles) told apart",
            ids=f"6,{BIG_ID}")
     accept("type_uint64_huge.nii", nifti1(reference("uint64_huge")), "uint64_huge",
-           "uint64 holding 2^63+5 (not selectable as an int64 id): removed")
+           "uint64 holding 2^63+5 (above INT64_MAX): listed, removed when not selected")
+    accept("type_uint64_huge_selected.nii", nifti1(reference("uint64_huge"), big=True), "uint64_huge",
+           "big-endian uint64: 2^63+5 selected by its exact id", ids=f"6,{HUGE_U64}")
     accept("type_float32_integral.nii", nifti1(reference("float32")), "float32",
            "float32 with integral values only")
     accept("type_float64_integral.nii.gz", gz(nifti1(reference("float64"))), "float64",
@@ -585,19 +587,13 @@ def same_values(got, want):
 
 # Product defects these files expose (tests mark them xfail(strict=True));
 # name -> (checks that fail, reason). Checks: "keep", "mask", "labels".
-KNOWN_BUGS = {
-    "type_uint64_huge.nii": (
-        ("labels",),
-        "BUG: labels refuses a uint64 voxel above INT64_MAX with 415 (lib/labels/metadata.cpp "
-        "'outside the range of label ids'); DESIGN §10 makes every integer type up to 64 bits "
-        "label-capable, so labels should list it (the filter already zeroes it)"),
-}
+KNOWN_BUGS = {}
 
 # Mask mode is run on these (keep mode on every accepted file).
 MASK_CASES = ("valid_int16.nii.gz", "bigendian_int16.nii", "nifti2_bigendian.nii.gz", "type_uint8.nii",
-              "type_int64_bigids.nii.gz", "type_float32_integral.nii", "scaled_slope2.nii",
-              "scaled_inter_odd.nii", "four_d.nii.gz", "analyze_pair.hdr", "ni1_pair_allgz.hdr.gz",
-              "gzip_named_plain.nii", "gzip_multimember.nii.gz")
+              "type_int64_bigids.nii.gz", "type_uint64_huge_selected.nii", "type_float32_integral.nii",
+              "scaled_slope2.nii", "scaled_inter_odd.nii", "four_d.nii.gz", "analyze_pair.hdr",
+              "ni1_pair_allgz.hdr.gz", "gzip_named_plain.nii", "gzip_multimember.nii.gz")
 
 # Where the region between header and vox_offset must come back verbatim.
 REGION_CASES = ("extension_kept.nii", "extension_garbage.nii", "vox_offset_1024.nii")

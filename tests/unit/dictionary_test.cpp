@@ -51,6 +51,19 @@ TEST_CASE("dictionary: loads the shipped VISTA3D tables", "[labels][dictionary]"
     CHECK_FALSE(d.find("no such organ").has_value());
 }
 
+TEST_CASE("dictionary: ids above INT64_MAX have no name", "[labels][dictionary]") {
+    Dictionary d;
+    d.set(-1, "minus one", Rgb{1, 2, 3});   // UINT64_MAX truncated to int64 would be -1
+    d.set(INT64_MAX, "top", Rgb{4, 5, 6});
+    const medimg::labels::LabelId top = UINT64_MAX;
+    CHECK(d.name_of(top) == "18446744073709551615");
+    CHECK_FALSE(d.color_of(top).has_value());
+    CHECK(d.name_of(top / 2 + 1) == "9223372036854775808");
+    CHECK(d.name_of(INT64_MAX) == "top");
+    CHECK(d.name_of(-1) == "minus one");
+    CHECK(d.color_of(-1) == Rgb{1, 2, 3});
+}
+
 TEST_CASE("dictionary: either table may be left out", "[labels][dictionary]") {
     const Dictionary names = Dictionary::load(kConf / "vista3d_label_dict.json", {});
     CHECK(names.name_of(6) == "aorta");

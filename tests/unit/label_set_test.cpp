@@ -33,6 +33,10 @@ TEST_CASE("label set: parses ids and ranges into canonical ranges", "[labels][la
         {"9223372036854775807", "9223372036854775807", 1},
         {"-9223372036854775808", "-9223372036854775808", 1},
         {"9223372036854775806-9223372036854775807,1", "1,9223372036854775806-9223372036854775807", 3},
+        // uint64 values above INT64_MAX are ids too; the range spans the boundary exactly.
+        {"18446744073709551615", "18446744073709551615", 1},
+        {"9223372036854775808,9223372036854775807", "9223372036854775807-9223372036854775808", 2},
+        {"18446744073709551610-18446744073709551615,5", "5,18446744073709551610-18446744073709551615", 7},
         {"5-5", "5", 1},
     }));
     INFO("label_ids=\"" << text << "\"");
@@ -59,9 +63,10 @@ TEST_CASE("label set: rejects malformed label_ids with bad_label_ids", "[labels]
         "1e3",        // exponent
         "3x",         // trailing garbage
         "0x10",       // hex
-        "9223372036854775808",    // int64 overflow
+        "18446744073709551616",   // uint64 overflow
         "-9223372036854775809",   // int64 underflow
         "1-99999999999999999999", // overflow in a range end
+        "-0-18446744073709551616", // overflow in a range end above INT64_MAX
         "1;2",        // wrong separator
         "1-2-3");     // two dashes
     INFO("label_ids=\"" << text << "\"");
@@ -95,6 +100,19 @@ TEST_CASE("label set: more ids than the limit is too_many_label_ids", "[labels][
     CHECK(LabelSet::parse("-9223372036854775808-9223372036854775807", UINT64_MAX).count() ==
           UINT64_MAX);
     CHECK(LabelSet::parse("0-9223372036854775807", UINT64_MAX).count() == 9223372036854775808ull);
+    // Every id, INT64_MIN to UINT64_MAX (2^65 - 1 of them), saturates.
+    CHECK(LabelSet::parse("-9223372036854775808-18446744073709551615", UINT64_MAX).count() ==
+          UINT64_MAX);
+    CHECK(LabelSet::parse("0-18446744073709551614", UINT64_MAX).count() == UINT64_MAX);
+    CHECK(code_of([] { LabelSet::parse("0-18446744073709551615", UINT64_MAX - 1); }) ==
+          ErrorCode::TooManyLabels);
+}
+
+TEST_CASE("label set: an id out of range names the limits", "[labels][label_set]") {
+    medimg::test::expect_error([] { LabelSet::parse("1,18446744073709551616", 10); },
+                               ErrorCode::BadLabelIds,
+                               "item 2 \"18446744073709551616\" is not an integer from "
+                               "-9223372036854775808 to 18446744073709551615");
 }
 
 TEST_CASE("label set: contains, from_ids and merge", "[labels][label_set]") {
@@ -107,6 +125,18 @@ TEST_CASE("label set: contains, from_ids and merge", "[labels][label_set]") {
         INFO(id);
         CHECK_FALSE(set.contains(id));
     }
+    // Above INT64_MAX: exact, no wrap to negative ids.
+    const medimg::labels::LabelId top = UINT64_MAX;
+    const LabelSet high =
+        LabelSet::parse("-1,9223372036854775808-18446744073709551614", UINT64_MAX);
+    CHECK(high.contains(-1));
+    CHECK(high.contains(top - 1));
+    CHECK(high.contains(top / 2 + 1));
+    CHECK_FALSE(high.contains(top));
+    CHECK_FALSE(high.contains(INT64_MAX));
+    CHECK_FALSE(LabelSet::parse("-1", 1).contains(top));
+    CHECK(LabelSet::from_ids({top, top - 1, 5}).canonical() ==
+          "5,18446744073709551614-18446744073709551615");
     LabelSet a = LabelSet::from_ids({3, 1, 2, 7});
     CHECK(a.canonical() == "1-3,7");
     a.merge(LabelSet::from_ids({4, 8}));

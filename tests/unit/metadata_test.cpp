@@ -151,6 +151,56 @@ TEST_CASE("metadata: 4-D boxes span all volumes; int64 ids are exact", "[labels]
     CHECK(m.labels[1].bbox_max == std::array<std::int64_t, 3>{0, 0, 0});
 }
 
+TEST_CASE("metadata: uint64 ids above INT64_MAX are exact", "[labels][metadata]") {
+    const ByteOrder order = GENERATE(ByteOrder::Little, ByteOrder::Big);
+    constexpr std::uint64_t kTop = std::numeric_limits<std::uint64_t>::max();
+    constexpr std::uint64_t kI64 = std::numeric_limits<std::int64_t>::max();
+    NiftiSpec spec;
+    spec.byte_order = order;
+    spec.dims = {3, 2, 2};
+    spec.datatype = 1280;
+    // Voxel (x, y, z) at x + 3y + 6z.
+    spec.data = enc(std::vector<std::uint64_t>{kTop, 0, 5,          // y 0, z 0
+                                               kI64 + 1, kI64, 0,   // y 1, z 0
+                                               0, 0, kTop,          // y 0, z 1
+                                               kI64 + 1, 0, 5},     // y 1, z 1
+                    order);
+    const Metadata m = meta_of(spec);
+    REQUIRE(m.labels.size() == 4);
+    using medimg::labels::to_string;
+    using Box = std::array<std::int64_t, 3>;
+    // Ascending by value, none folded into another through double.
+    struct Want {
+        std::string id;
+        std::uint64_t voxels;
+        Box lo, hi;
+    };
+    const std::vector<Want> want = {{"5", 2, {2, 0, 0}, {2, 1, 1}},
+                                    {"9223372036854775807", 1, {1, 1, 0}, {1, 1, 0}},
+                                    {"9223372036854775808", 2, {0, 1, 0}, {0, 1, 1}},
+                                    {"18446744073709551615", 2, {0, 0, 0}, {2, 0, 1}}};
+    for (std::size_t k = 0; k < want.size(); ++k) {
+        INFO("label " << want[k].id);
+        CHECK(to_string(m.labels[k].id) == want[k].id);
+        CHECK(m.labels[k].voxels == want[k].voxels);
+        CHECK(m.labels[k].bbox_min == want[k].lo);
+        CHECK(m.labels[k].bbox_max == want[k].hi);
+    }
+
+    // JSON integers, exact; no dictionary names them.
+    const std::string text = medimg::labels::labels_json(m, Dictionary(), "huge.nii").dump();
+    INFO(text);
+    CHECK(text.find("{\"id\":9223372036854775808,\"name\":\"9223372036854775808\",\"voxels\":2,") !=
+          std::string::npos);
+    CHECK(text.find("{\"id\":18446744073709551615,\"name\":\"18446744073709551615\",\"voxels\":2,") !=
+          std::string::npos);
+    const auto j = nlohmann::json::parse(text);
+    CHECK(j["labels"][0]["id"].get<std::int64_t>() == 5);
+    CHECK(j["labels"][1]["id"].get<std::int64_t>() == std::numeric_limits<std::int64_t>::max());
+    CHECK(j["labels"][2]["id"].get<std::uint64_t>() == kI64 + 1);
+    CHECK(j["labels"][3]["id"].get<std::uint64_t>() == kTop);
+}
+
 TEST_CASE("metadata: labels_json has the documented keys in order", "[labels][metadata]") {
     NiftiSpec spec;
     spec.dims = {2, 2, 1};
