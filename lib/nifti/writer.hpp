@@ -7,16 +7,11 @@
 #include <memory>
 #include <span>
 
+#include "nifti/file_name.hpp"
 #include "nifti/header.hpp"
 #include "nifti/stream.hpp"
 
 namespace medimg::nifti {
-
-enum class Container { Plain, Gzip };
-
-// Output container from a file name (DESIGN.md §4): ".gz" suffix → Gzip,
-// ".nii" → Plain, ".hdr"/".img" (pairs) → Gzip (written as .nii.gz).
-Container output_container_for(const std::filesystem::path& input_name);
 
 class Writer {
 public:
