@@ -99,7 +99,7 @@ FilterQuery parse_filter_query(const std::vector<std::pair<std::string, std::str
     const std::uint64_t max_ids = ctx.config.max_label_ids;
     if (ids) o.labels = labels::LabelSet::parse(*ids, max_ids);
     if (names) {
-        auto dict = ctx.dictionary.with_sidecars(image.json_sidecar, image.txt_sidecar);
+        auto dict = image.dictionary(ctx.dictionary);
         o.labels.merge(labels::LabelSet::parse_names(*names, dict, max_ids));
         if (o.labels.count() > max_ids)
             throw Error(ErrorCode::TooManyLabels,

@@ -41,7 +41,7 @@ Response metadata(const Context& ctx, const Request& request, const PathParams& 
             auto reader = nifti::Reader::open(image.files(), ctx.read_limits());
             if (kind == Kind::Info) return labels::info_json(reader.header()).dump();
             auto meta = labels::compute_metadata(reader);
-            auto dict = ctx.dictionary.with_sidecars(image.json_sidecar, image.txt_sidecar);
+            auto dict = image.dictionary(ctx.dictionary);
             return labels::labels_json(meta, dict, file_name).dump();
         };
         body = std::make_shared<const std::string>(ctx.cached_text(key, ".json", compute));

@@ -41,6 +41,15 @@ nifti::ImageFiles ImageSource::files() const {
     return f;
 }
 
+labels::Dictionary ImageSource::dictionary(const labels::Dictionary& base) const {
+    auto read = [](const std::optional<fs::OpenFile>& f) -> std::optional<labels::Sidecar> {
+        if (!f) return std::nullopt;
+        return labels::Sidecar{f->rel, read_all(*f)};
+    };
+    if (json_sidecar) return base.with_sidecars(read(json_sidecar), std::nullopt);
+    return base.with_sidecars(std::nullopt, read(txt_sidecar));
+}
+
 ImageSource open_image(const fs::DataRoot& root, std::string_view relative, bool sidecars) {
     ImageSource s{root.open_file(relative), {}, {}, {}, {}, {}};
     const std::string& found = s.image.file.rel;
@@ -61,18 +70,13 @@ ImageSource open_image(const fs::DataRoot& root, std::string_view relative, bool
         s.identity += "|partner=" + s.partner->identity();
     }
     if (sidecars) {
-        auto read = [&](const std::string& file_name, std::optional<labels::Sidecar>& into) {
+        auto open = [&](const std::string& file_name, std::optional<fs::OpenFile>& into) {
             auto f = root.open_in(s.image.folder, file_name);
-            s.identity += "|" + file_name + "=";
-            if (!f) {
-                s.identity += "-";
-                return;
-            }
-            s.identity += f->file.identity();
-            into = labels::Sidecar{f->file.rel, read_all(f->file)};
+            s.identity += "|" + file_name + "=" + (f ? f->file.identity() : "-");
+            if (f) into = std::move(f->file);
         };
-        read(nifti::json_sidecar_name(s.name), s.json_sidecar);
-        read(nifti::txt_sidecar_name(s.name), s.txt_sidecar);
+        open(nifti::json_sidecar_name(s.name), s.json_sidecar);
+        open(nifti::txt_sidecar_name(s.name), s.txt_sidecar);
     }
     return s;
 }

@@ -20,8 +20,8 @@ struct ImageSource {
     fs::Found image;
     nifti::ImageName name;                 // of the file found (links resolved)
     std::optional<fs::OpenFile> partner;   // the other file of a pair
-    // Read only when asked for (open_image's `sidecars`).
-    std::optional<labels::Sidecar> json_sidecar, txt_sidecar;
+    // Opened only when asked for (open_image's `sidecars`); each may be absent.
+    std::optional<fs::OpenFile> json_sidecar, txt_sidecar;
     // Path relative to the root plus fstat of the image, its partner and
     // (when read) each sidecar or its absence: a changed, replaced or
     // recycled-inode file, or one moved to another patient, changes it.
@@ -29,14 +29,16 @@ struct ImageSource {
 
     // The descriptors for nifti::Reader::open.
     nifti::ImageFiles files() const;
+    // `base` overridden by the sidecars, read through their descriptors
+    // (larger than labels::Dictionary::kMaxFileBytes: Error(BadParameter)).
+    labels::Dictionary dictionary(const labels::Dictionary& base) const;
 };
 
 // Opens `relative` (decoded, "/"-separated) beneath `root` by
 // fs::DataRoot::open_file's rules; a pair's partner (nifti::partner_names)
 // by the same rules from the image's folder, Error(NotFound) when there is
-// none; with `sidecars`, "{file}.labels.json" and "{stem}.txt" likewise,
-// each absent or read whole (larger than labels::Dictionary::kMaxFileBytes:
-// Error(BadParameter)). Messages name paths relative to the root.
+// none; with `sidecars`, "{file}.labels.json" and "{stem}.txt" likewise.
+// Messages name paths relative to the root.
 ImageSource open_image(const fs::DataRoot& root, std::string_view relative, bool sidecars);
 
 }  // namespace medimg::source
