@@ -7,16 +7,22 @@
 -- 500 is a symlink loop under the data root (ELOOP: `a -> b`, `b -> a`, or a
 -- link to itself); DESIGN.md §4 allows no 5xx for bad input. Hooked by
 -- medimg-routes.conf with magnet.attract-physical-path-to on the static routes
--- (after cors.lua, so preflights are answered first). A path that stats is
+-- (after preflight.lua, so preflights are answered first). A path that stats is
 -- left to lighttpd untouched (one stat, from lighttpd's stat cache, which
 -- lighttpd's own check then reuses).
+--
+-- ENOTDIR (a path that continues below a file: "all.nii.gz/labels/",
+-- "all.nii.gz/LABELS") is 404: lighttpd would serve the file with the rest as
+-- path info (or, with static-file.disable-pathinfo, answer 403), while routes
+-- match exactly (DESIGN.md §4) and Apache answers 404.
 --
 -- mod_magnet's stat gives no errno. Opening "PATH/." gives the same errno as
 -- stat(PATH) for a path that does not resolve, and can never open a FIFO or a
 -- device (only a directory has a "." entry), so it cannot block the server.
--- The errors lighttpd already maps (ENOENT 2, EACCES 13, ENOTDIR 20: the same
--- numbers on Linux and the BSDs) stay lighttpd's; any other is refused with
--- 403, as every symlink on these routes is (server.follow-symlink disabled).
+-- The errors lighttpd already maps (ENOENT 2, EACCES 13: the same numbers on
+-- Linux and the BSDs) stay lighttpd's; ENOTDIR (20) is 404; any other is
+-- refused with 403, as every symlink on these routes is
+-- (server.follow-symlink disabled).
 
 local r = lighty.r
 local stat = (lighty.c and lighty.c.stat) or lighty.stat
@@ -31,7 +37,10 @@ if f then
   f:close()        -- it appeared meanwhile: lighttpd decides
   return 0
 end
-if code == 2 or code == 13 or code == 20 then
+if code == 2 or code == 13 then
   return 0
+end
+if code == 20 then
+  return 404
 end
 return 403

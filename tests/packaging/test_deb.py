@@ -208,6 +208,7 @@ def test_installed_tree_serves(deb, tmp_path):
                       worker=root / "usr/bin/medimg-fcgi",
                       www_root=root / "usr/share/medimg/www",
                       apache_dir=root / "etc/apache2/conf-available",
+                      share_dir=root / "usr/share/medimg",
                       conf_dir=root / "etc/medimg") as server:
         def get(path):
             with urllib.request.urlopen(server.base_url + path, timeout=30) as r:
@@ -271,6 +272,7 @@ def test_debian_apache_layout(deb):
             f'Define MEDIMG_WWW_ROOT "{root}/usr/share/medimg/www"\n'
             f'Define MEDIMG_SOCKET "{sock}"\n'
             f'Define MEDIMG_CACHE_DIR "{base}/cache"\n'
+            f'Define MEDIMG_SHARE_DIR "{root}/usr/share/medimg"\n'
             'Define MEDIMG_CORS_ORIGINS "^https://viewer\\.example$"\n')
         os.chmod(root, 0o755)
         env = {**os.environ, "APACHE_CONFDIR": str(etc)}
