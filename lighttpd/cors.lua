@@ -27,6 +27,14 @@ if r.resp_header["X-Content-Type-Options"] == nil then
   r.resp_header["X-Content-Type-Options"] = "nosniff"
 end
 
+-- Headers of the refusals preflight.lua (405: Allow) and stat-errors.lua
+-- (416: Content-Range) make: lighttpd clears a refusal's headers before
+-- this hook runs, so they are passed in the request environment.
+for header, name in pairs({ ["Allow"] = "MEDIMG_ALLOW", ["Content-Range"] = "MEDIMG_CONTENT_RANGE" }) do
+  local value = r.req_env[name]
+  if value and r.resp_header[header] == nil then r.resp_header[header] = value end
+end
+
 local names = {
   "Access-Control-Allow-Origin", "Access-Control-Allow-Credentials",
   "Access-Control-Expose-Headers", "Access-Control-Allow-Methods",

@@ -28,7 +28,45 @@ local r = lighty.r
 local stat = (lighty.c and lighty.c.stat) or lighty.stat
 local path = r.req_attr["physical.path"]
 
-if path == nil or path == "" or stat(path) then
+-- A Range no byte of the file satisfies: lighttpd 1.4.69 builds its 416
+-- answer after the response-start hooks and clears their headers
+-- (X-Content-Type-Options, CORS: docs/SECURITY.md). Answered 416 here
+-- instead, so cors.lua sees it like any other refusal. Only the plain cases
+-- (each part "A-B", "A-" or "-N", no If-Range); anything else (a malformed
+-- Range, which lighttpd also answers 416) stays lighttpd's.
+local function unsatisfiable(size)
+  local range = r.req_header["Range"]
+  if range == nil or r.req_header["If-Range"] ~= nil then return false end
+  local method = r.req_attr["request.method"]
+  if method ~= "GET" and method ~= "HEAD" then return false end
+  local spec = string.match(range, "^%s*bytes%s*=(.*)$")
+  if spec == nil then return false end
+  local parts = 0
+  for part in string.gmatch(spec, "[^,]+") do
+    local a, b = string.match(part, "^%s*(%d*)%-(%d*)%s*$")
+    if a == nil or (a == "" and b == "") or #a > 15 or #b > 15 then return false end
+    parts = parts + 1
+    if a == "" then
+      if tonumber(b) > 0 and size > 0 then return false end
+    else
+      if b ~= "" and tonumber(b) < tonumber(a) then return false end
+      if tonumber(a) < size then return false end
+    end
+  end
+  return parts > 0
+end
+
+if path == nil or path == "" then
+  return 0
+end
+local st = stat(path)
+if st then
+  if st.is_file and unsatisfiable(st.st_size) then
+    -- lighttpd clears the headers of a refusal before sending it: cors.lua
+    -- adds this one back.
+    r.req_env["MEDIMG_CONTENT_RANGE"] = "bytes */" .. tostring(st.st_size)
+    return 416
+  end
   return 0
 end
 

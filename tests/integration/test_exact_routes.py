@@ -1,0 +1,75 @@
+"""Routes match exactly on both servers (DESIGN.md §4): segments are
+case-sensitive and a trailing slash is another URL, so `…/labels/`,
+`…/LABELS`, `…/Labels`, `…/info/` are 404 — never the image below them
+with the rest taken as path info. And `X-Content-Type-Options: nosniff` is
+on every answer, whatever its status and whoever made it."""
+
+import pytest
+
+from conftest import PATIENT, SCAN, request
+
+FILE = f"/output/{PATIENT}/scans/{SCAN}.nii.gz"
+
+
+@pytest.mark.parametrize("suffix", ["/labels/", "/LABELS", "/Labels", "/info/", "/INFO", "/Info",
+                                    "/labels/x", "/info/labels", "/", "/x", "/labels.json"])
+def test_near_miss_of_a_dynamic_route_is_404(server, suffix):
+    for method in ("GET", "HEAD"):
+        a = request(server.base_url, FILE + suffix, method=method)
+        assert a.status == 404, (suffix, method, a.status, a.headers.items())
+        assert not a.body.startswith(b"\x1f\x8b"), suffix      # not the image
+        assert a.header("X-Content-Type-Options") == "nosniff"
+
+
+@pytest.mark.parametrize("path", ["/health/", "/HEALTH", "/Health", "/health/x",
+                                  "/assets/listing.js/x", "/viewer.html/x"])
+def test_near_miss_of_other_routes_is_404(server, path):
+    a = request(server.base_url, path)
+    assert a.status == 404, (path, a.status)
+
+
+@pytest.mark.parametrize("suffix", ["/labels", "/info"])
+def test_the_exact_routes_still_answer(server, suffix):
+    a = request(server.base_url, FILE + suffix)
+    assert a.status == 200 and a.header("Content-Type") == "application/json"
+
+
+def answers(server):
+    """(description, method, path, headers, expected status)."""
+    seg = FILE
+    return [
+        ("static", "GET", seg, {}, 200),
+        ("static HEAD", "HEAD", seg, {}, 200),
+        ("range", "GET", seg, {"Range": "bytes=0-1"}, 206),
+        ("bad range", "GET", seg, {"Range": "bytes=999999999-"}, 416),
+        ("listing", "GET", f"/output/{PATIENT}/", {}, 200),
+        ("folder without slash", "GET", f"/output/{PATIENT}", {}, 301),
+        ("hidden", "GET", f"/output/{PATIENT}/.env", {}, 403),
+        ("missing", "GET", f"/output/{PATIENT}/nothing.nii.gz", {}, 404),
+        ("unmapped", "GET", "/elsewhere", {}, 404),
+        ("method", "DELETE", seg, {}, 405),
+        ("preflight static", "OPTIONS", seg, {}, 204),
+        ("www", "GET", "/viewer.html", {}, 200),
+        ("labels", "GET", seg + "/labels", {}, 200),
+        ("filter", "GET", f"/filtered-scans/{PATIENT}/{SCAN}.nii.gz?label_ids=1", {}, 200),
+        ("filter bad ids", "GET", f"/filtered-scans/{PATIENT}/{SCAN}.nii.gz?label_ids=x", {}, 400),
+        ("filter missing", "GET", f"/filtered-scans/{PATIENT}/none.nii.gz?label_ids=1", {}, 404),
+        ("dynamic method", "DELETE", "/health", {}, 405),
+        ("preflight dynamic", "OPTIONS", "/health", {}, 204),
+        ("health", "GET", "/health", {}, 200),
+    ]
+
+
+def test_nosniff_on_every_answer(server):
+    first = request(server.base_url, FILE)
+    etag = first.header("ETag")
+    cases = answers(server) + [("conditional", "GET", FILE, {"If-None-Match": etag}, 304)]
+    for what, method, path, headers, status in cases:
+        a = request(server.base_url, path, method=method, headers=headers)
+        assert a.status == status, (what, a.status)
+        assert a.headers.get_all("X-Content-Type-Options") == ["nosniff"], (what, a.headers.items())
+        if status == 405:
+            assert a.header("Allow") == "GET, HEAD, OPTIONS", what
+        if status == 416 and server.kind == "lighttpd":   # Apache sends none
+            size = int(first.header("Content-Length"))
+            assert a.header("Content-Range") == f"bytes */{size}"
