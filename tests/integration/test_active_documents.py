@@ -4,6 +4,9 @@
 (`medimg serve`) and Apache, on GET and HEAD, whatever the suffix's case;
 listings and www/ keep working unsandboxed."""
 
+import shutil
+import subprocess
+
 import pytest
 
 from conftest import PATIENT, make_tree, request, selected_kinds, start_server
@@ -20,6 +23,14 @@ ACTIVE = {
     "tool.js": b"alert(document.cookie)\n",
     "mod.mjs": b"export default 1\n",
 }
+# Scripts that leave a mark in the DOM when they run (read back by Chromium).
+MARK = b'document.documentElement.setAttribute("data-ran", "yes")'
+PROBES = {
+    "probe.html": b"<!doctype html><html><body><script>" + MARK + b"</script></body></html>",
+    "probe.svg": b'<svg xmlns="http://www.w3.org/2000/svg"><script>' + MARK + b"</script></svg>",
+}
+CHROMIUM = shutil.which("chromium")
+
 # Suffixes outside the list that /etc/mime.types (Apache's TypesConfig) maps
 # to XML types, which a browser renders as documents (XHTML script runs).
 OTHER_XML = {
@@ -43,7 +54,7 @@ def active_root(tmp_path_factory):
         (folder / name).write_bytes(body)
     for name, (body, _) in INERT.items():
         (folder / name).write_bytes(body)
-    for name, body in OTHER_XML.items():
+    for name, body in {**OTHER_XML, **PROBES}.items():
         (folder / name).write_bytes(body)
     # A directory whose name looks like a document: its listing is a listing.
     (root / PATIENT / "looks.html").mkdir()
@@ -129,3 +140,23 @@ def test_dynamic_route_on_a_document_name_is_the_workers(server):
     a = request(server.base_url, f"/output/{PATIENT}/documents/report.html/info")
     assert a.status in (415, 422), a.body[:200]
     assert a.header("Content-Type") == "application/json"
+
+
+def dump_dom(url, profile):
+    """The DOM after Chromium has loaded `url` and run what it may run."""
+    proc = subprocess.run([CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu",
+                           f"--user-data-dir={profile}", "--dump-dom", url],
+                          capture_output=True, timeout=120)
+    return proc.stdout.decode("utf-8", "replace")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+@pytest.mark.parametrize("name", sorted(PROBES))
+def test_scripts_do_not_run_in_a_browser(server, name, active_root, tmp_path):
+    """Real Chromium: the probe's script runs from a file:// URL (control),
+    and does not run when the server sends it."""
+    local = active_root / PATIENT / "documents" / name
+    assert 'data-ran="yes"' in dump_dom(local.as_uri(), tmp_path / "a")
+    served = dump_dom(f"{server.base_url}/output/{PATIENT}/documents/{name}", tmp_path / "b")
+    assert "data-ran" not in served.replace(MARK.decode(), ""), served[:500]
+    assert "<script>" in served          # the document itself was loaded

@@ -72,6 +72,8 @@ EXPECTED = [
     "/usr/share/medimg/www/assets/listing.js",
     "/usr/share/medimg/www/node_modules/@niivue/niivue/dist/index.js",
     "/usr/share/medimg/lighttpd/medimg-routes.conf",
+    "/usr/share/medimg/lighttpd/cors.lua",
+    "/usr/share/medimg/apache/cors-headers.conf",
     "/usr/share/doc/medimg/copyright",
 ]
 
