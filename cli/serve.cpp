@@ -377,6 +377,11 @@ int serve(const Args& args) {
     const fs::path template_file = lighttpd_dir / "medimg-serve.conf.in";
     if (!fs::exists(template_file, ec))
         throw Error(ErrorCode::NotFound, "lighttpd template not found: " + template_file.string());
+    // lighttpd/cors.lua reads the CORS header values from this one list
+    // (docs/SECURITY.md, "CORS"): refuse to start rather than fail each answer.
+    const fs::path cors_headers = dirs.share_dir / "apache" / "cors-headers.conf";
+    if (!config.cors_origins.empty() && !fs::exists(cors_headers, ec))
+        throw Error(ErrorCode::NotFound, "CORS header list not found: " + cors_headers.string());
     // Build tree: {build}/cli/medimg and {build}/fcgi/medimg-fcgi; installed:
     // both in {prefix}/bin.
     fs::path worker_binary = exe.parent_path().parent_path() / "fcgi" / "medimg-fcgi";

@@ -179,6 +179,7 @@ def test_apache_accepts_installed_snippets(deb, tmp_path):
         lines += [f'Define MEDIMG_DATA_ROOT "{tmp_path}/output"',
                   f'Define MEDIMG_WWW_ROOT "{root}/usr/share/medimg/www"',
                   f'Define MEDIMG_CACHE_DIR "{tmp_path}/cache"',
+                  f'Define MEDIMG_SHARE_DIR "{root}/usr/share/medimg"',
                   f'Define MEDIMG_FCGI_BIN "{root}/usr/bin/medimg-fcgi"',
                   f'Define MEDIMG_CONFIG "{root}/etc/medimg/medimg.ini"']
         if variant == "fcgid":
