@@ -73,3 +73,31 @@ def test_nosniff_on_every_answer(server):
         if status == 416 and server.kind == "lighttpd":   # Apache sends none
             size = int(first.header("Content-Length"))
             assert a.header("Content-Range") == f"bytes */{size}"
+
+
+def raw_head(base_url, data):
+    import socket
+    host, port = base_url.split("//", 1)[1].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(data)
+        out = b""
+        while b"\r\n\r\n" not in out:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    return out.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+
+
+@pytest.mark.parametrize("what,data", [
+    ("control character in Host", b"GET / HTTP/1.1\r\nHost: a\x01b\r\nConnection: close\r\n\r\n"),
+    ("no Host", b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n"),
+    ("header block too large",
+     b"GET /health HTTP/1.1\r\nHost: a\r\nConnection: close\r\nX: " + b"a" * 70000 + b"\r\n\r\n"),
+    ("unknown method", b"BREW " + FILE.encode() + b" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"),
+])
+def test_nosniff_on_the_servers_own_refusals(server, what, data):
+    head = raw_head(server.base_url, data)
+    status = int(head.split(" ", 2)[1])
+    assert 400 <= status < 600, (what, head)
+    assert "\r\nX-Content-Type-Options: nosniff" in head, (what, head)
