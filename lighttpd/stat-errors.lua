@@ -28,32 +28,40 @@ local r = lighty.r
 local stat = (lighty.c and lighty.c.stat) or lighty.stat
 local path = r.req_attr["physical.path"]
 
--- A Range no byte of the file satisfies: lighttpd 1.4.69 builds its 416
--- answer after the response-start hooks and clears their headers
--- (X-Content-Type-Options, CORS: docs/SECURITY.md). Answered 416 here
--- instead, so cors.lua sees it like any other refusal. Only the plain cases
--- (each part "A-B", "A-" or "-N", no If-Range); anything else (a malformed
--- Range, which lighttpd also answers 416) stays lighttpd's.
-local function unsatisfiable(size)
+-- Range (RFC 9110 §14.2). A Range no byte of the file satisfies: lighttpd
+-- 1.4.69 builds its 416 answer after the response-start hooks and clears
+-- their headers (X-Content-Type-Options, CORS: docs/SECURITY.md), so it is
+-- answered 416 here instead and cors.lua sees it like any other refusal. A
+-- Range header that does not parse is ignored (the whole file, 200), as
+-- Apache does and RFC 9110 allows; lighttpd would answer it with that same
+-- header-less 416. Parts are "A-B", "A-" or "-N"; with If-Range the header
+-- is left to lighttpd.
+-- Returns "unsatisfiable", "malformed" or nil (lighttpd serves the range).
+local function check_range(size)
   local range = r.req_header["Range"]
-  if range == nil or r.req_header["If-Range"] ~= nil then return false end
+  if range == nil or r.req_header["If-Range"] ~= nil then return nil end
   local method = r.req_attr["request.method"]
-  if method ~= "GET" and method ~= "HEAD" then return false end
+  if method ~= "GET" and method ~= "HEAD" then return nil end
   local spec = string.match(range, "^%s*bytes%s*=(.*)$")
-  if spec == nil then return false end
-  local parts = 0
-  for part in string.gmatch(spec, "[^,]+") do
-    local a, b = string.match(part, "^%s*(%d*)%-(%d*)%s*$")
-    if a == nil or (a == "" and b == "") or #a > 15 or #b > 15 then return false end
+  if spec == nil then return "malformed" end
+  local parts, satisfiable = 0, false
+  for part in string.gmatch(spec .. ",", "([^,]*),") do
+    -- Empty list elements are ignored (RFC 9110 §5.6.1.2).
+    if string.match(part, "^%s*$") then goto next_part end
+    local a, b = string.match(part, "^%s*(%d*)%s*%-%s*(%d*)%s*$")
+    if a == nil or (a == "" and b == "") or #a > 15 or #b > 15 then return "malformed" end
+    if a ~= "" and b ~= "" and tonumber(b) < tonumber(a) then return "malformed" end
     parts = parts + 1
     if a == "" then
-      if tonumber(b) > 0 and size > 0 then return false end
-    else
-      if b ~= "" and tonumber(b) < tonumber(a) then return false end
-      if tonumber(a) < size then return false end
+      if tonumber(b) > 0 and size > 0 then satisfiable = true end
+    elseif tonumber(a) < size then
+      satisfiable = true
     end
+    ::next_part::
   end
-  return parts > 0
+  if parts == 0 then return "malformed" end
+  if not satisfiable then return "unsatisfiable" end
+  return nil
 end
 
 if path == nil or path == "" then
@@ -61,11 +69,14 @@ if path == nil or path == "" then
 end
 local st = stat(path)
 if st then
-  if st.is_file and unsatisfiable(st.st_size) then
+  local range = st.is_file and check_range(st.st_size)
+  if range == "unsatisfiable" then
     -- lighttpd clears the headers of a refusal before sending it: cors.lua
     -- adds this one back.
     r.req_env["MEDIMG_CONTENT_RANGE"] = "bytes */" .. tostring(st.st_size)
     return 416
+  elseif range == "malformed" then
+    r.req_header["Range"] = nil
   end
   return 0
 end

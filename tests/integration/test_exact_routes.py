@@ -101,3 +101,23 @@ def test_nosniff_on_the_servers_own_refusals(server, what, data):
     status = int(head.split(" ", 2)[1])
     assert 400 <= status < 600, (what, head)
     assert "\r\nX-Content-Type-Options: nosniff" in head, (what, head)
+
+
+@pytest.mark.parametrize("value,statuses", [
+    ("bytes=0-1", {206}), ("bytes=-5", {206}), ("bytes=0-1,,2-3", {206}),
+    # A server may ignore a Range (RFC 9110 §14.2): Apache ignores these two.
+    ("bytes=0-1, 10-11", {206, 200}), ("bytes=-0", {416, 200}),
+    ("bytes=999999999-", {416}), ("bytes=999999999-999999999999", {416}),
+    ("bytes=5-3", {200}), ("bytes=x", {200}), ("items=0-1", {200}), ("bytes=", {200}),
+    ("bytes=0-1,5-3", {200}),
+])
+def test_range_answers_keep_their_headers(server, value, statuses):
+    """A Range that does not parse is ignored (RFC 9110 §14.2: the whole
+    file), one no byte satisfies is 416; lighttpd's own 416 would carry none
+    of the headers every answer has (stat-errors.lua answers both cases)."""
+    whole = request(server.base_url, FILE)
+    a = request(server.base_url, FILE, headers={"Range": value})
+    assert a.status in statuses, (value, a.status)
+    assert a.header("X-Content-Type-Options") == "nosniff", value
+    if a.status == 200:
+        assert a.body == whole.body
