@@ -124,7 +124,13 @@ void Router::handle(Transport& transport) const {
             head = request.method == "HEAD";
             response = dispatch(request);
         } catch (const Error& e) {
-            response = Response::error(e);
+            // A failure of the server itself (Io, Internal) may name its own
+            // files (the cache, the temporary folder): the client gets the
+            // kind of failure, the log the whole sentence (docs/SECURITY.md).
+            const bool own_failure = e.code() == ErrorCode::Io || e.code() == ErrorCode::Internal;
+            response = Response::error(own_failure ? Error(e.code(), "the server could not complete the request; "
+                                                                     "its log says why")
+                                                   : e);
             if (e.code() == ErrorCode::MethodNotAllowed) response.set_header("Allow", kAllow);
             if (e.code() == ErrorCode::Busy) response.set_header("Retry-After", "5");
             if (e.http_status() >= 500)

@@ -529,3 +529,23 @@ TEST_CASE("fcgi request: If-None-Match lists", "[fcgi][request]") {
     CHECK_FALSE(etag_matches("\"ab\"", "\"a\""));
     CHECK_FALSE(etag_matches("", "\"a\""));
 }
+
+TEST_CASE("routes: a server-side failure names no server path to the client", "[fcgi][routes]") {
+    Fixture f;
+    f.router->add("/boom/{what}", [](const medimg::fcgi::Request&, const medimg::fcgi::PathParams& p) -> medimg::fcgi::Response {
+        const auto code = p.at("what") == "io" ? medimg::ErrorCode::Io : medimg::ErrorCode::Internal;
+        throw medimg::Error(code, "cannot write /var/cache/medimg/ab/cdef.tmp: No space left on device");
+    });
+    for (const char* what : {"io", "internal"}) {
+        const Answer a = f.get(std::string("/boom/") + what);
+        INFO(a.body);
+        CHECK(a.status == 500);
+        CHECK(a.body.find("/var/cache") == std::string::npos);
+        CHECK(a.body.find("its log says why") != std::string::npos);
+    }
+    // A client's own error keeps its whole sentence, with the path as requested.
+    const Answer missing = f.get("/filtered-scans/PA01/nothing.nii.gz?label_ids=1");
+    CHECK(missing.status == 404);
+    CHECK(missing.body.find("PA01/scans/nothing.nii.gz") != std::string::npos);
+    CHECK(missing.body.find(f.root.string()) == std::string::npos);
+}
