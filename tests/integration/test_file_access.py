@@ -28,13 +28,13 @@ import gzip
 import io
 import itertools
 import os
-import re
 import shutil
 import struct
 import subprocess
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import nibabel as nib
@@ -140,6 +140,7 @@ def base():
     the workers' user."""
     if not MEDIMG.exists():
         pytest.skip(f"{MEDIMG} is not built")
+    old_umask = os.umask(0o022)         # files the tests write stay readable by www-data
     d = server_readable_dir("medimg-access-")
     root, outside = d / "output", d / "outside"
     root.mkdir(mode=0o755)
@@ -154,6 +155,7 @@ def base():
     for p in [d, *d.rglob("*")]:
         os.chmod(p, 0o755 if p.is_dir() else 0o644)
     yield {"root": root, "outside": outside}
+    os.umask(old_umask)
     if not os.environ.get("MEDIMG_KEEP_TMP"):
         shutil.rmtree(d, ignore_errors=True)
 
@@ -193,6 +195,25 @@ def filtered(server, pid, name, query=ALL):
 
 def labels(server, pid, rel):
     return get(server, f"/output/{pid}/{rel}/labels")
+
+
+def both_routes(server, pid, name):
+    """(/labels, /filtered-scans?label_ids=0-255) of {pid}/scans/{name}."""
+    return labels(server, pid, f"scans/{name}"), filtered(server, pid, name)
+
+
+def assert_answers(server, now, before, ids, volume, what):
+    """`now` (both routes) is the answer for a file holding `volume` (its
+    ids `ids`), with other ETags than `before`."""
+    l_now, f_now = now
+    l_before, f_before = before
+    assert l_now.status == 200 and f_now.status == 200, f"{server.kind}: {what}: {l_now!r} {f_now!r}"
+    assert ids_of(l_now) == ids, f"{server.kind}: {what}: /labels answers {ids_of(l_now)}, not {ids}"
+    assert l_now.header("ETag") != l_before.header("ETag"), f"{server.kind}: {what}: /labels ETag unchanged"
+    got = volume_of(f_now.body)
+    assert np.array_equal(got, volume), \
+        f"{server.kind}: {what}: filter answers ids {sorted(int(v) for v in np.unique(got))}, not {ids}"
+    assert f_now.header("ETag") != f_before.header("ETag"), f"{server.kind}: {what}: filter ETag unchanged"
 
 
 # ---------------------------------------------------------------------------
@@ -604,7 +625,7 @@ def test_recycled_inode_gets_its_own_answer(server, base, record_property):
         pa, sa = new_patient(root, "PAREC")
         pb, sb = new_patient(root, "PAREC")
         fa = write_nifti(sa / "seg.nii", a_data)
-        la, fla = labels(server, pa, "scans/seg.nii"), filtered(server, pa, "seg.nii")
+        la, fla = both_routes(server, pa, "seg.nii")
         assert la.status == 200 and ids_of(la) == [6, 10], la
         assert fla.status == 200 and np.array_equal(volume_of(fla.body), a_data), fla
         st_a = os.stat(fa)
@@ -615,20 +636,16 @@ def test_recycled_inode_gets_its_own_answer(server, base, record_property):
         assert (st_b.st_size, st_b.st_mtime_ns) == (st_a.st_size, st_a.st_mtime_ns)
         same = (st_b.st_dev, st_b.st_ino) == (st_a.st_dev, st_a.st_ino)
         reused.append(same)
-        what = f"{server.kind}, attempt {attempt}, inode {'reused' if same else 'not reused'}"
-        lb, flb = labels(server, pb, "scans/seg.nii"), filtered(server, pb, "seg.nii")
-        assert lb.status == 200, lb
-        assert ids_of(lb) == [21, 22], f"{what}: /labels of patient B answers {ids_of(lb)} (A's: [6, 10])"
-        assert lb.header("ETag") != la.header("ETag"), f"{what}: /labels ETag of B equals A's"
-        assert flb.status == 200, flb
-        got = volume_of(flb.body)
-        assert np.array_equal(got, b_data), \
-            f"{what}: filter of patient B answers ids {sorted(int(v) for v in np.unique(got))}"
-        assert flb.header("ETag") != fla.header("ETag"), f"{what}: filter ETag of B equals A's"
+        assert_answers(server, both_routes(server, pb, "seg.nii"), (la, fla), [21, 22], b_data,
+                       f"attempt {attempt}, inode {'reused' if same else 'not reused'}, patient B "
+                       f"(A's ids: [6, 10])")
         if same:
             break
     record_property("inode_reuse", reused)
     print(f"{server.kind}: inode reused in attempts: {reused}")
+    if not any(reused):
+        warnings.warn(f"{server.kind}: the file system never handed out the freed inode again in "
+                      f"{len(reused)} attempts: only the different-inode case was checked")
 
 
 def test_in_place_rewrite_with_mtime_restored(server, patient):
@@ -637,7 +654,7 @@ def test_in_place_rewrite_with_mtime_restored(server, patient):
     pid, scans = patient
     old, new = labels_volume([6, 10]), labels_volume([6, 30])
     f = write_nifti(scans / "rewrite.nii", old)
-    l1, f1 = labels(server, pid, "scans/rewrite.nii"), filtered(server, pid, "rewrite.nii")
+    l1, f1 = both_routes(server, pid, "rewrite.nii")
     assert ids_of(l1) == [6, 10] and np.array_equal(volume_of(f1.body), old)
     st = os.stat(f)
     time.sleep(0.05)            # a new ctime tick
@@ -648,13 +665,8 @@ def test_in_place_rewrite_with_mtime_restored(server, patient):
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
     st2 = os.stat(f)
     assert (st2.st_ino, st2.st_size, st2.st_mtime_ns) == (st.st_ino, st.st_size, st.st_mtime_ns)
-    l2, f2 = labels(server, pid, "scans/rewrite.nii"), filtered(server, pid, "rewrite.nii")
-    assert ids_of(l2) == [6, 30], f"{server.kind}: /labels after an in-place rewrite: {ids_of(l2)} (old answer)"
-    assert l2.header("ETag") != l1.header("ETag"), f"{server.kind}: /labels ETag unchanged"
-    got = volume_of(f2.body)
-    assert np.array_equal(got, new), \
-        f"{server.kind}: filter after an in-place rewrite answers ids {sorted(int(v) for v in np.unique(got))}"
-    assert f2.header("ETag") != f1.header("ETag"), f"{server.kind}: filter ETag unchanged"
+    assert_answers(server, both_routes(server, pid, "rewrite.nii"), (l1, f1), [6, 30], new,
+                   "after an in-place rewrite with the mtime put back")
 
 
 # ---------------------------------------------------------------------------
@@ -665,19 +677,14 @@ def test_upper_case_pair_tracks_its_image(server, patient):
     pid, scans = patient
     old, new = labels_volume([6, 10]), labels_volume([6, 30])
     write_pair(scans, "Y", old, ".HDR", ".IMG")
-    l1, f1 = labels(server, pid, "scans/Y.HDR"), filtered(server, pid, "Y.HDR")
+    l1, f1 = both_routes(server, pid, "Y.HDR")
     assert l1.status == 200 and ids_of(l1) == [6, 10], l1
     assert f1.status == 200 and np.array_equal(volume_of(f1.body), old), f1
     time.sleep(0.02)
     write_pair(scans, "next", new, ".hdr", ".img")
     os.replace(scans / "next.img", scans / "Y.IMG")
-    l2, f2 = labels(server, pid, "scans/Y.HDR"), filtered(server, pid, "Y.HDR")
-    assert ids_of(l2) == [6, 30], f"{server.kind}: Y.IMG replaced, /labels of Y.HDR still {ids_of(l2)}"
-    assert l2.header("ETag") != l1.header("ETag"), f"{server.kind}: /labels ETag of Y.HDR unchanged"
-    got = volume_of(f2.body)
-    assert np.array_equal(got, new), \
-        f"{server.kind}: Y.IMG replaced, filter of Y.HDR still ids {sorted(int(v) for v in np.unique(got))}"
-    assert f2.header("ETag") != f1.header("ETag"), f"{server.kind}: filter ETag of Y.HDR unchanged"
+    assert_answers(server, both_routes(server, pid, "Y.HDR"), (l1, f1), [6, 30], new,
+                   "Y.IMG replaced, Y.HDR")
 
 
 # ---------------------------------------------------------------------------
