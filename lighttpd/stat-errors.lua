@@ -14,8 +14,11 @@
 -- mod_magnet's stat gives no errno. Opening "PATH/." gives the same errno as
 -- stat(PATH) for a path that does not resolve, and can never open a FIFO or a
 -- device (only a directory has a "." entry), so it cannot block the server.
--- The errors lighttpd already maps (ENOENT 2, EACCES 13, ENOTDIR 20: the same
--- numbers on Linux and the BSDs) stay lighttpd's; any other is refused with
+-- The errors lighttpd already maps (ENOENT 2, EACCES 13: the same numbers on
+-- Linux and the BSDs) stay lighttpd's. ENOTDIR (20) is a file followed by
+-- more path (`…/seg.nii.gz/labels/`, `…/seg.nii.gz/LABELS`): lighttpd would
+-- serve the file with the rest as PATH_INFO, but routes match exactly
+-- (DESIGN.md §4), so it is 404, as on Apache. Any other errno is refused with
 -- 403, as every symlink on these routes is (server.follow-symlink disabled).
 
 local r = lighty.r
@@ -31,7 +34,10 @@ if f then
   f:close()        -- it appeared meanwhile: lighttpd decides
   return 0
 end
-if code == 2 or code == 13 or code == 20 then
+if code == 20 then
+  return 404
+end
+if code == 2 or code == 13 then
   return 0
 end
 return 403
