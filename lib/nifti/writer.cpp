@@ -8,16 +8,8 @@
 #include "error.hpp"
 #include "nifti/byteorder.hpp"
 #include "nifti/gzip.hpp"
-#include "text.hpp"
 
 namespace medimg::nifti {
-
-Container output_container_for(const std::filesystem::path& input_name) {
-    const std::string n = input_name.filename().string();
-    if (ends_with_ci(n, ".gz")) return Container::Gzip;
-    if (ends_with_ci(n, ".nii")) return Container::Plain;
-    return Container::Gzip;   // .hdr/.img pairs (and anything else) → .nii.gz
-}
 
 bool extension_chain_valid(std::span<const std::uint8_t> region, ByteOrder order) noexcept {
     if (region.size() < 4) return true;

@@ -7,16 +7,11 @@
 #include <memory>
 #include <span>
 
+#include "nifti/file_name.hpp"
 #include "nifti/header.hpp"
 #include "nifti/stream.hpp"
 
 namespace medimg::nifti {
-
-enum class Container { Plain, Gzip };
-
-// Output container from a file name (DESIGN.md §4): ".gz" suffix → Gzip,
-// ".nii" → Plain, ".hdr"/".img" (pairs) → Gzip (written as .nii.gz).
-Container output_container_for(const std::filesystem::path& input_name);
 
 // True when `region` (the bytes between the header and vox_offset of a
 // single file: the 4-byte extender, then the extensions) holds a chain
