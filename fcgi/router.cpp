@@ -114,30 +114,6 @@ Response Router::dispatch(const Request& request) const {
     throw Error(ErrorCode::NotFound, "no such endpoint");
 }
 
-void Router::add_cors_headers(Response& r, std::string_view origin) const {
-    const auto& allowed = context_.config.cors_origins;
-    if (allowed.empty()) return;
-    const bool any = allowed.size() == 1 && allowed.front() == "*";
-    if (!any) r.add_header("Vary", "Origin");   // the answer depends on Origin
-    if (origin.empty()) return;
-    if (any) {
-        r.set_header("Access-Control-Allow-Origin", "*");
-    } else if (std::find(allowed.begin(), allowed.end(), origin) != allowed.end()) {
-        r.set_header("Access-Control-Allow-Origin", std::string(origin));
-        r.set_header("Access-Control-Allow-Credentials", "true");
-    } else {
-        return;
-    }
-    r.set_header("Access-Control-Expose-Headers",
-                 "Content-Length, Content-Range, Accept-Ranges, ETag, Content-Disposition");
-    if (r.status == 204) {   // preflight
-        r.set_header("Access-Control-Allow-Methods", kAllow);
-        r.set_header("Access-Control-Allow-Headers",
-                     "Range, If-None-Match, Content-Type, Authorization");
-        r.set_header("Access-Control-Max-Age", "86400");
-    }
-}
-
 void Router::handle(Transport& transport) const {
     Request request;
     Response response;
@@ -167,7 +143,9 @@ void Router::handle(Transport& transport) const {
             context_.log(request.method + " " + request.uri + ": internal error (unknown exception)");
         }
         response.set_header("X-Content-Type-Options", "nosniff");
-        add_cors_headers(response, request.origin);
+        // No CORS headers: the web server owns CORS in every deployment, on
+        // every answer (docs/SECURITY.md, "CORS"); a second source of them
+        // would drift from its list.
         write_response(transport, response, head);
     } catch (const ClientGone&) {
     } catch (const std::exception& e) {

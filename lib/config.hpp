@@ -29,9 +29,11 @@ struct Config {
     int workers = 2;        // worker processes (lighttpd max-procs, spawn-fcgi -F)
     int threads = 4;        // request threads per worker process
     bool dir_listing = true;
-    // Allowed CORS origins; {"*"} means any origin, without credentials;
-    // empty means no CORS headers at all.
-    std::vector<std::string> cors_origins = {"*"};
+    // Allowed CORS origins, applied by the web server `medimg serve` renders
+    // (the worker sends no CORS headers: docs/SECURITY.md, "CORS"); {"*"}
+    // means any origin, without credentials; empty (the default) means no
+    // CORS headers at all.
+    std::vector<std::string> cors_origins;
     // [filter]
     int gzip_level = 1;     // 1..9, as nibabel writes
     // [cache]

@@ -52,7 +52,7 @@ TEST_CASE("config: defaults without any source", "[config]") {
     CHECK(c.gzip_level == 1);
     CHECK(c.cache_enabled);
     CHECK(c.sendfile_header == medimg::SendfileHeader::None);
-    CHECK(c.cors_origins == std::vector<std::string>{"*"});
+    CHECK(c.cors_origins.empty());   // no CORS unless origins are named
     CHECK(!c.cache_dir.empty());
     CHECK(c.origin.at("server.port") == "default");
 }
