@@ -13,9 +13,9 @@ operator, a compromised writer) and nothing else. Whatever they do there:
   the mtime put back, a changed partner or sidecar (names in any case)
   give a new answer and a new ETag, never a cached older or another
   patient's one;
-- routes match exactly (`…/labels/`, `…/LABELS` are 404);
 - a broken extension chain is written with its flag cleared, so nibabel
   reads the output (DESIGN.md §10).
+Exact routes (`…/labels/`, `…/LABELS` are 404) are test_exact_routes.py's.
 
 Every file outside the root is readable by the worker's user, so a refusal
 is the worker's doing and not a permission error. The data root sits in a
@@ -685,18 +685,6 @@ def test_upper_case_pair_tracks_its_image(server, patient):
     os.replace(scans / "next.img", scans / "Y.IMG")
     assert_answers(server, both_routes(server, pid, "Y.HDR"), (l1, f1), [6, 30], new,
                    "Y.IMG replaced, Y.HDR")
-
-
-# ---------------------------------------------------------------------------
-# 8. Exact routes
-
-@pytest.mark.parametrize("suffix", ["/labels/", "/LABELS", "/Labels", "/info/", "/INFO", "/labels//"])
-def test_routes_match_exactly(server, patient, suffix):
-    pid, scans = patient
-    f = write_nifti(scans / "seg.nii.gz", labels_volume(LEGIT_IDS))
-    a = get(server, f"/output/{pid}/scans/seg.nii.gz{suffix}")
-    assert a.status == 404, f"{server.kind}: …/seg.nii.gz{suffix} must be 404 (DESIGN.md §4), got {a!r}"
-    assert a.body != f.read_bytes(), f"{server.kind}: …{suffix} served the image itself"
 
 
 # ---------------------------------------------------------------------------
