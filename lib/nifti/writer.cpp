@@ -6,9 +6,23 @@
 #include <string>
 
 #include "error.hpp"
+#include "nifti/byteorder.hpp"
 #include "nifti/gzip.hpp"
 
 namespace medimg::nifti {
+
+bool extension_chain_valid(std::span<const std::uint8_t> region, ByteOrder order) noexcept {
+    if (region.size() < 4) return true;
+    const bool little = order == ByteOrder::Little;
+    std::size_t pos = 4;
+    while (region.size() - pos >= 8) {   // room for an esize and an ecode
+        const std::int32_t esize = byteorder::load<std::int32_t>(region.data() + pos, little);
+        if (esize < 16 || esize % 16 != 0 || static_cast<std::size_t>(esize) > region.size() - pos)
+            return false;
+        pos += static_cast<std::size_t>(esize);
+    }
+    return true;
+}
 
 struct Writer::Impl {
     ByteSink* out = nullptr;
@@ -43,7 +57,16 @@ Writer::Writer(ByteSink& sink, const Header& header, std::span<const std::uint8_
         static const std::uint8_t zeros[4] = {0, 0, 0, 0};
         impl_->out->write(zeros, 4);
     } else if (!extension.empty()) {
-        impl_->out->write(extension.data(), extension.size());
+        // A set flag over a broken chain makes readers fail (nibabel reads
+        // an esize of 0 as "the rest of the file"): the flag becomes 0, the
+        // bytes stay (DESIGN.md §10).
+        if (extension[0] != 0 && !extension_chain_valid(extension, header.byte_order())) {
+            static const std::uint8_t no_extensions = 0;
+            impl_->out->write(&no_extensions, 1);
+            impl_->out->write(extension.data() + 1, extension.size() - 1);
+        } else {
+            impl_->out->write(extension.data(), extension.size());
+        }
     }
 }
 
