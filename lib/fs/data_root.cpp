@@ -171,6 +171,29 @@ int open_beneath(int dirfd, const std::string& path, int flags) {
 }
 #endif
 
+// One name in `dirfd`, never following a link: opened (fd), or the link it
+// is (link), or errno (error). A name that is a link when opened but not when
+// read (swapped in between) is tried again, a few times.
+struct Step {
+    int fd = -1;
+    std::optional<std::string> link;
+    int error = 0;
+};
+
+Step open_step(int dirfd, const std::string& name, bool dir) {
+    int e = 0;
+    for (int attempt = 0; attempt < 4; ++attempt) {
+        const int fd = ::openat(dirfd, name.c_str(), dir ? kDirFlags : kFileFlags);
+        if (fd >= 0) return {fd, std::nullopt, 0};
+        e = errno;
+        // O_NOFOLLOW on a link: ELOOP (with O_DIRECTORY, ENOTDIR on some kernels).
+        if (e != ELOOP && !(dir && e == ENOTDIR)) break;
+        if (auto target = read_link(dirfd, name)) return {-1, std::move(target), 0};
+        if (e == ENOTDIR && errno == EINVAL) break;   // a file where a folder is expected
+    }
+    return {-1, std::nullopt, e};
+}
+
 }  // namespace
 
 std::string OpenFile::identity() const {
@@ -251,37 +274,24 @@ struct Walk {
             }
             if (comp.front() == '.')
                 throw Error(ErrorCode::Forbidden, "path resolves to a hidden entry: " + shown);
-            const int dirfd = levels.back().fd->get();
             const bool last = todo.empty();
-            if (!last || want_dir) {
-                const int fd = ::openat(dirfd, comp.c_str(), kDirFlags);
-                if (fd >= 0) {
-                    levels.push_back({share(fd), comp});
-                    continue;
-                }
-                const int e = errno;
-                if (e == ELOOP || e == ENOTDIR) {
-                    if (auto target = read_link(dirfd, comp)) {
-                        follow(*target);
-                        continue;
-                    }
+            const bool dir = !last || want_dir;
+            Step step = open_step(levels.back().fd->get(), comp, dir);
+            if (step.link) {
+                follow(*step.link);
+                continue;
+            }
+            if (step.fd < 0) {
+                if (step.error == ENOENT && optional && was_first) return std::nullopt;
+                if (step.error == ENOTDIR || (dir && step.error == ELOOP))
                     throw Error(ErrorCode::NotFound, (last ? "not a directory: " : "no such file: ") + shown);
-                }
-                if (e == ENOENT && optional && was_first) return std::nullopt;
-                throw_open_error(e, shown);
+                throw_open_error(step.error, shown);
             }
-            const int fd = ::openat(dirfd, comp.c_str(), kFileFlags);
-            if (fd < 0) {
-                const int e = errno;
-                if (e == ELOOP) {
-                    if (auto target = read_link(dirfd, comp)) {
-                        follow(*target);
-                        continue;
-                    }
-                }
-                if (e == ENOENT && optional && was_first) return std::nullopt;
-                throw_open_error(e, shown);
+            if (dir) {
+                levels.push_back({share(step.fd), comp});
+                continue;
             }
+            const int fd = step.fd;
             OpenFile file;
             file.fd = share(fd);
             if (::fstat(fd, &file.st) != 0) throw_open_error(errno, shown);
