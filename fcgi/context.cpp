@@ -64,7 +64,12 @@ Context::Result Context::compute_result(std::string_view key, std::string_view s
     if (cache) {
         try {
             Result r;
-            r.entry = cache->get_or_create(key, suffix, produce);
+            bool produced = false;
+            r.entry = cache->get_or_create(key, suffix, [&](nifti::ByteSink& sink) {
+                produced = true;
+                produce(sink);
+            });
+            if (metrics) metrics->count_cache(!produced);
             note_store_success();
             return r;
         } catch (const cache::StoreError& e) {
@@ -111,6 +116,7 @@ std::string Context::cached_text(std::string_view key, std::string_view suffix,
             sink.write(reinterpret_cast<const std::uint8_t*>(computed->data()), computed->size());
         });
         note_store_success();
+        if (metrics) metrics->count_cache(!computed);
         if (computed) return std::move(*computed);
         if (auto text = read_whole(entry)) return std::move(*text);
     } catch (const cache::StoreError& e) {

@@ -42,7 +42,7 @@ constexpr const char* kUsage =
     "usage: medimg-fcgi [--config FILE] [--threads N] [--listen ADDR]\n"
     "\n"
     "FastCGI worker answering /filtered-scans/..., /output/.../labels,\n"
-    "/output/.../info and /health.\n"
+    "/output/.../info, /health and /metrics.\n"
     "\n"
     "  --config FILE   ini file (default: $MEDIMG_CONFIG, else built-in defaults;\n"
     "                  environment and ./.env override it)\n"
@@ -122,8 +122,8 @@ int open_listen_socket(std::string addr) {
 // this process has taken on.
 class Pool {
 public:
-    Pool(const fcgi::Router& router, int threads, int max_queue)
-        : router_(router), max_queue_(static_cast<std::size_t>(max_queue)) {
+    Pool(const fcgi::Router& router, int threads, int max_queue, fcgi::Metrics* metrics)
+        : router_(router), max_queue_(static_cast<std::size_t>(max_queue)), metrics_(metrics) {
         for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { run(); });
     }
 
@@ -132,6 +132,7 @@ public:
         std::lock_guard guard(mutex_);
         if (queue_.size() >= idle_ + max_queue_) return false;
         queue_.push_back(std::move(request));
+        if (metrics_) metrics_->add_queued(1);
         cv_.notify_one();
         return true;
     }
@@ -162,6 +163,7 @@ private:
             if (queue_.empty()) break;   // stopping and drained
             auto request = std::move(queue_.front());
             queue_.pop_front();
+            if (metrics_) metrics_->add_queued(-1);
             lock.unlock();
             {
                 fcgi::FcgiTransport transport(*request);
@@ -177,6 +179,7 @@ private:
 
     const fcgi::Router& router_;
     std::size_t max_queue_;
+    fcgi::Metrics* metrics_;   // the pool's counters (/metrics); may be null
     std::mutex mutex_;
     std::condition_variable cv_, done_cv_;
     std::deque<std::unique_ptr<FCGX_Request>> queue_;
@@ -265,6 +268,7 @@ int main(int argc, char** argv) {
 
     fcgi::Router router(*context);
     fcgi::register_all(router, *context);
+    router.open_metrics(*context);
 
     std::atomic<bool> stopping{false};
     std::thread signal_thread([&] {
@@ -279,7 +283,7 @@ int main(int argc, char** argv) {
     });
     signal_thread.detach();
 
-    Pool pool(router, context->config.threads, context->config.max_queue);
+    Pool pool(router, context->config.threads, context->config.max_queue, context->metrics.get());
     context->log("listening (" + std::to_string(context->config.threads) + " threads, data root " +
                  context->data_root->path().string() + ")");
     while (!stopping) {
@@ -295,6 +299,8 @@ int main(int argc, char** argv) {
             try {
                 fcgi::FcgiTransport transport(*request);
                 fcgi::write_response(transport, fcgi::busy_response(1), false);
+                if (context->metrics)
+                    context->metrics->count_request(context->metrics->refused(), 503, 0, 0);
             } catch (...) {
             }
             FCGX_Finish_r(request.get());
