@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <charconv>
 #include <atomic>
 #include <cerrno>
 #include <cmath>
@@ -77,10 +78,11 @@ std::uint64_t start_ticks(long pid) {
     return 0;
 }
 
+// Shortest text that reads back as `v` ("0.0025", not "0.0025000000000000001").
 std::string format_number(double v) {
     char buf[64];
-    std::snprintf(buf, sizeof buf, "%.17g", v);
-    return buf;
+    auto res = std::to_chars(buf, buf + sizeof buf, v);
+    return std::string(buf, res.ptr);
 }
 
 std::string escape_label(std::string_view s) {
