@@ -52,6 +52,8 @@ constexpr const char* kUsage =
     "                  (/run/medimg.sock or unix:/run/medimg.sock) or HOST:PORT\n"
     "                  with an explicit host (127.0.0.1:9000, [::1]:9000);\n"
     "                  all-interfaces addresses are refused\n"
+    "  --routes        print the route patterns this worker answers, one a line\n"
+    "                  (what /openapi.json describes), and exit\n"
     "  --help          this text\n";
 
 [[noreturn]] void usage_error(const std::string& message) {
@@ -204,6 +206,12 @@ int main(int argc, char** argv) {
         auto is = [&](const char* name) { return arg == name || arg.rfind(std::string(name) + "=", 0) == 0; };
         if (arg == "--help" || arg == "-h") {
             std::fputs(kUsage, stdout);
+            return 0;
+        } else if (arg == "--routes") {
+            fcgi::Context none;   // handlers are registered, never called
+            fcgi::Router router(none);
+            fcgi::register_all(router, none);
+            for (const auto& p : router.patterns()) std::printf("%s\n", p.c_str());
             return 0;
         } else if (is("--config")) {
             config_file = value();
