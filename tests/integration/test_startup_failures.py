@@ -77,3 +77,20 @@ def test_exit_code_from_the_error_table(tmp_path, tree, env, code):
                            env=full, timeout=30)
     assert r.returncode == code, r.stderr
     assert "cannot start: " in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_reason_in_apache_error_log_under_mod_fcgid(tree):
+    """mod_fcgid starts the workers and writes their stderr to Apache's
+    ErrorLog (apache/medimg-fcgid.conf)."""
+    from conftest import BUILD, SOURCE, _available
+    if not _available("apache"):
+        pytest.skip("apache: not available")
+    from apache_server import ApacheServer
+    server = ApacheServer(BUILD, SOURCE, tree["root"], variant="fcgid",
+                          extra_conf="FcgidInitialEnv MEDIMG_MAX_QUEUE -3")
+    with pytest.raises(RuntimeError) as failed:
+        server.start(timeout=8)       # never healthy; the logs are in the message
+    text = str(failed.value)
+    sections = {part.split("\n", 1)[0]: part for part in text.split("--- ")[1:]}
+    error_log = sections.get(server.error_log.name, "")
+    assert 'cannot start: configuration: [limits] max_queue = "-3": out of range' in error_log, text
