@@ -142,10 +142,6 @@ int open_listen_socket(std::string addr) {
     return fd;
 }
 
-// Accepted requests waiting for a thread, bounded: past the bound the
-// acceptor answers 503 itself (DESIGN.md §4). The kernel's backlog of
-// connections not yet accepted is invisible to us; what we bound is what
-// this process has taken on.
 // Answers one accepted request on the calling thread; a client that stopped
 // reading for `send_timeout` is logged and dropped (docs/SECURITY.md).
 void answer(const fcgi::Router& router, const fcgi::Context& context, FCGX_Request& request) {
@@ -157,8 +153,10 @@ void answer(const fcgi::Router& router, const fcgi::Context& context, FCGX_Reque
     }
     if (stalled) {
         const char* uri = FCGX_GetParam("REQUEST_URI", request.envp);
-        context.log(std::string(uri ? uri : "?") + ": the client took no data for " +
-                    std::to_string(context.config.send_timeout.count() / 1000.0).substr(0, 5) +
+        char seconds[32];
+        std::snprintf(seconds, sizeof seconds, "%g",
+                      static_cast<double>(context.config.send_timeout.count()) / 1000);
+        context.log(std::string(uri ? uri : "?") + ": the client took no data for " + seconds +
                     " s ([limits] send_timeout); answer aborted");
     }
     FCGX_Finish_r(&request);
@@ -173,6 +171,10 @@ bool is_health(FCGX_Request& request) {
            (std::strcmp(method, "GET") == 0 || std::strcmp(method, "HEAD") == 0);
 }
 
+// Accepted requests waiting for a thread, bounded: past the bound the
+// acceptor answers 503 itself (DESIGN.md §4). The kernel's backlog of
+// connections not yet accepted is invisible to us; what we bound is what
+// this process has taken on.
 class Pool {
 public:
     Pool(const fcgi::Router& router, const fcgi::Context& context, int threads, int max_queue)

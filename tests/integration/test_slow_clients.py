@@ -95,6 +95,8 @@ def test_clients_that_never_read_free_their_threads_after_send_timeout(streaming
             for shape, _ in ex.map(lambda _i: whole_answer(web.base_url), range(THREADS)):
                 assert shape == SHAPE
         assert time.monotonic() - t < 15
+        print(f"slowest /health during the stalls {slowest * 1000:.0f} ms; {THREADS} whole "
+              f"answers {time.monotonic() - t:.2f} s after {free_at - start:.0f} s")
         # Each stalled answer was given up and said so in the breakage log.
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
