@@ -15,10 +15,20 @@ from pathlib import Path
 
 from server_process import alive, descendants_of, process_name, request, wait_gone
 
-HERE = Path(__file__).resolve().parent
 LIGHTTPD = shutil.which("lighttpd") or "/usr/sbin/lighttpd"
 SPAWN_FCGI = shutil.which("spawn-fcgi") or "/usr/bin/spawn-fcgi"
 MULTIWATCH = shutil.which("multiwatch") or "/usr/bin/multiwatch"
+
+
+def single_scan_root(tmp_path_factory, prefix, patient, file_name, data):
+    """A data root holding one label map, {patient}/scans/{file_name}."""
+    import nibabel as nib
+    import numpy as np
+    root = tmp_path_factory.mktemp(prefix) / "output"
+    scans = root / patient / "scans"
+    scans.mkdir(parents=True)
+    nib.save(nib.Nifti1Image(data, np.eye(4)), str(scans / file_name))
+    return root
 
 
 def lighttpd_string(value):

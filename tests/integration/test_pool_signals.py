@@ -7,7 +7,6 @@ systemd socket activation passes it, to a worker that is then replaced."""
 
 import gzip
 import os
-import shutil
 import signal
 import threading
 import time
@@ -18,9 +17,9 @@ import pytest
 
 from conftest import BUILD, PATIENT, SCAN, SOURCE, WORKER, LighttpdServer, _available, request
 from pool_servers import (LIGHTTPD, MULTIWATCH, SPAWN_FCGI, SnippetLighttpd, external_backend,
-                          listening_unix_socket, spawn_multiwatch_pool, stop_tree,
-                          worker_environment, worker_on_fd0, workers_under)
-from server_process import alive, wait_gone
+                          listening_unix_socket, single_scan_root, spawn_multiwatch_pool,
+                          stop_tree, worker_environment, worker_on_fd0, workers_under)
+from server_process import wait_gone
 
 pytestmark = pytest.mark.skipif(
     not (os.path.exists(LIGHTTPD) and WORKER.exists() and os.path.exists(SPAWN_FCGI)
@@ -33,12 +32,8 @@ SLOW = "slow.nii.gz"
 @pytest.fixture(scope="module")
 def slow_root(tmp_path_factory):
     """A label map that takes a while to filter (an answer in flight)."""
-    root = tmp_path_factory.mktemp("pool") / "output"
-    scans = root / PATIENT / "scans"
-    scans.mkdir(parents=True)
     data = np.random.default_rng(11).integers(0, 40, size=(256, 256, 160), dtype=np.int16)
-    nib.save(nib.Nifti1Image(data, np.eye(4)), str(scans / SLOW))
-    return {"root": root, "data": data}
+    return {"root": single_scan_root(tmp_path_factory, "pool", PATIENT, SLOW, data), "data": data}
 
 
 class Checker:

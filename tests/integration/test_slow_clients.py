@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from conftest import PATIENT, SOURCE, WORKER, request
-from pool_servers import LIGHTTPD, SnippetLighttpd, bin_path_backend
+from pool_servers import LIGHTTPD, SnippetLighttpd, bin_path_backend, single_scan_root
 
 pytestmark = pytest.mark.skipif(not (os.path.exists(LIGHTTPD) and WORKER.exists()),
                                 reason="lighttpd and medimg-fcgi needed")
@@ -34,12 +34,8 @@ SEND_TIMEOUT = 2.0
 
 @pytest.fixture(scope="module")
 def big_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("slow") / "output"
-    scans = root / PATIENT / "scans"
-    scans.mkdir(parents=True)
     data = np.random.default_rng(5).integers(0, 10, size=SHAPE, dtype=np.int16)
-    nib.save(nib.Nifti1Image(data, np.eye(4)), str(scans / "big.nii"))
-    return root
+    return single_scan_root(tmp_path_factory, "slow", PATIENT, "big.nii", data)
 
 
 @pytest.fixture
