@@ -8,6 +8,7 @@ systemd socket activation passes it, to a worker that is then replaced."""
 import gzip
 import os
 import signal
+import socket
 import threading
 import time
 
@@ -233,4 +234,37 @@ def test_sigterm_worker_on_fd0_then_a_new_worker_on_the_same_socket(tmp_path, sl
                 p.kill()
                 p.wait(5)
         web.stop()
+        listener.close()
+
+
+def test_sigterm_reaches_a_worker_blocked_inside_accept(tmp_path, tree):
+    """libfcgi drops a unix connection that sends nothing for 2 s and goes
+    back to accept() on its own, outside the worker's poll(): the stop must
+    still end that accept (SIGUSR2 to the acceptor), and promptly."""
+    listener = listening_unix_socket(tmp_path / "sd.sock")
+    env = worker_environment(tree["root"], tmp_path / "cache")
+    worker = worker_on_fd0(WORKER, listener, tmp_path / "worker.log", env)
+    mute = None
+    try:
+        time.sleep(0.5)
+        mute = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        mute.connect(str(tmp_path / "sd.sock"))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:        # accept = syscall 43 (x86-64)
+            syscall = f"/proc/{worker.pid}/syscall"
+            if open(syscall).read().split()[0] in ("43", "288"):
+                break
+            time.sleep(0.1)
+        else:
+            pytest.skip("the acceptor never sat in accept() (not x86-64?)")
+        t = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(5) == 0
+        assert time.monotonic() - t < 1.5
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(5)
+        if mute:
+            mute.close()
         listener.close()
