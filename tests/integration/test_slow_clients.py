@@ -2,8 +2,8 @@
 each costs a worker thread at most `[limits] send_timeout`, and /health keeps
 answering meanwhile.
 
-The worker streams an answer itself when the cache is off (as here),
-with `sendfile_header = none`, or when the cache cannot store. lighttpd
+The worker streams an answer itself when the cache is off, with
+`sendfile_header = none` (both run here), or when the cache cannot store. lighttpd
 would buffer a backend's whole answer, but medimg-routes.conf sets
 `server.stream-response-body = 2`, so lighttpd passes the client's pace on
 to the worker, which then really blocks in write(). Real clients send a
@@ -38,10 +38,12 @@ def big_root(tmp_path_factory):
     return single_scan_root(tmp_path_factory, "slow", PATIENT, "big.nii", data)
 
 
-@pytest.fixture
-def streaming_lighttpd(tmp_path, big_root):
+@pytest.fixture(params=[{"MEDIMG_CACHE_ENABLED": "false"},      # a temporary, streamed
+                        {"MEDIMG_SENDFILE_HEADER": "none"}],    # the cache entry, streamed
+                ids=["cache-off", "sendfile-none"])
+def streaming_lighttpd(request, tmp_path, big_root):
     env = {"MEDIMG_DATA_ROOT": str(big_root), "MEDIMG_CACHE_DIR": str(tmp_path / "cache"),
-           "MEDIMG_CACHE_ENABLED": "false", "MEDIMG_SEND_TIMEOUT": str(SEND_TIMEOUT)}
+           "MEDIMG_SEND_TIMEOUT": str(SEND_TIMEOUT), **request.param}
     backend = bin_path_backend(tmp_path / "fcgi.sock", f"{WORKER} --threads {THREADS}", 1, env)
     web = SnippetLighttpd(tmp_path, big_root, backend)
     routes = (SOURCE / "lighttpd" / "medimg-routes.conf").read_text()
