@@ -4,9 +4,10 @@
 // own SIGTERM flag is never seen by threads blocked in accept, so signals are
 // blocked everywhere and taken with sigwait().
 //
-// The listening socket is shared: spawn-fcgi -F, multiwatch, lighttpd's
-// bin-path respawns and systemd socket activation hand the same socket to
-// every worker process, one after the other or side by side. A stop must
+// The listening socket may be shared: spawn-fcgi -F, multiwatch and systemd
+// socket activation hand the same socket to every worker process, side by
+// side or one after the other (lighttpd's bin-path gives each process a
+// socket of its own). A stop must
 // never shutdown() or close() it, or every other process on it fails
 // accept() with EINVAL (docs/DEPLOYMENT.md, "Stopping one worker"). The
 // acceptor therefore waits in poll() on the socket and an eventfd; a stop

@@ -159,7 +159,10 @@ def test_sigterm_one_worker_spawn_multiwatch_apache(tree):
 
 def test_sigterm_one_worker_lighttpd_bin_path(tree):
     """lighttpd's bin-path pool (`medimg serve --workers 2`): lighttpd
-    keeps answering while one worker stops, and restarts it."""
+    keeps answering while one worker stops, and restarts it. (lighttpd
+    gives each process and each restart a socket of its own, so here a
+    stop could not break a sibling's socket; what is checked is that the
+    stop is orderly and lighttpd's restart answers.)"""
     if not _available("lighttpd"):
         pytest.skip("lighttpd: not available")
     server = LighttpdServer(BUILD, SOURCE, tree["root"], workers=2, threads=2)
