@@ -176,6 +176,7 @@ std::vector<std::pair<std::string, std::string>> worker_environment(const Config
         {"MEDIMG_MAX_LABEL_IDS", std::to_string(c.max_label_ids)},
         {"MEDIMG_MAX_QUEUE", std::to_string(c.max_queue)},
         {"MEDIMG_REQUEST_TIMEOUT", std::to_string(c.request_timeout.count() / 1000.0)},
+        {"MEDIMG_SEND_TIMEOUT", std::to_string(c.send_timeout.count() / 1000.0)},
     };
     if (!c.label_dict.empty()) env.emplace_back("MEDIMG_LABEL_DICT", c.label_dict.string());
     if (!c.label_colors.empty()) env.emplace_back("MEDIMG_LABEL_COLORS", c.label_colors.string());
