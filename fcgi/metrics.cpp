@@ -139,17 +139,21 @@ std::unique_ptr<Metrics> Metrics::open(const std::filesystem::path& dir,
                                        const std::vector<std::string>& routes, int threads) {
     if (routes.size() > kMaxRoutes)
         throw Error(ErrorCode::Internal, "metrics: more routes than the counters file holds");
+    // In the cache's `.locks/` folder, which the cache's size accounting and
+    // eviction skip (docs/DEPLOYMENT.md, "7. Metrics"): never evicted, never
+    // counted as cache bytes. Folders created here are 0700.
     std::error_code ec;
-    if (!std::filesystem::exists(dir, ec)) {
-        std::filesystem::create_directories(dir, ec);
-        if (!ec) std::filesystem::permissions(dir, std::filesystem::perms::owner_all, ec);
+    for (const auto& d : {dir, dir / ".locks"}) {
+        if (std::filesystem::exists(d, ec)) continue;
+        std::filesystem::create_directory(d, ec);
+        if (!ec) std::filesystem::permissions(d, std::filesystem::perms::owner_all, ec);
     }
     auto m = std::unique_ptr<Metrics>(new Metrics());
     m->routes_ = routes;
     char name[40];
-    std::snprintf(name, sizeof name, ".metrics-%016llx",
+    std::snprintf(name, sizeof name, "metrics-%016llx",
                   static_cast<unsigned long long>(layout_hash(routes)));
-    m->path_ = dir / name;
+    m->path_ = dir / ".locks" / name;
     auto fail = [&](const std::string& what) {
         return Error(ErrorCode::Io, "metrics file " + m->path_.string() + ": " + what);
     };

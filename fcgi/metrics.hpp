@@ -22,11 +22,11 @@ public:
     static constexpr std::size_t kMaxRoutes = 15;
     static constexpr std::size_t kSlots = 128;
 
-    // Opens (creating when missing) `dir`/.metrics-{layout} for the router's
+    // Opens (creating when missing) `dir`/.locks/metrics-{layout} for the router's
     // `routes` (patterns, registration order) and claims a slot for this
     // process: the slot of a process that is gone (its counts are kept, and
     // the start counts as a restart), else a free one. The file is 0600 and
-    // must be owned by this user; `dir` is created 0700 when missing. Throws
+    // must be owned by this user; folders are created 0700 when missing. Throws
     // Error(Io) naming what is wrong.
     static std::unique_ptr<Metrics> open(const std::filesystem::path& dir,
                                          const std::vector<std::string>& routes, int threads);

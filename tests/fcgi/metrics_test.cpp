@@ -2,6 +2,7 @@
 // real processes: counts of several processes add up, a process killed with
 // SIGKILL keeps its counts and its slot is taken over (a restart), the file
 // is private, and a damaged file is started again from zero.
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "catch.hpp"
+#include "cache/result_cache.hpp"
 #include "metrics.hpp"
 #include "nifti_builder.hpp"
 
@@ -117,4 +119,17 @@ TEST_CASE("metrics: a file of the wrong size or magic starts from zero", "[fcgi]
     // Other routes, another layout: another file.
     auto other = Metrics::open(dir, {"/health"}, 1);
     CHECK(other->path() != m->path());
+}
+
+TEST_CASE("metrics: the counters file is neither cache bytes nor evicted", "[fcgi][metrics]") {
+    medimg::test::TempDir tmp;
+    const auto dir = tmp.path() / "cache";
+    medimg::cache::ResultCache cache(dir, 1 << 20);
+    auto m = Metrics::open(dir, kRoutes, 1);
+    // Old enough for any eviction rule.
+    const timespec old[2] = {{1000000000, 0}, {1000000000, 0}};
+    REQUIRE(::utimensat(AT_FDCWD, m->path().c_str(), old, 0) == 0);
+    CHECK(cache.size_bytes() == 0);
+    cache.evict(0);
+    CHECK(std::filesystem::exists(m->path()));
 }

@@ -205,11 +205,11 @@ def test_prometheus_sees_the_pools_totals(kind, tree):
 
 
 def test_metrics_file_is_private_and_shared(tree):
-    """One counters file per pool, beside the cache, mode 0600, and a HEAD
+    """One counters file per pool, in the cache's .locks/, mode 0600, and a HEAD
     or an unknown method on /metrics is answered like any route."""
     server = start_server("lighttpd", tree["root"], workers=2, threads=2)
     try:
-        files = [f for d in server.cache_dirs() for f in d.glob(".metrics-*")]
+        files = [f for d in server.cache_dirs() for f in d.glob(".locks/metrics-*")]
         assert len(files) == 1, files
         assert files[0].stat().st_mode & 0o777 == 0o600
         head = request(server.base_url, "/metrics", method="HEAD")
