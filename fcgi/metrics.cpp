@@ -98,16 +98,18 @@ std::string escape_label(std::string_view s) {
     return out;
 }
 
-// FNV-1a of the route patterns: workers of different builds (different
-// route tables) use different files and never misread each other's slots.
-std::uint64_t layout_hash(const std::vector<std::string>& routes) {
+// FNV-1a of the route patterns and the file's shape: workers of different
+// builds (other routes, other counters) use different files and never
+// misread each other's slots.
+std::uint64_t layout_hash(const std::vector<std::string>& routes, std::size_t file_size) {
     std::uint64_t h = 1469598103934665603ULL;
     auto mix = [&](std::string_view s) {
         for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
         h = (h ^ 0xff) * 1099511628211ULL;
     };
     mix(std::to_string(kRouteSlots) + "/" + std::to_string(kStatusSlots) + "/" +
-        std::to_string(kBuckets.size()) + "/" + std::to_string(Metrics::kSlots));
+        std::to_string(kBuckets.size()) + "/" + std::to_string(Metrics::kSlots) + "/" +
+        std::to_string(file_size));
     for (const auto& r : routes) mix(r);
     return h;
 }
@@ -120,7 +122,7 @@ struct Metrics::Slot {
     Gauge threads;        // configured request threads
     Gauge busy;           // requests being answered
     Gauge queued;         // accepted, waiting for a thread
-    Counter cache_hits, cache_misses;
+    Counter cache_hits, cache_misses, evictions, evicted_bytes;
     Counter requests[kRouteSlots][kStatusSlots];
     Counter bytes[kRouteSlots];
     Counter latency[kRouteSlots][kBuckets.size() + 1];   // not cumulative; last: +Inf
@@ -152,7 +154,7 @@ std::unique_ptr<Metrics> Metrics::open(const std::filesystem::path& dir,
     m->routes_ = routes;
     char name[40];
     std::snprintf(name, sizeof name, "metrics-%016llx",
-                  static_cast<unsigned long long>(layout_hash(routes)));
+                  static_cast<unsigned long long>(layout_hash(routes, sizeof(File))));
     m->path_ = dir / ".locks" / name;
     auto fail = [&](const std::string& what) {
         return Error(ErrorCode::Io, "metrics file " + m->path_.string() + ": " + what);
@@ -238,6 +240,12 @@ void Metrics::add_queued(int delta) noexcept {
     if (slot_) slot_->queued.fetch_add(delta, std::memory_order_relaxed);
 }
 
+void Metrics::count_evictions(std::uint64_t entries, std::uint64_t bytes) noexcept {
+    if (!slot_) return;
+    slot_->evictions.fetch_add(entries, std::memory_order_relaxed);
+    slot_->evicted_bytes.fetch_add(bytes, std::memory_order_relaxed);
+}
+
 void Metrics::count_cache(bool hit) noexcept {
     if (slot_) (hit ? slot_->cache_hits : slot_->cache_misses).fetch_add(1, std::memory_order_relaxed);
 }
@@ -253,7 +261,7 @@ std::string Metrics::render(std::int64_t cache_bytes, std::int64_t cache_max_byt
     std::uint64_t bytes[kRouteSlots] = {};
     std::uint64_t latency[kRouteSlots][kBuckets.size() + 1] = {};
     std::uint64_t latency_sum[kRouteSlots] = {};
-    std::uint64_t hits = 0, misses = 0;
+    std::uint64_t hits = 0, misses = 0, evictions = 0, evicted_bytes = 0;
     std::int64_t busy = 0, queued = 0, threads = 0, live = 0;
     for (const auto& s : f.slots) {
         const auto pid = s.pid.load();
@@ -266,6 +274,8 @@ std::string Metrics::render(std::int64_t cache_bytes, std::int64_t cache_max_byt
         }
         hits += s.cache_hits.load();
         misses += s.cache_misses.load();
+        evictions += s.evictions.load();
+        evicted_bytes += s.evicted_bytes.load();
         if (start_ticks(pid) == s.start_ticks.load()) {
             ++live;
             busy += std::max<std::int64_t>(0, s.busy.load());
@@ -319,6 +329,10 @@ std::string Metrics::render(std::int64_t cache_bytes, std::int64_t cache_max_byt
     line("medimg_cache_hits_total", std::to_string(hits));
     head("medimg_cache_misses_total", "counter", "Results cache lookups that computed the result.");
     line("medimg_cache_misses_total", std::to_string(misses));
+    head("medimg_cache_evictions_total", "counter", "Results cache entries removed to keep the cache under its bound.");
+    line("medimg_cache_evictions_total", std::to_string(evictions));
+    head("medimg_cache_evicted_bytes_total", "counter", "Bytes of the entries evicted.");
+    line("medimg_cache_evicted_bytes_total", std::to_string(evicted_bytes));
     if (cache_bytes >= 0) {
         head("medimg_cache_bytes", "gauge", "Bytes held by results cache entries.");
         line("medimg_cache_bytes", std::to_string(cache_bytes));

@@ -46,6 +46,7 @@ public:
     void add_busy(int delta) noexcept;
     void add_queued(int delta) noexcept;
     void count_cache(bool hit) noexcept;
+    void count_evictions(std::uint64_t entries, std::uint64_t bytes) noexcept;
 
     // The exposition text (format 0.0.4) of every slot's sum. `cache_bytes`
     // and `cache_max_bytes` (negative: no cache) are the results cache's.

@@ -316,14 +316,18 @@ std::uint64_t ResultCache::evict(std::optional<std::uint64_t> target, int min_ag
     if (total <= goal) return removed;
     std::sort(entries.begin(), entries.end(),
               [](const Entry& a, const Entry& b) { return a.atime_ns < b.atime_ns; });
+    std::uint64_t evicted = 0, evicted_bytes = 0;
     for (const auto& e : entries) {
         if (total <= goal) break;
         if (now - e.atime_ns < std::int64_t(min_age_seconds) * 1000000000) break;
         if (::unlink(e.path.c_str()) == 0) {
             total -= e.size;
             removed += e.size;
+            ++evicted;
+            evicted_bytes += e.size;
         }
     }
+    if (evicted && on_evict) on_evict(evicted, evicted_bytes);
     return removed;
 }
 

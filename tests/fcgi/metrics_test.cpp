@@ -133,3 +133,24 @@ TEST_CASE("metrics: the counters file is neither cache bytes nor evicted", "[fcg
     cache.evict(0);
     CHECK(std::filesystem::exists(m->path()));
 }
+
+TEST_CASE("metrics: evictions of the results cache are counted", "[fcgi][metrics]") {
+    medimg::test::TempDir tmp;
+    const auto dir = tmp.path() / "cache";
+    medimg::cache::ResultCache cache(dir, 1 << 20);
+    auto m = Metrics::open(dir, kRoutes, 1);
+    cache.on_evict = [&](std::uint64_t entries, std::uint64_t bytes) { m->count_evictions(entries, bytes); };
+    const std::string body(1000, 'x');
+    const timespec old[2] = {{1000000000, 0}, {1000000000, 0}};
+    for (const char* key : {"00112233445566778899aabbccddeeff", "ffeeddccbbaa99887766554433221100"}) {
+        auto entry = cache.get_or_create(key, ".json", [&](medimg::nifti::ByteSink& sink) {
+            sink.write(reinterpret_cast<const std::uint8_t*>(body.data()), body.size());
+        });
+        REQUIRE(::utimensat(AT_FDCWD, entry.c_str(), old, 0) == 0);
+    }
+    CHECK(value_of(m->render(-1, -1), "medimg_cache_evictions_total") == 0);
+    cache.evict(0);
+    const auto text = m->render(-1, -1);
+    CHECK(value_of(text, "medimg_cache_evictions_total") == 2);
+    CHECK(value_of(text, "medimg_cache_evicted_bytes_total") == 2000);
+}
