@@ -156,6 +156,11 @@ def test_prometheus_sees_the_pools_totals(kind, tree):
         assert burst(server.base_url, ["/health"] * first) == [200] * first
         missing = f"/output/{PATIENT}/no-such-file.nii.gz/labels"
         assert burst(server.base_url, [missing] * 7) == [404] * 7
+        # The same filtered scan twice: computed once (a miss), then taken
+        # from the shared results cache (a hit), whichever worker answers.
+        filtered = f"/filtered-scans/{PATIENT}/{SCAN}.nii.gz?label_ids=1,5"
+        assert burst(server.base_url, [filtered], threads=1) == [200]
+        assert burst(server.base_url, [filtered], threads=1) == [200]
         # Both processes answered part of the burst: so one process's counts
         # could not equal the total.
         grew = {p: write_syscalls(p) - before[p] for p in workers}
@@ -185,6 +190,8 @@ def test_prometheus_sees_the_pools_totals(kind, tree):
         assert prometheus.wait_value(
             'sum(medimg_http_request_duration_seconds_count{route="/health"})', expected) == expected
         assert prometheus.wait_value("medimg_worker_processes", 2.0) == 2.0
+        assert prometheus.wait_value("medimg_cache_misses_total", 1.0) == 1.0
+        assert prometheus.wait_value("medimg_cache_hits_total", 1.0) == 1.0
         restarts = prometheus.query("medimg_worker_restarts_total")
         assert restarts and restarts[0][1] >= 1, restarts
         body_bytes = prometheus.query('medimg_http_response_bytes_total{route="/health"}')
