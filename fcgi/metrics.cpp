@@ -325,39 +325,33 @@ std::string Metrics::render(std::int64_t cache_bytes, std::int64_t cache_max_byt
     for (std::size_t r = 0; r < nroutes; ++r)
         if (bytes[r]) line("medimg_http_response_bytes_total{route=\"" + label(r) + "\"}", std::to_string(bytes[r]));
 
-    head("medimg_cache_hits_total", "counter", "Results cache lookups answered from the cache.");
-    line("medimg_cache_hits_total", std::to_string(hits));
-    head("medimg_cache_misses_total", "counter", "Results cache lookups that computed the result.");
-    line("medimg_cache_misses_total", std::to_string(misses));
-    head("medimg_cache_evictions_total", "counter", "Results cache entries removed to keep the cache under its bound.");
-    line("medimg_cache_evictions_total", std::to_string(evictions));
-    head("medimg_cache_evicted_bytes_total", "counter", "Bytes of the entries evicted.");
-    line("medimg_cache_evicted_bytes_total", std::to_string(evicted_bytes));
-    if (cache_bytes >= 0) {
-        head("medimg_cache_bytes", "gauge", "Bytes held by results cache entries.");
-        line("medimg_cache_bytes", std::to_string(cache_bytes));
-    }
-    if (cache_max_bytes >= 0) {
-        head("medimg_cache_max_bytes", "gauge", "The results cache's size bound ([cache] max_bytes).");
-        line("medimg_cache_max_bytes", std::to_string(cache_max_bytes));
-    }
-
-    head("medimg_busy_threads", "gauge", "Request threads answering a request now, all live workers.");
-    line("medimg_busy_threads", std::to_string(busy));
-    head("medimg_threads", "gauge", "Request threads of all live workers.");
-    line("medimg_threads", std::to_string(threads));
-    head("medimg_queue_depth", "gauge", "Requests accepted and waiting for a thread, all live workers.");
-    line("medimg_queue_depth", std::to_string(queued));
-    head("medimg_worker_processes", "gauge", "Live worker processes sharing the counters file.");
-    line("medimg_worker_processes", std::to_string(live));
-    head("medimg_worker_starts_total", "counter", "Worker processes started.");
-    line("medimg_worker_starts_total", std::to_string(f.starts.load()));
-    head("medimg_worker_restarts_total", "counter",
-         "Worker processes started in place of one that had exited (killed, crashed or stopped).");
-    line("medimg_worker_restarts_total", std::to_string(f.restarts.load()));
-    head("medimg_worker_uncounted_total", "counter",
-         "Worker processes that found every counter slot held by a live process (their requests are not counted).");
-    line("medimg_worker_uncounted_total", std::to_string(f.no_slot.load()));
+    // A metric of one unlabelled series.
+    auto single = [&](const char* name, const char* type, const char* help, auto value) {
+        head(name, type, help);
+        line(name, std::to_string(value));
+    };
+    single("medimg_cache_hits_total", "counter", "Results cache lookups answered from the cache.", hits);
+    single("medimg_cache_misses_total", "counter", "Results cache lookups that computed the result.", misses);
+    single("medimg_cache_evictions_total", "counter",
+           "Results cache entries removed to keep the cache under its bound.", evictions);
+    single("medimg_cache_evicted_bytes_total", "counter", "Bytes of the entries evicted.", evicted_bytes);
+    if (cache_bytes >= 0)
+        single("medimg_cache_bytes", "gauge", "Bytes held by results cache entries.", cache_bytes);
+    if (cache_max_bytes >= 0)
+        single("medimg_cache_max_bytes", "gauge", "The results cache's size bound ([cache] max_bytes).",
+               cache_max_bytes);
+    single("medimg_busy_threads", "gauge", "Request threads answering a request now, all live workers.", busy);
+    single("medimg_threads", "gauge", "Request threads of all live workers.", threads);
+    single("medimg_queue_depth", "gauge", "Requests accepted and waiting for a thread, all live workers.", queued);
+    single("medimg_worker_processes", "gauge", "Live worker processes sharing the counters file.", live);
+    single("medimg_worker_starts_total", "counter", "Worker processes started.", f.starts.load());
+    single("medimg_worker_restarts_total", "counter",
+           "Worker processes started in place of one that had exited (killed, crashed or stopped).",
+           f.restarts.load());
+    single("medimg_worker_uncounted_total", "counter",
+           "Worker processes that found every counter slot held by a live process (their requests are "
+           "not counted).",
+           f.no_slot.load());
     return out;
 }
 
