@@ -5,7 +5,8 @@
 //   medimg_cache_bench [--entries 100000] [--misses 2000] [--entry-bytes 1024]
 //                      [--rounds 3] [--dir DIR]
 //
-// Prints a Markdown table; see bench/README.md and docs/PERFORMANCE.md.
+// Prints a Markdown table; see bench/README.md and docs/PERFORMANCE.md. With
+// --dir the filled caches are kept there and reused by the next run.
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -93,6 +95,7 @@ int main(int argc, char** argv) {
             return 2;
         }
     }
+    const bool keep = !o.dir.empty();   // a given --dir is kept and reused
     if (o.dir.empty()) {
         std::string templ = (stdfs::temp_directory_path() / "medimg-cache-bench-XXXXXX").string();
         if (!::mkdtemp(templ.data())) return 1;
@@ -107,6 +110,7 @@ int main(int argc, char** argv) {
     std::vector<stdfs::path> dirs;
     for (const std::uint64_t n : {std::uint64_t(0), o.entries}) {
         dirs.push_back(o.dir / ("n" + std::to_string(n)));
+        if (stdfs::exists(dirs.back() / ".filled")) continue;   // kept from an earlier run (--dir)
         ResultCache cache(dirs.back(), unbounded);
         std::fprintf(stderr, "filling %llu entries\n", static_cast<unsigned long long>(n));
         fill(cache, "fill", n);
@@ -116,6 +120,7 @@ int main(int argc, char** argv) {
             fill(cache, "warm", o.misses);
             cache.evict(0);
         }
+        std::ofstream(dirs.back() / ".filled") << n << "\n";
     }
     struct Series {
         const char* what;
@@ -144,7 +149,9 @@ int main(int argc, char** argv) {
     std::printf("\n");
     for (const auto& [n, ms] : opens)
         std::printf("open with %llu entries (one walk): %.1f ms\n", static_cast<unsigned long long>(n), ms);
-    std::error_code ec;
-    stdfs::remove_all(o.dir, ec);
+    if (!keep) {
+        std::error_code ec;
+        stdfs::remove_all(o.dir, ec);
+    }
     return 0;
 }

@@ -82,7 +82,7 @@ OwnedFdSink make_anonymous_file(const std::filesystem::path& dir);
 struct CacheAccess {
     // Empty: files 0600, folders 0700. A group name or number: files 0640
     // and folders 02750 of that group, which this process must belong to
-    // (its group or a supplementary one).
+    // (its group or a supplementary one) unless it runs as root.
     std::string group;
 };
 
