@@ -345,9 +345,7 @@ ResultCache::ResultCache(stdfs::path dir, std::uint64_t max_bytes, CacheAccess a
         usage_fd_ = ::openat(root_fd_, ".locks/usage", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (usage_fd_ < 0) throw_io("cannot open " + (dir_ / ".locks" / "usage").string());
         remove_stale_temporaries();
-        Accounting acct(acct_mutex_, usage_fd_);
-        walk_locked(acct, true);
-        evict_locked(acct, max_bytes_, 0);
+        reconcile();
     } catch (...) {
         if (usage_fd_ >= 0) ::close(usage_fd_);
         if (root_fd_ >= 0) ::close(root_fd_);
@@ -481,63 +479,79 @@ std::uint64_t ResultCache::size_bytes() const {
 }
 
 std::uint64_t ResultCache::reconcile() {
+    // Shard by shard, each under the totals lock: a shard's total changes
+    // only under that lock, so each is exact, and the other workers wait for
+    // one shard's walk at most, not the whole cache's.
+    std::vector<Candidate> heap;
+    for (std::size_t shard = 0; shard < kShards; ++shard) {
+        Accounting acct(acct_mutex_, usage_fd_);
+        acct.slots[shard] = walk_shard(shard, true, heap);
+        acct.mark_dirty();
+    }
     Accounting acct(acct_mutex_, usage_fd_);
-    walk_locked(acct, true);
+    set_candidates(std::move(heap));
+    evict_locked(acct, max_bytes_, 0);
     return acct.total();
 }
 
-void ResultCache::walk_locked(Accounting& acct, bool fix_modes) {
-    std::array<std::uint64_t, kShards> totals{};
-    // A max-heap on modification time: its top is the newest of the oldest
-    // kMaxCandidates seen so far.
-    auto newer = [](const Candidate& a, const Candidate& b) { return a.mtime_ns < b.mtime_ns; };
-    std::vector<Candidate> heap;
-    for (std::size_t shard = 0; shard < kShards; ++shard) {
-        const std::string name = shard_name(shard);
-        const int fd = ::openat(root_fd_, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0) continue;
-        struct stat st{};
-        if (fix_modes && ::fstat(fd, &st) == 0) {
-            if (group_ >= 0 && st.st_gid != static_cast<gid_t>(group_))
-                ::fchown(fd, static_cast<uid_t>(-1), static_cast<gid_t>(group_));
-            if ((st.st_mode & 07777) != dir_mode_) ::fchmod(fd, dir_mode_);
-        }
-        DIR* d = ::fdopendir(fd);
-        if (!d) {
-            ::close(fd);
-            continue;
-        }
-        while (const dirent* e = ::readdir(d)) {
-            if (e->d_name[0] == '.') continue;   // ".", "..", temporaries
-            if (::fstatat(::dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
-                continue;
-            if (fix_modes) {
-                if (group_ >= 0 && st.st_gid != static_cast<gid_t>(group_))
-                    ::fchownat(::dirfd(d), e->d_name, static_cast<uid_t>(-1),
-                               static_cast<gid_t>(group_), AT_SYMLINK_NOFOLLOW);
-                if ((st.st_mode & 07777) != file_mode_) ::fchmodat(::dirfd(d), e->d_name, file_mode_, 0);
-            }
-            const auto size = static_cast<std::uint64_t>(st.st_size);
-            totals[shard] += size;
-            Candidate c{mtime_ns_of(st), size, st.st_ino, shard, e->d_name};
-            if (heap.size() < kMaxCandidates) {
-                heap.push_back(std::move(c));
-                std::push_heap(heap.begin(), heap.end(), newer);
-            } else if (c.mtime_ns < heap.front().mtime_ns) {
-                std::pop_heap(heap.begin(), heap.end(), newer);
-                heap.back() = std::move(c);
-                std::push_heap(heap.begin(), heap.end(), newer);
-            }
-        }
-        ::closedir(d);
+std::uint64_t ResultCache::walk_shard(std::size_t shard, bool fix_modes, std::vector<Candidate>& heap) {
+    const std::string name = shard_name(shard);
+    const int fd = ::openat(root_fd_, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return 0;
+    struct stat st{};
+    if (fix_modes && ::fstat(fd, &st) == 0) {
+        if (group_ >= 0 && st.st_gid != static_cast<gid_t>(group_))
+            ::fchown(fd, static_cast<uid_t>(-1), static_cast<gid_t>(group_));
+        if ((st.st_mode & 07777) != dir_mode_) ::fchmod(fd, dir_mode_);
     }
-    acct.slots = totals;
-    acct.mark_dirty();
+    DIR* d = ::fdopendir(fd);
+    if (!d) {
+        ::close(fd);
+        return 0;
+    }
+    std::uint64_t total = 0;
+    // A max-heap on modification time: its top is the newest of the oldest
+    // entries kept.
+    auto newer = [](const Candidate& a, const Candidate& b) { return a.mtime_ns < b.mtime_ns; };
+    while (const dirent* e = ::readdir(d)) {
+        if (e->d_name[0] == '.') continue;   // ".", "..", temporaries
+        if (::fstatat(::dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        if (fix_modes) {
+            if (group_ >= 0 && st.st_gid != static_cast<gid_t>(group_))
+                ::fchownat(::dirfd(d), e->d_name, static_cast<uid_t>(-1), static_cast<gid_t>(group_),
+                           AT_SYMLINK_NOFOLLOW);
+            if ((st.st_mode & 07777) != file_mode_) ::fchmodat(::dirfd(d), e->d_name, file_mode_, 0);
+        }
+        const auto size = static_cast<std::uint64_t>(st.st_size);
+        total += size;
+        Candidate c{mtime_ns_of(st), size, st.st_ino, shard, e->d_name};
+        if (heap.size() < kMaxCandidates) {
+            heap.push_back(std::move(c));
+            std::push_heap(heap.begin(), heap.end(), newer);
+        } else if (c.mtime_ns < heap.front().mtime_ns) {
+            std::pop_heap(heap.begin(), heap.end(), newer);
+            heap.back() = std::move(c);
+            std::push_heap(heap.begin(), heap.end(), newer);
+        }
+    }
+    ::closedir(d);
+    return total;
+}
+
+void ResultCache::set_candidates(std::vector<Candidate> heap) {
     // Newest first, so the oldest is taken from the back.
     std::sort(heap.begin(), heap.end(), [](const Candidate& a, const Candidate& b) {
         return a.mtime_ns > b.mtime_ns;
     });
     candidates_ = std::move(heap);
+}
+
+void ResultCache::walk_locked(Accounting& acct) {
+    std::vector<Candidate> heap;
+    for (std::size_t shard = 0; shard < kShards; ++shard) acct.slots[shard] = walk_shard(shard, false, heap);
+    acct.mark_dirty();
+    set_candidates(std::move(heap));
 }
 
 std::uint64_t ResultCache::evict_locked(Accounting& acct, std::uint64_t goal, std::uint64_t incoming) {
@@ -548,7 +562,7 @@ std::uint64_t ResultCache::evict_locked(Accounting& acct, std::uint64_t goal, st
             // Entries added since the last walk (by any process) are newer
             // than every remembered one; look for them only now.
             if (walked) break;
-            walk_locked(acct, false);
+            walk_locked(acct);
             walked = true;
             continue;
         }

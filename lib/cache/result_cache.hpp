@@ -142,14 +142,19 @@ public:
     // the directory (no walk).
     std::uint64_t size_bytes() const;
     // Walks the whole cache and sets the running totals to what is there
-    // (entries removed or added behind the cache's back); also corrects
-    // modes. Runs when the cache is opened. Returns the total.
+    // (entries removed or added behind the cache's back), one shard at a
+    // time under the totals lock; also corrects modes, then evicts past
+    // max_bytes. Runs when the cache is opened. Returns the total.
     std::uint64_t reconcile();
 
 private:
     struct Candidate;
     class Accounting;
-    void walk_locked(Accounting& acct, bool fix_modes);
+    // One shard's entry bytes; its oldest entries go into `heap` (at most
+    // kMaxCandidates in all); with `fix_modes`, modes and group corrected.
+    std::uint64_t walk_shard(std::size_t shard, bool fix_modes, std::vector<Candidate>& heap);
+    void set_candidates(std::vector<Candidate> heap);   // under acct_mutex_
+    void walk_locked(Accounting& acct);                  // every shard, totals exact
     std::uint64_t evict_locked(Accounting& acct, std::uint64_t goal, std::uint64_t incoming);
     void ensure_shard(const std::string& shard);
 
