@@ -1,6 +1,7 @@
 // ResultCache: atomic entries, compute-once, no partial files on failure,
 // LRU eviction under the size bound; MemoryLru.
 #include <fcntl.h>
+#include <grp.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -300,6 +301,28 @@ TEST_CASE("cache: modes grant nothing to others whatever the umask", "[cache][mo
         groups.resize(n > 0 ? std::size_t(n) : 0);
         if (::getegid() != 0 && std::find(groups.begin(), groups.end(), gid_t(0)) == groups.end())
             CHECK_THROWS_AS(ResultCache(d.dir / "c", 1, {"0"}), Error);
+        if (::geteuid() == 0) {
+            // As root (which may give files to any group), check in a child
+            // that drops to nobody: exit 0 when the group is refused.
+            const pid_t child = ::fork();
+            REQUIRE(child >= 0);
+            if (child == 0) {
+                int rc = 3;
+                if (::setgroups(0, nullptr) == 0 && ::setgid(65534) == 0 && ::setuid(65534) == 0) {
+                    try {
+                        ResultCache refused(d.dir / "c", 1, {"0"});
+                        rc = 1;
+                    } catch (const Error& e) {
+                        rc = std::string(e.what()).find("not a member") != std::string::npos ? 0 : 2;
+                    }
+                }
+                ::_exit(rc);
+            }
+            int status = 0;
+            ::waitpid(child, &status, 0);
+            CHECK(WIFEXITED(status));
+            CHECK(WEXITSTATUS(status) == 0);
+        }
         CHECK_THROWS_AS(ResultCache(d.dir / "c2", 1, {"no-such-group-medimg"}), Error);
     }
 }
