@@ -40,7 +40,8 @@ std::unique_ptr<Context> Context::create(const Config& config,
         cache::SourceIdentity::of_optional(config.label_colors).text();
     ctx->json_cache = std::make_unique<cache::MemoryLru>(4096);
     if (config.cache_enabled) {
-        ctx->cache = std::make_unique<cache::ResultCache>(config.cache_dir, config.cache_max_bytes);
+        ctx->cache = std::make_unique<cache::ResultCache>(config.cache_dir, config.cache_max_bytes,
+                                                          cache::CacheAccess{config.cache_group});
         // Evictions count toward /metrics once the counters are open.
         ctx->cache->on_evict = [c = ctx.get()](std::uint64_t entries, std::uint64_t bytes) {
             if (c->metrics) c->metrics->count_evictions(entries, bytes);
