@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <new>
+#include <stdexcept>
 
 #include "error.hpp"
 #include "fs/data_root.hpp"
@@ -112,6 +113,7 @@ void Router::open_metrics(Context& context) const {
     // Beside the results cache, also when the cache is off
     // (docs/DEPLOYMENT.md, "Metrics").
     try {
+        if (context.config.cache_dir.empty()) throw std::runtime_error("no cache directory is configured");
         context.metrics = Metrics::open(context.config.cache_dir, patterns(), context.config.threads);
     } catch (const std::exception& e) {
         context.log(std::string("metrics are off: ") + e.what());
