@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (BUILD, PATIENT, SCAN, SOURCE, LighttpdServer, alive, free_port,
-                      request, start_server)
+from conftest import (PATIENT, SCAN, alive, descendants_of, free_port, process_name, request,
+                      start_server)
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
@@ -223,5 +223,26 @@ def test_metrics_file_is_private_and_shared(tree):
         assert head.status == 200 and head.body == b""
         post = request(server.base_url, "/metrics", method="DELETE")
         assert post.status == 405 and post.json()["error"] == "method_not_allowed"
+    finally:
+        server.stop()
+
+
+def health_total(base_url):
+    text = request(base_url, "/metrics").body.decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith('medimg_http_requests_total{route="/health"'))
+
+
+def test_mod_fcgid_processes_are_counted_together(tree):
+    """Under mod_fcgid Apache spawns one-thread workers as it needs them:
+    /metrics, answered by any one of them, still counts every request."""
+    server = start_server("apache", tree["root"], variant="fcgid", cors_origins="*")
+    try:
+        before = health_total(server.base_url)
+        sent = 40
+        assert burst(server.base_url, ["/health"] * sent, threads=8) == [200] * sent
+        workers = [p for p in descendants_of(server.httpd.pid) if process_name(p) == "medimg-fcgi"]
+        assert len(workers) >= 2, workers
+        assert health_total(server.base_url) == before + sent
     finally:
         server.stop()
