@@ -176,6 +176,7 @@ std::vector<std::pair<std::string, std::string>> worker_environment(const Config
         {"MEDIMG_MAX_LABEL_IDS", std::to_string(c.max_label_ids)},
         {"MEDIMG_MAX_QUEUE", std::to_string(c.max_queue)},
         {"MEDIMG_REQUEST_TIMEOUT", std::to_string(c.request_timeout.count() / 1000.0)},
+        {"MEDIMG_SEND_TIMEOUT", std::to_string(c.send_timeout.count() / 1000.0)},
     };
     if (!c.label_dict.empty()) env.emplace_back("MEDIMG_LABEL_DICT", c.label_dict.string());
     if (!c.label_colors.empty()) env.emplace_back("MEDIMG_LABEL_COLORS", c.label_colors.string());
@@ -437,7 +438,12 @@ int serve(const Args& args) {
     const bool default_cache =
         cache_origin == config.origin.end() || cache_origin->second == "default";
     fs::path cache_dir = default_cache ? runtime.path / "cache" : fs::absolute(config.cache_dir);
-    fs::create_directories(cache_dir, ec);
+    // Private whatever the umask (docs/SECURITY.md): the worker refuses a
+    // cache directory others may write and sets 0700 on the rest.
+    if (!fs::is_directory(cache_dir, ec)) {
+        fs::create_directories(cache_dir.parent_path(), ec);
+        ::mkdir(cache_dir.c_str(), 0700);
+    }
     if (!fs::is_directory(cache_dir, ec))
         throw Error(ErrorCode::Io, "cannot create cache directory " + cache_dir.string());
     cache_dir = fs::canonical(cache_dir);

@@ -1,6 +1,7 @@
 // Configuration loading: defaults < ini < .env < environment < flags.
 #include "config.hpp"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -44,11 +45,13 @@ constexpr std::array kKeys = {
     KeyRow{"filter", "gzip_level", "MEDIMG_GZIP_LEVEL"},
     KeyRow{"cache", "enabled", "MEDIMG_CACHE_ENABLED"},
     KeyRow{"cache", "max_bytes", "MEDIMG_CACHE_MAX_BYTES"},
+    KeyRow{"cache", "group", "MEDIMG_CACHE_GROUP"},
     KeyRow{"cache", "sendfile_header", "MEDIMG_SENDFILE_HEADER"},
     KeyRow{"limits", "max_voxels", "MEDIMG_MAX_VOXELS"},
     KeyRow{"limits", "max_label_ids", "MEDIMG_MAX_LABEL_IDS"},
     KeyRow{"limits", "max_queue", "MEDIMG_MAX_QUEUE"},
     KeyRow{"limits", "request_timeout", "MEDIMG_REQUEST_TIMEOUT"},
+    KeyRow{"limits", "send_timeout", "MEDIMG_SEND_TIMEOUT"},
 };
 
 std::string trim(std::string_view s) {
@@ -82,6 +85,17 @@ T parse_int(std::string_view section, std::string_view key, std::string_view tex
         bad(section, key, text,
             "out of range " + std::to_string(lo) + ".." + std::to_string(hi));
     return v;
+}
+
+// Seconds, decimals allowed ("0.5"), 0 to 86400.
+std::chrono::milliseconds parse_seconds(std::string_view section, std::string_view key,
+                                        std::string_view text) {
+    const std::string v = trim(text);
+    char* end = nullptr;
+    const double secs = v.empty() ? -1 : std::strtod(v.c_str(), &end);
+    if (v.empty() || end != v.c_str() + v.size() || !(secs >= 0 && secs <= 86400))
+        bad(section, key, text, "expected seconds from 0 to 86400");
+    return std::chrono::milliseconds(static_cast<std::int64_t>(secs * 1000 + 0.5));
 }
 
 bool parse_bool(std::string_view section, std::string_view key, std::string_view text) {
@@ -313,6 +327,10 @@ void set_config_value(Config& c, std::string_view section, std::string_view key,
         auto v = parse_size(value);
         if (!v) bad(section, key, value, "not a size (bytes, or with suffix K, M, G, T)");
         c.cache_max_bytes = *v;
+    } else if (k == "cache.group") {
+        c.cache_group = trim(value);
+        if (c.cache_group.find_first_of(" \t:/") != std::string::npos)
+            bad(section, key, value, "not a group name or number");
     } else if (k == "cache.sendfile_header") {
         std::string v = lower(trim(value));
         if (v == "x-sendfile") c.sendfile_header = SendfileHeader::XSendfile;
@@ -328,13 +346,9 @@ void set_config_value(Config& c, std::string_view section, std::string_view key,
     } else if (k == "limits.max_queue") {
         c.max_queue = parse_int<int>(section, key, value, 0, 100000);
     } else if (k == "limits.request_timeout") {
-        // Seconds, decimals allowed ("0.5"), 0 to 86400.
-        const std::string v = trim(value);
-        char* end = nullptr;
-        const double secs = v.empty() ? -1 : std::strtod(v.c_str(), &end);
-        if (v.empty() || end != v.c_str() + v.size() || !(secs >= 0 && secs <= 86400))
-            bad(section, key, value, "expected seconds from 0 to 86400");
-        c.request_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(secs * 1000 + 0.5));
+        c.request_timeout = parse_seconds(section, key, value);
+    } else if (k == "limits.send_timeout") {
+        c.send_timeout = parse_seconds(section, key, value);
     }
 }
 
@@ -384,13 +398,30 @@ Config load_config(const ConfigSources& src) {
     if (c.label_colors.empty() && !src.conf_dir.empty())
         c.label_colors = src.conf_dir / "vista3d_label_colors.json";
     if (c.www_root.empty() && !src.share_dir.empty()) c.www_root = src.share_dir / "www";
-    if (c.cache_dir.empty()) {
-        std::error_code ec;
-        stdfs::path tmp = stdfs::temp_directory_path(ec);
-        if (ec) tmp = "/tmp";
-        c.cache_dir = tmp / ("medimg-cache-" + std::to_string(::getuid()));
-    }
+    if (c.cache_dir.empty()) c.cache_dir = default_cache_dir(src.environment);
     return c;
+}
+
+stdfs::path default_cache_dir(const std::map<std::string, std::string>& environment) {
+    auto absolute = [&](const char* name) -> stdfs::path {
+        auto it = environment.find(name);
+        if (it == environment.end()) return {};
+        stdfs::path p = it->second.substr(0, it->second.find(':'));
+        return p.is_absolute() ? p : stdfs::path();
+    };
+    if (auto p = absolute("CACHE_DIRECTORY"); !p.empty()) return p;
+    if (auto p = absolute("XDG_CACHE_HOME"); !p.empty()) return p / "medimg";
+    // A service user's home (www-data: /var/www) belongs to root and is no
+    // place for a cache.
+    if (auto home = absolute("HOME"); !home.empty() && home != "/") {
+        struct stat st{};
+        if (::stat(home.c_str(), &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == ::geteuid())
+            return home / ".cache" / "medimg";
+    }
+    std::error_code ec;
+    stdfs::path tmp = stdfs::temp_directory_path(ec);
+    if (ec) tmp = "/tmp";
+    return tmp / ("medimg-cache-" + std::to_string(::geteuid()));
 }
 
 std::map<std::string, std::string> environment_map() {

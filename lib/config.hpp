@@ -19,7 +19,7 @@ enum class SendfileHeader { None, XSendfile, XAccelRedirect };
 struct Config {
     // [paths]
     std::filesystem::path data_root = "output";
-    std::filesystem::path cache_dir;        // empty: {temp}/medimg-cache-{uid}
+    std::filesystem::path cache_dir;        // empty: see default_cache_dir()
     std::filesystem::path label_dict;       // empty: {conf_dir}/vista3d_label_dict.json
     std::filesystem::path label_colors;     // empty: {conf_dir}/vista3d_label_colors.json
     std::filesystem::path www_root;         // empty: {share_dir}/www
@@ -39,6 +39,9 @@ struct Config {
     // [cache]
     bool cache_enabled = true;
     std::uint64_t cache_max_bytes = 2ull << 30;
+    // The one group besides the owner that may read cache entries (the web
+    // server's, for X-Sendfile); empty: nobody.
+    std::string cache_group;
     SendfileHeader sendfile_header = SendfileHeader::None;
     // [limits]
     std::uint64_t max_voxels = 512ull * 512 * 2048;
@@ -47,6 +50,10 @@ struct Config {
     // How long one request may read image data (ini: seconds, decimals
     // allowed); 0: no limit.
     std::chrono::milliseconds request_timeout{120000};
+    // How long a streamed answer may wait for the client to take more bytes
+    // before the request is aborted (ini: seconds, decimals allowed); 0: no
+    // limit.
+    std::chrono::milliseconds send_timeout{30000};
 
     // Where the values came from, for diagnostics: "section.key" → source
     // ("default", "ini FILE:LINE", ".env", "environment NAME", "flag").
@@ -76,13 +83,22 @@ struct ConfigSources {
 // MEDIMG_CACHE_DIR, MEDIMG_LABEL_DICT, MEDIMG_LABEL_COLORS, MEDIMG_WWW_ROOT,
 // MEDIMG_HOST, MEDIMG_PORT, MEDIMG_WORKERS, MEDIMG_THREADS, MEDIMG_DIR_LISTING,
 // MEDIMG_CORS_ORIGINS, MEDIMG_GZIP_LEVEL, MEDIMG_CACHE_ENABLED,
-// MEDIMG_CACHE_MAX_BYTES, MEDIMG_SENDFILE_HEADER, MEDIMG_MAX_VOXELS,
-// MEDIMG_MAX_LABEL_IDS, MEDIMG_MAX_QUEUE; and the old server's OUTPUT_FOLDER
-// (data_root) and IMAGE_SERVER (a URL: host and port), each below its
-// MEDIMG_ twin. Relative paths in the ini resolve against the ini's
+// MEDIMG_CACHE_MAX_BYTES, MEDIMG_CACHE_GROUP, MEDIMG_SENDFILE_HEADER,
+// MEDIMG_MAX_VOXELS, MEDIMG_MAX_LABEL_IDS, MEDIMG_MAX_QUEUE,
+// MEDIMG_REQUEST_TIMEOUT, MEDIMG_SEND_TIMEOUT; and the old server's
+// OUTPUT_FOLDER (data_root) and IMAGE_SERVER (a URL: host and port), each
+// below its MEDIMG_ twin. Relative paths in the ini resolve against the ini's
 // directory. Throws Error(BadParameter) naming the key and the value (an
 // unknown section or key in the ini too), Error(NotFound) for a missing ini.
 Config load_config(const ConfigSources& sources);
+
+// The cache directory used when none is configured, private to this user:
+// $CACHE_DIRECTORY (systemd CacheDirectory=, its first entry), else
+// $XDG_CACHE_HOME/medimg, else $HOME/.cache/medimg when that home belongs
+// to this user, else {temp}/medimg-cache-{uid} (which the cache creates 0700
+// and refuses when another user took it first). `environment` as in
+// ConfigSources.
+std::filesystem::path default_cache_dir(const std::map<std::string, std::string>& environment);
 
 // Sets one "section.key" from text, exactly as load_config() does.
 // Throws Error(BadParameter) naming the key and value.
