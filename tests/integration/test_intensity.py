@@ -175,3 +175,22 @@ def test_cache_follows_the_image(server, get, extra):
     # And the answer without image= is a different key again.
     plain = get(f"/output/{PATIENT}/{SEG}/labels")
     assert plain.header("ETag") not in (first.header("ETag"), second.header("ETag"))
+
+
+def test_truncated_image_is_422(server, get):
+    """Same grid, but the image's gzip stops halfway: a 4xx, never a 5xx."""
+    a = get(labels_url("scans/plain.nii", "scans/broken.nii.gz"))
+    assert a.status == 422, a
+    assert a.json()["error"] in ("bad_gzip", "truncated_data")
+
+
+def test_label_map_as_its_own_image(server, get):
+    """Every label's values are its id: mean = min = max = every percentile."""
+    a = get(labels_url("scans/plain.nii", "scans/plain.nii"))
+    assert a.status == 200, a
+    body = a.json()
+    assert [l["id"] for l in body["labels"]] == [6, 10, 133]
+    for l in body["labels"]:
+        i = float(l["id"])
+        assert l["intensity"] == {"mean": i, "sd": 0.0, "min": i, "max": i,
+                                  "p05": i, "p50": i, "p95": i}
