@@ -91,6 +91,16 @@ decltype(auto) with_type(const nifti::DataType& t, F&& f) {
     }
 }
 
+// More distinct stored values than this in a 32/64-bit or float map: not a
+// label map (bounds the memory of the metadata and intensity passes).
+inline constexpr std::size_t kMaxDistinctValues = 65536;
+
+[[noreturn]] inline void too_many_distinct_values() {
+    throw Error(ErrorCode::TooManyLabels,
+                "the image holds more than " + std::to_string(kMaxDistinctValues) +
+                    " distinct values; it is not a label map");
+}
+
 inline bool is_integral(double x) noexcept { return std::isfinite(x) && x == std::trunc(x); }
 
 // Reads exactly n bytes unless the data ends; throws TruncatedData when it

@@ -20,7 +20,6 @@ using nifti::TypeKind;
 using json = nlohmann::ordered_json;
 __extension__ typedef __int128 Wide;
 
-constexpr std::size_t kMaxDistinct = 65536;   // as compute_metadata's own bound
 
 // One label's accumulator. Integer images use `base`/`bins` (an exact
 // histogram of stored values from `base`); float images the rest.
@@ -243,10 +242,7 @@ private:
             if (last_ && key == last_key_) return last_;
             auto it = map_.find(key);
             if (it == map_.end()) {
-                if (map_.size() >= kMaxDistinct)
-                    throw Error(ErrorCode::TooManyLabels,
-                                "the image holds more than 65536 distinct values; "
-                                "it is not a label map");
+                if (map_.size() >= detail::kMaxDistinctValues) detail::too_many_distinct_values();
                 it = map_.emplace(key, resolve(raw_bytes, key)).first;
             }
             last_key_ = key;

@@ -21,7 +21,6 @@ using nifti::TypeKind;
 using json = nlohmann::ordered_json;
 
 constexpr std::size_t kChunkVoxels = 1u << 15;
-constexpr std::size_t kMaxDistinct = 65536;
 
 struct Acc {
     std::uint64_t voxels = 0;
@@ -103,10 +102,7 @@ std::unordered_map<U, Acc> map_pass(nifti::Reader& in, std::optional<U> zero_raw
             if (!last || r != last_key) {
                 auto it = acc.find(r);
                 if (it == acc.end()) {
-                    if (acc.size() >= kMaxDistinct)
-                        throw Error(ErrorCode::TooManyLabels,
-                                    "the image holds more than 65536 distinct values; "
-                                    "it is not a label map");
+                    if (acc.size() >= detail::kMaxDistinctValues) detail::too_many_distinct_values();
                     it = acc.emplace(r, Acc{}).first;
                 }
                 last = &it->second;
