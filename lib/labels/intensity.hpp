@@ -33,7 +33,7 @@
 
 namespace medimg::labels {
 
-inline constexpr std::size_t kMaxHistogramBins = std::size_t{1} << 22;   // 32 MiB of counts
+inline constexpr std::size_t kMaxHistogramBins = std::size_t{1} << 21;   // 16 MiB of counts
 inline constexpr std::size_t kFloatBins = 4096;
 // Largest difference between the two grids' world coordinates of any corner
 // voxel that still counts as the same grid.
