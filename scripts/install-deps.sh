@@ -10,7 +10,7 @@ if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
 packages=(
   # build
   build-essential cmake pkg-config ninja-build ccache
-  zlib1g-dev libisal-dev isal nlohmann-json3-dev libinih-dev catch2 libfcgi-dev
+  zlib1g-dev libisal-dev isal nlohmann-json3-dev libinih-dev catch2 libfcgi-dev libssl-dev
   # serve
   lighttpd lighttpd-modules-lua spawn-fcgi multiwatch
   apache2 libapache2-mod-fcgid libapache2-mod-xsendfile

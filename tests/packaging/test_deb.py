@@ -292,8 +292,11 @@ def test_debian_apache_layout(deb):
         spawn = ["spawn-fcgi", "-n", "-s", str(sock), "-M", "0660"]
         if os.geteuid() == 0:
             spawn += ["-U", "www-data", "-G", "www-data"]
+        # As the packaged units run it: cached results readable by the web
+        # server's group only (docs/DEPLOYMENT.md, "Results cache").
+        worker_env = {**os.environ, "MEDIMG_CACHE_GROUP": "www-data"}
         procs.append(subprocess.Popen(spawn + ["--", str(root / "usr/bin/medimg-fcgi"),
-                                               "--config", str(ini)],
+                                               "--config", str(ini)], env=worker_env,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                       start_new_session=True))
         check = subprocess.run(["sh", "-c", f'. "{etc}/envvars" && apache2 -d "{etc}" -t'],
