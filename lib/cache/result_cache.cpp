@@ -13,11 +13,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <array>
-#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <mutex>
+#include <shared_mutex>
 #include <system_error>
 #include <vector>
 
@@ -52,11 +54,12 @@ public:
                   // holds the lock or the lock file cannot be opened
     };
 
-    explicit FileLock(const stdfs::path& file, Mode mode = Mode::Wait) {
-        fd_ = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    // `file` is relative to the open cache directory `dirfd`.
+    FileLock(int dirfd, const std::string& file, Mode mode = Mode::Wait) {
+        fd_ = ::openat(dirfd, file.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd_ < 0) {
             if (mode == Mode::NoWait) return;
-            throw_store("cannot open cache lock " + file.string());
+            throw_store("cannot open cache lock " + file);
         }
         const int op = mode == Mode::Wait ? LOCK_EX : LOCK_EX | LOCK_NB;
         while (::flock(fd_, op) != 0)
@@ -66,7 +69,7 @@ public:
                 fd_ = -1;
                 if (mode == Mode::NoWait) return;
                 errno = e;
-                throw_store("cannot lock " + file.string());
+                throw_store("cannot lock " + file);
             }
     }
     ~FileLock() {
@@ -82,11 +85,25 @@ private:
 
 bool is_temporary(const std::string& name) { return name.rfind(".tmp-", 0) == 0; }
 
-// A shard directory's name: the key's first two hex digits.
-bool is_shard(const std::string& name) {
-    return name.size() == 2 && std::isxdigit(static_cast<unsigned char>(name[0])) &&
-           std::isxdigit(static_cast<unsigned char>(name[1]));
+// Creates `prefix` + six random characters (relative to `dirfd`) exclusively,
+// as mkostemp does for a path; `prefix` becomes the name. -1 and errno on
+// failure.
+int create_temporary_at(int dirfd, std::string& prefix) {
+    static std::atomic<std::uint64_t> counter{0};
+    static const char* chars = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    const std::size_t base = prefix.size();
+    for (int attempt = 0; attempt < 100; ++attempt) {
+        std::uint64_t r = mix64(std::uint64_t(now_ns()) ^ (std::uint64_t(::getpid()) << 40) ^
+                                counter.fetch_add(1, std::memory_order_relaxed) * 0x9e3779b97f4a7c15ull);
+        prefix.resize(base);
+        for (int i = 0; i < 6; ++i, r /= 62) prefix += chars[r % 62];
+        const int fd = ::openat(dirfd, prefix.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd >= 0 || errno != EEXIST) return fd;
+    }
+    errno = EEXIST;
+    return -1;
 }
+
 }  // namespace
 
 SourceIdentity SourceIdentity::of(const stdfs::path& file) {
@@ -289,59 +306,78 @@ private:
     bool dirty_ = false;
 };
 
-ResultCache::ResultCache(stdfs::path dir, std::uint64_t max_bytes, CacheAccess access)
-    : dir_(std::move(dir)), max_bytes_(max_bytes) {
+ResultCache::Root ResultCache::open_root(const stdfs::path& path) const {
+    Root r;
     try {
-        // Cached results are patient data (docs/SECURITY.md): the tree grants
-        // nothing to other users, whatever the umask; only a configured group
-        // (the web server's, reading entries for X-Sendfile) may read.
-        if (!access.group.empty()) {
-            const gid_t gid = resolve_group(access.group);
-            if (!in_group(gid))
-                throw Error(ErrorCode::Io, "[cache] group " + access.group +
-                                               ": this process is not a member of it");
-            group_ = static_cast<long>(gid);
-            file_mode_ = 0640;
-            dir_mode_ = 02750;
-        }
-        create_cache_dir(dir_, group_ >= 0 ? 0711 : 0700);
-        root_fd_ = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (root_fd_ < 0) {
+        create_cache_dir(path, group_ >= 0 ? 0711 : 0700);
+        r.root_fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (r.root_fd < 0) {
             if (errno == ELOOP)
-                throw Error(ErrorCode::Io, "cache directory " + dir_.string() + " is a symlink");
+                throw Error(ErrorCode::Io, "cache directory " + path.string() + " is a symlink");
             if (errno == ENOTDIR)
-                throw Error(ErrorCode::Io, "cache directory " + dir_.string() + " is not a directory");
-            throw_io("cannot open cache directory " + dir_.string());
+                throw Error(ErrorCode::Io, "cache directory " + path.string() + " is not a directory");
+            throw_io("cannot open cache directory " + path.string());
         }
         // Checked on the open directory, so a name swapped after the check
         // cannot matter.
         struct stat st{};
-        if (::fstat(root_fd_, &st) != 0) throw_io("cannot stat cache directory " + dir_.string());
+        if (::fstat(r.root_fd, &st) != 0) throw_io("cannot stat cache directory " + path.string());
         if (st.st_uid != ::geteuid())
-            throw Error(ErrorCode::Io, "cache directory " + dir_.string() + " belongs to another user");
+            throw Error(ErrorCode::Io, "cache directory " + path.string() + " belongs to another user");
         if (st.st_mode & (S_IWGRP | S_IWOTH))
             throw Error(ErrorCode::Io,
-                        "cache directory " + dir_.string() + " is writable by other users");
-        if (::faccessat(root_fd_, ".", W_OK | X_OK, AT_EACCESS) != 0)
-            throw_io("cache directory " + dir_.string() + " is not writable");
+                        "cache directory " + path.string() + " is writable by other users");
+        if (::faccessat(r.root_fd, ".", W_OK | X_OK, AT_EACCESS) != 0)
+            throw_io("cache directory " + path.string() + " is not writable");
         if (group_ >= 0 && st.st_gid != static_cast<gid_t>(group_) &&
-            ::fchown(root_fd_, static_cast<uid_t>(-1), static_cast<gid_t>(group_)) != 0)
-            throw_io("cannot give cache directory " + dir_.string() + " to group " + access.group);
-        if ((st.st_mode & 07777) != dir_mode_ && ::fchmod(root_fd_, dir_mode_) != 0)
-            throw_io("cannot set the mode of cache directory " + dir_.string());
+            ::fchown(r.root_fd, static_cast<uid_t>(-1), static_cast<gid_t>(group_)) != 0)
+            throw_io("cannot give cache directory " + path.string() + " to group " +
+                     std::to_string(group_));
+        if ((st.st_mode & 07777) != dir_mode_ && ::fchmod(r.root_fd, dir_mode_) != 0)
+            throw_io("cannot set the mode of cache directory " + path.string());
+        r.dev = st.st_dev;
+        r.ino = st.st_ino;
+        if (::mkdirat(r.root_fd, ".locks", 0700) != 0 && errno != EEXIST)
+            throw_io("cannot create " + (path / ".locks").string());
+        ::fchmodat(r.root_fd, ".locks", 0700, 0);
+        r.usage_fd = ::openat(r.root_fd, ".locks/usage", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (r.usage_fd < 0) throw_io("cannot open " + (path / ".locks" / "usage").string());
+    } catch (...) {
+        if (r.usage_fd >= 0) ::close(r.usage_fd);
+        if (r.root_fd >= 0) ::close(r.root_fd);
+        throw;
+    }
+    return r;
+}
+
+ResultCache::ResultCache(stdfs::path dir, std::uint64_t max_bytes, CacheAccess access)
+    : dir_(std::move(dir)), max_bytes_(max_bytes) {
+    // Cached results are patient data (docs/SECURITY.md): the tree grants
+    // nothing to other users, whatever the umask; only a configured group
+    // (the web server's, reading entries for X-Sendfile) may read.
+    if (!access.group.empty()) {
+        const gid_t gid = resolve_group(access.group);
+        if (!in_group(gid))
+            throw Error(ErrorCode::Io, "[cache] group " + access.group +
+                                           ": this process is not a member of it");
+        group_ = static_cast<long>(gid);
+        file_mode_ = 0640;
+        dir_mode_ = 02750;
+    }
+    const Root r = open_root(dir_);
+    root_fd_ = r.root_fd;
+    usage_fd_ = r.usage_fd;
+    root_dev_ = r.dev;
+    root_ino_ = r.ino;
+    try {
         std::error_code ec;
         dir_ = stdfs::canonical(dir_, ec);
         if (ec) throw Error(ErrorCode::Io, "cannot resolve cache directory: " + ec.message());
-        if (::mkdirat(root_fd_, ".locks", 0700) != 0 && errno != EEXIST)
-            throw_io("cannot create " + (dir_ / ".locks").string());
-        ::fchmodat(root_fd_, ".locks", 0700, 0);
-        usage_fd_ = ::openat(root_fd_, ".locks/usage", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-        if (usage_fd_ < 0) throw_io("cannot open " + (dir_ / ".locks" / "usage").string());
-        remove_stale_temporaries();
-        reconcile();
+        remove_stale_temporaries_unlocked();
+        reconcile_unlocked();
     } catch (...) {
-        if (usage_fd_ >= 0) ::close(usage_fd_);
-        if (root_fd_ >= 0) ::close(root_fd_);
+        ::close(usage_fd_);
+        ::close(root_fd_);
         throw;
     }
 }
@@ -351,33 +387,100 @@ ResultCache::~ResultCache() {
     if (root_fd_ >= 0) ::close(root_fd_);
 }
 
-std::uint64_t ResultCache::remove_stale_temporaries() noexcept {
-    std::uint64_t removed = 0;
+// root_mutex_ held shared for the guard's lifetime.
+class ResultCache::RootGuard {
+public:
+    explicit RootGuard(std::shared_lock<std::shared_mutex> lock) : lock_(std::move(lock)) {}
+
+private:
+    std::shared_lock<std::shared_mutex> lock_;
+};
+
+bool ResultCache::root_current() const {
+    // An operator may remove or replace the cache directory while workers
+    // run (docs/DEPLOYMENT.md, "Results cache"): entries written through a
+    // stale descriptor would be invisible at the paths handed to the web
+    // server. The open directory keeps its inode, so its number is not
+    // reused while we hold it.
+    struct stat st{};
+    return ::lstat(dir_.c_str(), &st) == 0 && S_ISDIR(st.st_mode) && st.st_dev == root_dev_ &&
+           st.st_ino == root_ino_;
+}
+
+ResultCache::RootGuard ResultCache::hold_root() const {
+    for (int attempt = 0;; ++attempt) {
+        std::shared_lock lock(root_mutex_);
+        if (root_current()) return RootGuard(std::move(lock));
+        lock.unlock();
+        if (attempt == 3) throw StoreError("cache directory " + dir_.string() + " keeps changing");
+        std::unique_lock exclusive(root_mutex_);
+        // The descriptors are state of the cache, not of its answers:
+        // replacing them is allowed from the const lookup().
+        if (!root_current()) const_cast<ResultCache*>(this)->reopen_root();
+    }
+}
+
+void ResultCache::reopen_root() {
+    Root r;
     try {
-        std::error_code ec;
-        for (auto shard = stdfs::directory_iterator(dir_, ec);
-             !ec && shard != stdfs::directory_iterator(); shard.increment(ec)) {
-            const auto name = shard->path().filename().string();
-            struct stat st{};
-            if (!is_shard(name) || ::lstat(shard->path().c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
-                continue;
-            // Producers hold this lock from before they create their
-            // temporary until after they rename or remove it: with the lock
-            // held here, every temporary in the shard belongs to a producer
-            // that died.
-            FileLock lock(dir_ / ".locks" / name, FileLock::Mode::NoWait);
-            if (!lock.held()) continue;
-            std::error_code e2;
-            for (auto it = stdfs::directory_iterator(shard->path(), e2);
-                 !e2 && it != stdfs::directory_iterator(); it.increment(e2)) {
-                if (!is_temporary(it->path().filename().string())) continue;
-                if (::lstat(it->path().c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
-                    ::unlink(it->path().c_str()) == 0)
-                    removed += static_cast<std::uint64_t>(st.st_size);
-            }
-        }
+        r = open_root(dir_);
+    } catch (const StoreError&) {
+        throw;
+    } catch (const Error& e) {
+        throw StoreError(e.what());   // the stale descriptors stay: retried next time
+    }
+    // No other thread uses the descriptors: root_mutex_ is held exclusively.
+    ::close(usage_fd_);
+    ::close(root_fd_);
+    root_fd_ = r.root_fd;
+    usage_fd_ = r.usage_fd;
+    root_dev_ = r.dev;
+    root_ino_ = r.ino;
+    for (auto& ready : shard_ready_) ready.store(false, std::memory_order_relaxed);
+    {
+        std::lock_guard guard(acct_mutex_);
+        candidates_.clear();
+    }
+    remove_stale_temporaries_unlocked();
+    reconcile_unlocked();   // the totals restart from what is there
+}
+
+std::uint64_t ResultCache::remove_stale_temporaries() noexcept {
+    try {
+        const auto guard = hold_root();
+        return remove_stale_temporaries_unlocked();
     } catch (...) {
-        // Out of memory while building a path: the next sweep tries again.
+        return 0;   // the directory cannot be opened again: the next sweep tries
+    }
+}
+
+std::uint64_t ResultCache::remove_stale_temporaries_unlocked() noexcept {
+    std::uint64_t removed = 0;
+    for (std::size_t shard = 0; shard < kShards; ++shard) {
+        const std::string name = shard_name(shard);
+        struct stat st{};
+        if (::fstatat(root_fd_, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode))
+            continue;
+        // Producers hold this lock from before they create their
+        // temporary until after they rename or remove it: with the lock
+        // held here, every temporary in the shard belongs to a producer
+        // that died.
+        FileLock lock(root_fd_, ".locks/" + name, FileLock::Mode::NoWait);
+        if (!lock.held()) continue;
+        const int fd = ::openat(root_fd_, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) continue;
+        DIR* d = ::fdopendir(fd);
+        if (!d) {
+            ::close(fd);
+            continue;
+        }
+        while (const dirent* e = ::readdir(d)) {
+            if (!is_temporary(e->d_name)) continue;
+            if (::fstatat(::dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+                ::unlinkat(::dirfd(d), e->d_name, 0) == 0)
+                removed += static_cast<std::uint64_t>(st.st_size);
+        }
+        ::closedir(d);
     }
     return removed;
 }
@@ -388,6 +491,16 @@ stdfs::path ResultCache::path_for(std::string_view key, std::string_view suffix)
 }
 
 std::optional<stdfs::path> ResultCache::lookup(std::string_view key, std::string_view suffix) const {
+    try {
+        const auto guard = hold_root();
+        return lookup_unlocked(key, suffix);
+    } catch (const StoreError&) {
+        return std::nullopt;   // no cache directory: nothing is stored
+    }
+}
+
+std::optional<stdfs::path> ResultCache::lookup_unlocked(std::string_view key,
+                                                        std::string_view suffix) const {
     auto p = path_for(key, suffix);
     const std::string rel = std::string(key.substr(0, 2)) + "/" + std::string(key) + std::string(suffix);
     struct stat st{};
@@ -423,14 +536,16 @@ void ResultCache::ensure_shard(const std::string& shard) {
 
 stdfs::path ResultCache::get_or_create(std::string_view key, std::string_view suffix,
                                        const std::function<void(nifti::ByteSink&)>& produce) {
-    if (auto hit = lookup(key, suffix)) return *hit;
+    const auto guard = hold_root();
+    if (auto hit = lookup_unlocked(key, suffix)) return *hit;
     auto final_path = path_for(key, suffix);
     const std::string shard(key.substr(0, 2));
+    const std::string final_rel = shard + "/" + final_path.filename().string();
     ensure_shard(shard);
-    FileLock lock(dir_ / ".locks" / shard);
-    if (auto hit = lookup(key, suffix)) return *hit;   // produced while we waited
-    std::string templ = (final_path.parent_path() / (".tmp-" + std::string(key) + "-XXXXXX")).string();
-    int fd = ::mkostemp(templ.data(), O_CLOEXEC);
+    FileLock lock(root_fd_, ".locks/" + shard);
+    if (auto hit = lookup_unlocked(key, suffix)) return *hit;   // produced while we waited
+    std::string templ = shard + "/.tmp-" + std::string(key) + "-";
+    int fd = create_temporary_at(root_fd_, templ);
     if (fd < 0) {
         shard_ready_[shard_index(shard)].store(false);   // removed behind our back?
         throw_store("cannot create a cache file in " + final_path.parent_path().string());
@@ -453,25 +568,31 @@ stdfs::path ResultCache::get_or_create(std::string_view key, std::string_view su
         const std::size_t index = shard_index(shard);
         acct.add(index, size);
         acct.flush();
-        if (::rename(templ.c_str(), final_path.c_str()) != 0) {
+        if (::renameat(root_fd_, templ.c_str(), root_fd_, final_rel.c_str()) != 0) {
             const int e = errno;
             acct.sub(index, size);
             errno = e;
             throw_store("cannot publish cache file " + final_path.string());
         }
     } catch (...) {
-        ::unlink(templ.c_str());
+        ::unlinkat(root_fd_, templ.c_str(), 0);
         throw;
     }
     return final_path;
 }
 
 std::uint64_t ResultCache::size_bytes() const {
+    const auto guard = hold_root();
     Accounting acct(acct_mutex_, usage_fd_);
     return acct.total();
 }
 
 std::uint64_t ResultCache::reconcile() {
+    const auto guard = hold_root();
+    return reconcile_unlocked();
+}
+
+std::uint64_t ResultCache::reconcile_unlocked() {
     // Shard by shard, each under the totals lock: a shard's total changes
     // only under that lock, so each is exact, and the other workers wait for
     // one shard's walk at most, not the whole cache's.
@@ -578,7 +699,8 @@ std::uint64_t ResultCache::evict_locked(Accounting& acct, std::uint64_t goal, st
 }
 
 std::uint64_t ResultCache::evict(std::optional<std::uint64_t> target) {
-    std::uint64_t removed = remove_stale_temporaries();
+    const auto guard = hold_root();
+    std::uint64_t removed = remove_stale_temporaries_unlocked();
     Accounting acct(acct_mutex_, usage_fd_);
     return removed + evict_locked(acct, target ? *target : max_bytes_, 0);
 }

@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -96,6 +97,15 @@ public:
     // running size totals are reconciled with one walk, stale temporaries
     // are removed (remove_stale_temporaries()), and entries past
     // `max_bytes` are evicted.
+    //
+    // The directory is opened once and used through that descriptor; every
+    // public operation first checks that the descriptor still names the
+    // directory at `dir` (docs/DEPLOYMENT.md, "Results cache"). When `dir`
+    // was removed or replaced, the cache is opened again at `dir` with the
+    // same checks (created when missing, totals reconciled with what is
+    // there); when that fails, the operation throws StoreError (size_bytes(),
+    // reconcile() and the operations that may store) or finds nothing
+    // (lookup()), so callers answer without the cache.
     ResultCache(std::filesystem::path dir, std::uint64_t max_bytes, CacheAccess access = {});
     ~ResultCache();
     ResultCache(const ResultCache&) = delete;
@@ -154,6 +164,27 @@ public:
 private:
     struct Candidate;
     class Accounting;
+    class RootGuard;
+    struct Root {
+        int root_fd = -1;
+        int usage_fd = -1;
+        dev_t dev = 0;
+        ino_t ino = 0;
+    };
+    // Opens `path` as the cache directory with the constructor's checks;
+    // throws Error(Io). Leaves nothing open when it throws.
+    Root open_root(const std::filesystem::path& path) const;
+    // True when root_fd_ is still the directory at dir_ (root_mutex_ held).
+    bool root_current() const;
+    // Holds root_mutex_ shared, with the descriptors current: reopens the
+    // directory (exclusively) first when it was removed or replaced. Throws
+    // StoreError when it cannot be opened again.
+    RootGuard hold_root() const;
+    void reopen_root();   // root_mutex_ held exclusively
+    std::optional<std::filesystem::path> lookup_unlocked(std::string_view key,
+                                                         std::string_view suffix) const;
+    std::uint64_t remove_stale_temporaries_unlocked() noexcept;
+    std::uint64_t reconcile_unlocked();
     // One shard's entry bytes; its oldest entries go into `heap` (at most
     // kMaxCandidates in all); with `fix_modes`, modes and group corrected.
     std::uint64_t walk_shard(std::size_t shard, bool fix_modes, std::vector<Candidate>& heap);
@@ -164,8 +195,14 @@ private:
 
     std::filesystem::path dir_;
     std::uint64_t max_bytes_;
+    // The open directory and `.locks/usage` (per-shard totals, under
+    // flock). Replaced only under root_mutex_ held exclusively; every other
+    // use holds it shared, so no descriptor is closed while in use.
     int root_fd_ = -1;
-    int usage_fd_ = -1;           // .locks/usage: per-shard totals, under flock
+    int usage_fd_ = -1;
+    dev_t root_dev_ = 0;
+    ino_t root_ino_ = 0;
+    mutable std::shared_mutex root_mutex_;
     mode_t file_mode_ = 0600;
     mode_t dir_mode_ = 0700;
     long group_ = -1;             // gid of CacheAccess::group, or -1

@@ -108,13 +108,16 @@ def tiny_cache(server):
     if not is_root():
         pytest.skip("mounting a tmpfs needs root")
     cache = server.cache_dirs()[0]
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k,mode=0777", "tmpfs", str(cache)],
-                       capture_output=True, text=True)
+    # Owner and mode of the directory it covers: the workers open the cache
+    # again at its path when it changes, with the checks of docs/DEPLOYMENT.md
+    # ("Results cache"), and would refuse a tmpfs writable by others.
+    st = cache.stat()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o",
+                        f"size=512k,mode={st.st_mode & 0o7777:o},uid={st.st_uid},gid={st.st_gid}",
+                        "tmpfs", str(cache)], capture_output=True, text=True)
     if r.returncode != 0:
         pytest.skip(f"mount not permitted: {r.stderr.strip()}")
     try:
-        (cache / ".locks").mkdir(mode=0o777)
-        os.chmod(cache / ".locks", 0o777)
         yield cache
     finally:
         subprocess.run(["umount", "-l", str(cache)], check=False)
@@ -201,6 +204,27 @@ def test_both_cache_and_temp_dir_cannot_store(faults_root, monkeypatch):
             for d in reversed(mounted):
                 subprocess.run(["umount", "-l", str(d)], check=False)
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_cache_directory_removed_while_running(server):
+    """`rm -rf` of the cache directory while the workers run (docs/DEPLOYMENT.md,
+    "Results cache"): a result cached before and a new one both answer 200
+    with the right voxels, sent from the directory the workers create again
+    at the same path, never a 404 for a file left in the removed one."""
+    uri = f"/filtered-scans/{PID}/big.nii.gz?label_ids="
+    src = volume(1)
+    a = request(server.base_url, uri + "1,7")
+    assert a.status == 200, a
+    check_filtered(a, [1, 7], [src])
+    for d in server.cache_dirs():
+        shutil.rmtree(d)
+    for ids in ([1, 7], [2, 8], [1, 7]):     # stored before, new, stored after
+        a = request(server.base_url, uri + ",".join(map(str, ids)))
+        assert a.status == 200, (ids, a)
+        check_filtered(a, ids, [src])
+    stored = [p for d in server.cache_dirs() for p in d.rglob("*.nii.gz")]
+    assert len(stored) == 2, stored
+    cache_files_complete(server)
 
 
 def test_source_replaced_while_filtered(server):

@@ -501,3 +501,103 @@ TEST_CASE("cache: memory LRU keeps the most recent entries", "[cache][lru]") {
     CHECK(*lru.get("c") == "3");
     CHECK(lru.size() == 2);
 }
+
+TEST_CASE("cache: a cache directory removed or replaced while open is used again at its path",
+          "[cache][reopen]") {
+    // docs/DEPLOYMENT.md, "Results cache": an operator may `rm -rf` the
+    // cache directory (and re-create it) while workers run. Entries must
+    // land where the returned paths point, which the web server reads.
+    CacheDir d;
+    const auto dir = d.dir / "c";
+    ResultCache cache(dir, 1 << 20);
+    auto fill = [](char c, std::size_t n) {
+        return [c, n](medimg::nifti::ByteSink& s) { write_text(s, std::string(n, c)); };
+    };
+    const auto old_key = medimg::cache::hash_hex("before");
+    const auto old_path = cache.get_or_create(old_key, ".nii", fill('o', 700));
+    REQUIRE(cache.size_bytes() == 700);
+    const auto key = medimg::cache::hash_hex("after");
+
+    auto check_stored_anew = [&] {
+        CHECK_FALSE(cache.lookup(old_key, ".nii"));   // gone with the old directory
+        const auto p = cache.get_or_create(key, ".nii", fill('n', 300));
+        CHECK(p == dir / key.substr(0, 2) / (key + ".nii"));
+        REQUIRE(stdfs::exists(p));
+        CHECK(read_text(p) == std::string(300, 'n'));
+        CHECK(entries(dir) == std::vector<stdfs::path>{p});
+        CHECK(cache.size_bytes() == 300);   // restarted from what is there
+        CHECK(cache.lookup(key, ".nii") == p);
+        CHECK(stdfs::exists(dir / ".locks" / "usage"));
+        CHECK((stdfs::status(dir).permissions() & stdfs::perms::all) == stdfs::perms::owner_all);
+    };
+
+    SECTION("removed: created again") {
+        stdfs::remove_all(dir);
+        check_stored_anew();
+    }
+    SECTION("replaced by a new empty directory") {
+        stdfs::remove_all(dir);
+        stdfs::create_directory(dir);
+        check_stored_anew();
+    }
+    SECTION("replaced by a directory holding entries: they count and are found") {
+        const auto moved = d.dir / "elsewhere";
+        stdfs::rename(dir, moved);   // the old directory lives on, renamed
+        stdfs::create_directories(dir / old_key.substr(0, 2));
+        std::ofstream(dir / old_key.substr(0, 2) / (old_key + ".nii")) << std::string(900, 'r');
+        CHECK(cache.lookup(old_key, ".nii") == old_path);
+        CHECK(read_text(old_path) == std::string(900, 'r'));
+        CHECK(cache.size_bytes() == 900);
+        cache.get_or_create(key, ".nii", fill('n', 300));
+        CHECK(cache.size_bytes() == 1200);
+        CHECK(entries(moved).size() == 1);   // nothing more written into the old one
+    }
+    SECTION("replaced by a file: StoreError, nothing found; then recovery") {
+        stdfs::remove_all(dir);
+        std::ofstream(dir) << "x";
+        CHECK_FALSE(cache.lookup(old_key, ".nii"));
+        CHECK_THROWS_AS(cache.get_or_create(key, ".nii", fill('n', 300)), medimg::cache::StoreError);
+        CHECK_THROWS_AS(cache.size_bytes(), medimg::cache::StoreError);
+        CHECK(cache.remove_stale_temporaries() == 0);
+        stdfs::remove(dir);
+        check_stored_anew();
+    }
+    SECTION("replaced by a symlink to a directory: refused") {
+        stdfs::remove_all(dir);
+        stdfs::create_directory(d.dir / "target");
+        stdfs::create_directory_symlink(d.dir / "target", dir);
+        CHECK_THROWS_AS(cache.get_or_create(key, ".nii", fill('n', 300)), medimg::cache::StoreError);
+        CHECK(stdfs::is_empty(d.dir / "target"));
+    }
+    SECTION("removed while many threads store: every path returned holds its bytes") {
+        std::vector<std::thread> threads;
+        std::atomic<int> bad{0};
+        for (int t = 0; t < 4; ++t)
+            threads.emplace_back([&, t] {
+                for (int i = 0; i < 40; ++i) {
+                    const auto k = medimg::cache::hash_hex("t" + std::to_string(t) + "/" + std::to_string(i));
+                    try {
+                        const auto p = cache.get_or_create(k, ".nii", fill(char('a' + t), 100 + i));
+                        // Removed right after it was stored is possible;
+                        // anything else must be exact.
+                        std::ifstream in(p, std::ios::binary);
+                        if (in && std::string(std::istreambuf_iterator<char>(in), {}) !=
+                                      std::string(100 + i, char('a' + t)))
+                            ++bad;
+                    } catch (const medimg::cache::StoreError&) {
+                        // the directory vanished mid-store: the caller streams
+                    }
+                }
+            });
+        for (int i = 0; i < 5; ++i) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(2));
+            std::error_code ec;
+            stdfs::remove_all(dir, ec);
+        }
+        for (auto& th : threads) th.join();
+        CHECK(bad == 0);
+        const auto p = cache.get_or_create(key, ".nii", fill('n', 300));
+        CHECK(read_text(p) == std::string(300, 'n'));
+        CHECK(cache.size_bytes() == disk_bytes(dir));
+    }
+}
