@@ -85,6 +85,15 @@ private:
 
 bool is_temporary(const std::string& name) { return name.rfind(".tmp-", 0) == 0; }
 
+std::uint64_t mix64(std::uint64_t x) {   // splitmix64 finaliser
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    x ^= x >> 31;
+    return x;
+}
+
 // Creates `prefix` + six random characters (relative to `dirfd`) exclusively,
 // as mkostemp does for a path; `prefix` becomes the name. -1 and errno on
 // failure.
