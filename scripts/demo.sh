@@ -11,5 +11,5 @@ build="${MEDIMG_BUILD_DIR:-$here/build}"
 # (Catch2 is a test package), an existing one is kept as it is.
 configure=()
 [ -f "$build/CMakeCache.txt" ] || configure=(-DBUILD_TESTING=OFF)
-MEDIMG_BUILD_TARGETS="medimg medimg-fcgi" "$here/scripts/build.sh" "${configure[@]}"
+MEDIMG_BUILD_TARGETS="medimg_cli medimg-fcgi" "$here/scripts/build.sh" "${configure[@]}"
 exec "$build/cli/medimg" serve "$@"
