@@ -57,6 +57,7 @@ def listing(deb):
 EXPECTED = [
     "/usr/bin/medimg",
     "/usr/bin/medimg-fcgi",
+    "/usr/sbin/medimg-fcgi-pool",
     "/etc/medimg/medimg.ini",
     "/etc/medimg/vista3d_label_dict.json",
     "/etc/medimg/vista3d_label_colors.json",
@@ -96,7 +97,7 @@ def test_package_contains(deb, path):
 
 def test_binaries_are_executable_and_run(deb):
     files = listing(deb)
-    for b in ("/usr/bin/medimg", "/usr/bin/medimg-fcgi"):
+    for b in ("/usr/bin/medimg", "/usr/bin/medimg-fcgi", "/usr/sbin/medimg-fcgi-pool"):
         assert files[b].startswith("-rwxr-xr-x"), files[b]
     proc = subprocess.run([str(deb["root"] / "usr/bin/medimg"), "--help"],
                           capture_output=True, text=True, timeout=30)
