@@ -6,7 +6,10 @@
 #      cpack -G DEB;
 #   2. apt-get install ./medimg_*.deb with Apache and mod_xsendfile;
 #   3. a2enmod/a2enconf, medimg-fcgi-pool start, service apache2 start;
-#   4. /health, a listing and a filtered file through Apache; pool stop.
+#   4. /health, a listing and a filtered file through Apache; pool stop;
+#   5. lighttpd as §2 and the Containerfile set it up (lighty-enable-mod,
+#      lighttpd spawning the workers), kept on loopback with §2's command,
+#      started with `service`; /health; stop, no worker left.
 # Run as root from the source tree: tests/packaging/install-in-fresh-root.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -76,4 +79,34 @@ for p in $pool_pid $workers; do
   if [ -e "/proc/$p" ] && ! grep -q ') Z' "/proc/$p/stat"; then echo "process $p left running" >&2; exit 1; fi
 done
 [ ! -e /run/medimg/pool.pid ] && [ ! -e /run/medimg/fcgi.sock ]
+step "lighttpd: the Containerfile's steps, loopback, service"
+apt-get install -y -q --no-install-recommends lighttpd lighttpd-modules-lua
+service lighttpd stop >/dev/null 2>&1 || true
+lighty-enable-mod medimg
+chown -R www-data:www-data /var/cache/medimg
+# docs/DEPLOYMENT.md, "Keeping Debian's lighttpd on loopback", taken from the page:
+loopback=$(sed -n '/^sed -i -e .s|^server.port/,/\/etc\/lighttpd\/lighttpd.conf$/p' docs/DEPLOYMENT.md)
+[ -n "$loopback" ] || { echo "loopback command not found in DEPLOYMENT.md" >&2; exit 1; }
+sh -c "$loopback"
+grep -q '^server.bind *= "127.0.0.1"' /etc/lighttpd/lighttpd.conf
+port=$((port + 1))
+while (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+sed -i -e "s/^server.port .*/server.port = $port/" -e "s/\[::1\]:80/[::1]:$port/" /etc/lighttpd/lighttpd.conf
+lighttpd -tt -f /etc/lighttpd/lighttpd.conf
+service lighttpd start
+url=http://127.0.0.1:$port
+for i in $(seq 100); do curl -fs "$url/health" >/dev/null && break; sleep 0.2; done
+curl -fsS "$url/health"; echo
+curl -fsS -o /dev/null -w 'lighttpd filtered %{http_code}\n' "$url/filtered-scans/$patient/$seg?label_ids=1"
+if (echo >"/dev/tcp/127.0.0.2/$port") 2>/dev/null; then echo "lighttpd answers on 127.0.0.2" >&2; exit 1; fi
+lpid=$(cat /run/lighttpd.pid)
+lworkers=$(awk -v p="$lpid" '$2 == "(medimg-fcgi)" && $4 == p { print $1 }' /proc/[0-9]*/stat 2>/dev/null)
+echo "lighttpd $lpid, workers" $lworkers
+[ -n "$lworkers" ]
+service lighttpd stop
+sleep 2
+for p in $lpid $lworkers; do
+  if [ -e "/proc/$p" ] && ! grep -q ') Z' "/proc/$p/stat"; then echo "process $p left running" >&2; exit 1; fi
+done
+
 step "done"
