@@ -58,27 +58,36 @@ server.modules += ( "mod_dirlisting", "mod_staticfile" )
     return main
 
 
-def test_snippet_in_debian_layout(tree, tmp_path):
-    port = free_port()
-    conf = install_snippet(tmp_path, tree["root"], port)
+def start_lighttpd(conf, port, path="/health", log=None):
+    """`lighttpd -D -f conf` after `lighttpd -tt`, once `path` answers 200 on
+    127.0.0.1:port. The caller terminates the returned process."""
     check = subprocess.run([LIGHTTPD, "-tt", "-f", str(conf)], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
     proc = subprocess.Popen([LIGHTTPD, "-D", "-f", str(conf)], stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
+    deadline = time.monotonic() + 20
+    answer = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            answer = request(f"http://127.0.0.1:{port}", path, timeout=5)
+            if answer.status == 200:
+                return proc
+        except OSError:
+            pass
+        time.sleep(0.1)
+    proc.terminate()
+    proc.wait(15)
+    raise AssertionError(Path(log).read_text() if log and Path(log).exists() else
+                         f"lighttpd did not answer {path}")
+
+
+def test_snippet_in_debian_layout(tree, tmp_path):
+    port = free_port()
+    conf = install_snippet(tmp_path, tree["root"], port)
+    proc = start_lighttpd(conf, port, log=tmp_path / "error.log")
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
-        health = None
-        while time.monotonic() < deadline:
-            try:
-                health = request(base, "/health", timeout=5)
-                if health.status == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.1)
-        assert health is not None and health.status == 200, (tmp_path / "error.log").read_text()
         seg = f"/output/{PATIENT}/scans/{SCAN}.nii.gz"
         a = request(base, seg)
         assert a.status == 200
@@ -148,22 +157,8 @@ def test_debian_lighttpd_on_loopback(tmp_path):
     text = re.sub(r"^server\.(username|groupname)\s*=.*$", "", text, flags=re.M)
     text = text.replace('"/etc/lighttpd/conf-enabled/*.conf"', f'"{tmp_path}/enabled/*.conf"')
     conf.write_text(text)
-    check = subprocess.run([LIGHTTPD, "-tt", "-f", str(conf)], capture_output=True, text=True)
-    assert check.returncode == 0, check.stderr
-    proc = subprocess.Popen([LIGHTTPD, "-D", "-f", str(conf)], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = start_lighttpd(conf, port, path="/", log=tmp_path / "error.log")
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if request(f"http://127.0.0.1:{port}", "/", timeout=5).status == 200:
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, \
-                (tmp_path / "error.log").read_text() if (tmp_path / "error.log").exists() else ""
-            time.sleep(0.1)
         import http.client
         v6 = http.client.HTTPConnection("::1", port, timeout=5)
         v6.request("GET", "/")

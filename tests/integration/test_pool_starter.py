@@ -16,7 +16,7 @@ import pytest
 
 from conftest import MEDIMG, SOURCE, WORKER, children_of, free_port, \
     process_name, request, wait_gone
-from test_lighttpd_snippet import LIGHTTPD, install_snippet
+from test_lighttpd_snippet import LIGHTTPD, install_snippet, start_lighttpd
 
 POOL = SOURCE / "packaging" / "medimg-fcgi-pool"
 
@@ -113,24 +113,9 @@ def test_start_serve_through_lighttpd_stop(pool_env, tmp_path):
     conf_d = tmp_path / "conf-enabled" / "50-medimg.conf"
     text = conf_d.read_text().replace(f'"{tmp_path / "cache"}"', f'"{pool_env["cache"]}"')
     conf_d.write_text(external_backend(text, sock))
-    check = subprocess.run([LIGHTTPD, "-tt", "-f", str(conf)], capture_output=True, text=True)
-    assert check.returncode == 0, check.stderr
-    httpd = subprocess.Popen([LIGHTTPD, "-D", "-f", str(conf)], stdin=subprocess.DEVNULL,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True)
+    httpd = start_lighttpd(conf, port, log=tmp_path / "error.log")
     base_url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
-        health = None
-        while time.monotonic() < deadline:
-            try:
-                health = request(base_url, "/health", timeout=5)
-                if health.status == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.1)
-        assert health is not None and health.status == 200, (tmp_path / "error.log").read_text()
         # lighttpd spawned nothing: the pool's workers are the only ones.
         assert not [c for c in children_of(httpd.pid) if process_name(c) == "medimg-fcgi"]
         patient = next(p.name for p in pool_env["data"].iterdir())
