@@ -133,3 +133,27 @@ def test_start_serve_through_lighttpd_stop(pool_env, tmp_path):
     assert not pid_file.exists() and not sock.exists()
     assert pool(env, "status").returncode == 3
     assert pool(env, "stop").returncode == 0
+
+
+def test_start_over_stale_files(pool_env):
+    """After a crash the pid file names a dead process and the socket file is
+    still there: start replaces both, and the runtime folder's files are its
+    own again."""
+    import socket as s
+    env = pool_env["env"]
+    sock = Path(env["MEDIMG_SOCKET"])
+    sock.parent.mkdir(parents=True)
+    stale = s.socket(s.AF_UNIX)
+    stale.bind(str(sock))
+    stale.close()                      # the file stays, nobody listens
+    (sock.parent / "pool.pid").write_text(f"{os.getpid()}\n")   # alive, but not a pool
+    assert pool(env, "status").returncode == 3
+    r = pool(env, "start")
+    assert r.returncode == 0, r.stderr + Path(env["MEDIMG_POOL_LOG"]).read_text()
+    pid = int((sock.parent / "pool.pid").read_text())
+    assert pid != os.getpid() and process_name(pid) == "multiwatch"
+    with s.socket(s.AF_UNIX) as c:
+        c.settimeout(5)
+        c.connect(str(sock))           # a worker's listening socket now
+    assert pool(env, "stop").returncode == 0
+    assert wait_gone([pid], timeout=10) == []
