@@ -2,8 +2,8 @@
 # Installs the Debian (and npm) packages medimg needs. Safe to run again.
 #   scripts/install-deps.sh [--runtime] [--build] [--test] [--no-npm]
 # Profiles (any combination; none given means --test):
-#   --runtime  run medimg: lighttpd, Apache, spawn-fcgi, multiwatch and the shared
-#              libraries. No compiler, no npm (the .deb carries the viewer).
+#   --runtime  run medimg: lighttpd, Apache, spawn-fcgi, multiwatch, the shared
+#              libraries, curl. No compiler, no npm (the .deb carries the viewer).
 #   --build    compile and package: compiler, cmake, the -dev packages, dpkg-dev,
 #              file, fakeroot, and npm for NiiVue only (npm ci --omit=dev).
 #   --test     everything the test suite needs (what scripts/test.sh uses):
@@ -38,6 +38,8 @@ if [ $runtime = 1 ]; then
     lighttpd lighttpd-modules-lua spawn-fcgi multiwatch
     apache2 libapache2-mod-fcgid libapache2-mod-xsendfile
     libfcgi0ldbl libinih1 libisal2 zlib1g
+    # the documented health checks (curl -s http://localhost/health)
+    curl
   )
 fi
 if [ $build = 1 ]; then
@@ -50,7 +52,7 @@ fi
 if [ $testing = 1 ]; then
   packages+=(
     # unit tests; independent readers, sanitizers, fuzzing, HTTP tools
-    catch2 isal python3-nibabel python3-numpy python3-pytest nifti-bin curl wrk hyperfine
+    catch2 isal python3-nibabel python3-numpy python3-pytest nifti-bin wrk hyperfine
     clang libclang-rt-14-dev
     # browser tests (Debian's Chromium, driven by playwright-core)
     chromium
