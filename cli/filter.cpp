@@ -142,7 +142,7 @@ int run_batch(const ParsedArgs& parsed, const Job& job) {
     std::size_t done = 0;
     for (const auto& in : parsed.positional) {
         progress.show(done, in);
-        const fs::path out = outdir / labels::filtered_name(in);
+        const fs::path out = outdir / nifti::filtered_name(nifti::parse_image_name(in));
         int code = 0;
         if (!written.insert(out).second) {
             progress.clear();

@@ -68,7 +68,9 @@ constexpr const char* kUsage =
     "  --threads N             request threads per worker (default 4)\n"
     "  --config FILE           medimg.ini (default: $MEDIMG_CONFIG, else none)\n"
     "  --cache-dir DIR         filtered results (default: inside the runtime directory)\n"
-    "  --cors-origins LIST     allowed origins, or \"*\" (default *)\n"
+    "  --cors-origins LIST     origins other pages may read from (space or comma\n"
+    "                          separated), or \"*\" (any, without credentials);\n"
+    "                          default none: no CORS headers\n"
     "  --quiet                 no access log on stderr\n";
 
 const std::vector<OptionSpec> kOptions = {
@@ -170,7 +172,8 @@ std::string join(const std::vector<std::string>& items, const char* sep) {
 
 // Every setting the worker reads, as MEDIMG_* variables, so the workers run
 // with exactly the configuration resolved here (lighttpd starts them in the
-// binary's directory, where the caller's `.env` is not).
+// binary's directory, where the caller's `.env` is not). CORS is not among
+// them: lighttpd owns it (CORS_ORIGINS below; docs/SECURITY.md, "CORS").
 std::vector<std::pair<std::string, std::string>> worker_environment(const Config& c,
                                                                     const fs::path& cache_dir) {
     std::vector<std::pair<std::string, std::string>> env = {
@@ -178,7 +181,6 @@ std::vector<std::pair<std::string, std::string>> worker_environment(const Config
         {"MEDIMG_CACHE_DIR", cache_dir.string()},
         {"MEDIMG_THREADS", std::to_string(c.threads)},
         {"MEDIMG_DIR_LISTING", c.dir_listing ? "true" : "false"},
-        {"MEDIMG_CORS_ORIGINS", join(c.cors_origins, " ")},
         {"MEDIMG_GZIP_LEVEL", std::to_string(c.gzip_level)},
         {"MEDIMG_CACHE_ENABLED", c.cache_enabled ? "true" : "false"},
         {"MEDIMG_CACHE_MAX_BYTES", std::to_string(c.cache_max_bytes)},
@@ -188,6 +190,7 @@ std::vector<std::pair<std::string, std::string>> worker_environment(const Config
         {"MEDIMG_MAX_LABEL_IDS", std::to_string(c.max_label_ids)},
         {"MEDIMG_MAX_QUEUE", std::to_string(c.max_queue)},
         {"MEDIMG_REQUEST_TIMEOUT", std::to_string(c.request_timeout.count() / 1000.0)},
+        {"MEDIMG_SEND_TIMEOUT", std::to_string(c.send_timeout.count() / 1000.0)},
     };
     if (!c.label_dict.empty()) env.emplace_back("MEDIMG_LABEL_DICT", c.label_dict.string());
     if (!c.label_colors.empty()) env.emplace_back("MEDIMG_LABEL_COLORS", c.label_colors.string());
@@ -389,6 +392,11 @@ int serve(const Args& args) {
     const fs::path template_file = lighttpd_dir / "medimg-serve.conf.in";
     if (!fs::exists(template_file, ec))
         throw Error(ErrorCode::NotFound, "lighttpd template not found: " + template_file.string());
+    // lighttpd/cors.lua reads the CORS header values from this one list
+    // (docs/SECURITY.md, "CORS"): refuse to start rather than fail each answer.
+    const fs::path cors_headers = dirs.share_dir / "apache" / "cors-headers.conf";
+    if (!config.cors_origins.empty() && !fs::exists(cors_headers, ec))
+        throw Error(ErrorCode::NotFound, "CORS header list not found: " + cors_headers.string());
     // Build tree: {build}/cli/medimg and {build}/fcgi/medimg-fcgi; installed:
     // both in {prefix}/bin.
     fs::path worker_binary = exe.parent_path().parent_path() / "fcgi" / "medimg-fcgi";
@@ -482,6 +490,7 @@ int serve(const Args& args) {
         {"LIGHTTPD_DIR", conf_string(lighttpd_dir.string(), "share directory")},
         {"CACHE_DIR", conf_string(cache_dir.string(), "paths.cache_dir")},
         {"DIR_LISTING", config.dir_listing ? "enable" : "disable"},
+        // lighttpd/cors.lua applies the allow-list; empty: no CORS headers.
         {"CORS_ORIGINS", conf_string(join(config.cors_origins, " "), "server.cors_origins")},
         {"SOCKET", conf_string(socket.string(), "socket")},
         {"WORKER_COMMAND", worker_command},

@@ -114,30 +114,6 @@ Response Router::dispatch(const Request& request) const {
     throw Error(ErrorCode::NotFound, "no such endpoint");
 }
 
-void Router::add_cors_headers(Response& r, std::string_view origin) const {
-    const auto& allowed = context_.config.cors_origins;
-    if (allowed.empty()) return;
-    const bool any = allowed.size() == 1 && allowed.front() == "*";
-    if (!any) r.add_header("Vary", "Origin");   // the answer depends on Origin
-    if (origin.empty()) return;
-    if (any) {
-        r.set_header("Access-Control-Allow-Origin", "*");
-    } else if (std::find(allowed.begin(), allowed.end(), origin) != allowed.end()) {
-        r.set_header("Access-Control-Allow-Origin", std::string(origin));
-        r.set_header("Access-Control-Allow-Credentials", "true");
-    } else {
-        return;
-    }
-    r.set_header("Access-Control-Expose-Headers",
-                 "Content-Length, Content-Range, Accept-Ranges, ETag, Content-Disposition");
-    if (r.status == 204) {   // preflight
-        r.set_header("Access-Control-Allow-Methods", kAllow);
-        r.set_header("Access-Control-Allow-Headers",
-                     "Range, If-None-Match, Content-Type, Authorization");
-        r.set_header("Access-Control-Max-Age", "86400");
-    }
-}
-
 void Router::handle(Transport& transport) const {
     Request request;
     Response response;
@@ -148,7 +124,13 @@ void Router::handle(Transport& transport) const {
             head = request.method == "HEAD";
             response = dispatch(request);
         } catch (const Error& e) {
-            response = Response::error(e);
+            // A failure of the server itself (Io, Internal) may name its own
+            // files (the cache, the temporary folder): the client gets the
+            // kind of failure, the log the whole sentence (docs/SECURITY.md).
+            const bool own_failure = e.code() == ErrorCode::Io || e.code() == ErrorCode::Internal;
+            response = Response::error(own_failure ? Error(e.code(), "the server could not complete the request; "
+                                                                     "its log says why")
+                                                   : e);
             if (e.code() == ErrorCode::MethodNotAllowed) response.set_header("Allow", kAllow);
             if (e.code() == ErrorCode::Busy) response.set_header("Retry-After", "5");
             if (e.http_status() >= 500)
@@ -167,7 +149,9 @@ void Router::handle(Transport& transport) const {
             context_.log(request.method + " " + request.uri + ": internal error (unknown exception)");
         }
         response.set_header("X-Content-Type-Options", "nosniff");
-        add_cors_headers(response, request.origin);
+        // No CORS headers: the web server owns CORS in every deployment, on
+        // every answer (docs/SECURITY.md, "CORS"); a second source of them
+        // would drift from its list.
         write_response(transport, response, head);
     } catch (const ClientGone&) {
     } catch (const std::exception& e) {

@@ -35,12 +35,10 @@ public:
     // Reads the request from `transport`, dispatches it, turns any exception
     // into the JSON error answer (Error → its table status; std::bad_alloc →
     // 503 busy with Retry-After; anything else → 500 internal_error, logged),
-    // adds the headers every answer carries (nosniff, CORS) and writes it.
+    // adds the header every answer carries (nosniff) and writes it. CORS is
+    // the web server's (docs/SECURITY.md, "CORS"): the worker sends none.
     // Never throws; a client that went away is dropped silently.
     void handle(Transport& transport) const;
-
-    // CORS headers for `origin` per [server] cors_origins (DESIGN.md §9).
-    void add_cors_headers(Response& response, std::string_view origin) const;
 
 private:
     struct Route {

@@ -49,6 +49,7 @@ constexpr std::array kKeys = {
     KeyRow{"limits", "max_label_ids", "MEDIMG_MAX_LABEL_IDS"},
     KeyRow{"limits", "max_queue", "MEDIMG_MAX_QUEUE"},
     KeyRow{"limits", "request_timeout", "MEDIMG_REQUEST_TIMEOUT"},
+    KeyRow{"limits", "send_timeout", "MEDIMG_SEND_TIMEOUT"},
 };
 
 std::string trim(std::string_view s) {
@@ -82,6 +83,17 @@ T parse_int(std::string_view section, std::string_view key, std::string_view tex
         bad(section, key, text,
             "out of range " + std::to_string(lo) + ".." + std::to_string(hi));
     return v;
+}
+
+// Seconds, decimals allowed ("0.5"), 0 to 86400.
+std::chrono::milliseconds parse_seconds(std::string_view section, std::string_view key,
+                                        std::string_view text) {
+    const std::string v = trim(text);
+    char* end = nullptr;
+    const double secs = v.empty() ? -1 : std::strtod(v.c_str(), &end);
+    if (v.empty() || end != v.c_str() + v.size() || !(secs >= 0 && secs <= 86400))
+        bad(section, key, text, "expected seconds from 0 to 86400");
+    return std::chrono::milliseconds(static_cast<std::int64_t>(secs * 1000 + 0.5));
 }
 
 bool parse_bool(std::string_view section, std::string_view key, std::string_view text) {
@@ -328,13 +340,9 @@ void set_config_value(Config& c, std::string_view section, std::string_view key,
     } else if (k == "limits.max_queue") {
         c.max_queue = parse_int<int>(section, key, value, 0, 100000);
     } else if (k == "limits.request_timeout") {
-        // Seconds, decimals allowed ("0.5"), 0 to 86400.
-        const std::string v = trim(value);
-        char* end = nullptr;
-        const double secs = v.empty() ? -1 : std::strtod(v.c_str(), &end);
-        if (v.empty() || end != v.c_str() + v.size() || !(secs >= 0 && secs <= 86400))
-            bad(section, key, value, "expected seconds from 0 to 86400");
-        c.request_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(secs * 1000 + 0.5));
+        c.request_timeout = parse_seconds(section, key, value);
+    } else if (k == "limits.send_timeout") {
+        c.send_timeout = parse_seconds(section, key, value);
     }
 }
 

@@ -29,9 +29,11 @@ struct Config {
     int workers = 2;        // worker processes (lighttpd max-procs, spawn-fcgi -F)
     int threads = 4;        // request threads per worker process
     bool dir_listing = true;
-    // Allowed CORS origins; {"*"} means any origin, without credentials;
-    // empty means no CORS headers at all.
-    std::vector<std::string> cors_origins = {"*"};
+    // Allowed CORS origins, applied by the web server `medimg serve` renders
+    // (the worker sends no CORS headers: docs/SECURITY.md, "CORS"); {"*"}
+    // means any origin, without credentials; empty (the default) means no
+    // CORS headers at all.
+    std::vector<std::string> cors_origins;
     // [filter]
     int gzip_level = 1;     // 1..9, as nibabel writes
     // [cache]
@@ -45,6 +47,10 @@ struct Config {
     // How long one request may read image data (ini: seconds, decimals
     // allowed); 0: no limit.
     std::chrono::milliseconds request_timeout{120000};
+    // How long a streamed answer may wait for the client to take more bytes
+    // before the request is aborted (ini: seconds, decimals allowed); 0: no
+    // limit.
+    std::chrono::milliseconds send_timeout{30000};
 
     // Where the values came from, for diagnostics: "section.key" → source
     // ("default", "ini FILE:LINE", ".env", "environment NAME", "flag").
@@ -75,9 +81,9 @@ struct ConfigSources {
 // MEDIMG_HOST, MEDIMG_PORT, MEDIMG_WORKERS, MEDIMG_THREADS, MEDIMG_DIR_LISTING,
 // MEDIMG_CORS_ORIGINS, MEDIMG_GZIP_LEVEL, MEDIMG_CACHE_ENABLED,
 // MEDIMG_CACHE_MAX_BYTES, MEDIMG_SENDFILE_HEADER, MEDIMG_MAX_VOXELS,
-// MEDIMG_MAX_LABEL_IDS, MEDIMG_MAX_QUEUE; and the old server's OUTPUT_FOLDER
-// (data_root) and IMAGE_SERVER (a URL: host and port), each below its
-// MEDIMG_ twin. Relative paths in the ini resolve against the ini's
+// MEDIMG_MAX_LABEL_IDS, MEDIMG_MAX_QUEUE, MEDIMG_REQUEST_TIMEOUT,
+// MEDIMG_SEND_TIMEOUT; and the old server's OUTPUT_FOLDER (data_root) and
+// IMAGE_SERVER (a URL: host and port), each below its MEDIMG_ twin. Relative paths in the ini resolve against the ini's
 // directory. Throws Error(BadParameter) naming the key and the value (an
 // unknown section or key in the ini too), Error(NotFound) for a missing ini.
 Config load_config(const ConfigSources& sources);

@@ -15,29 +15,12 @@
 #include "nifti/reader.hpp"
 #include "nifti/writer.hpp"
 #include "routes/routes.hpp"
+#include "source/image_source.hpp"
 
 namespace medimg::fcgi {
 namespace detail {
 
 namespace stdfs = std::filesystem;
-
-std::string image_identity(const stdfs::path& file) {
-    std::string text = cache::SourceIdentity::of(file).text();
-    std::string name = file.filename().string();
-    auto swap_suffix = [&](std::string_view from, std::string_view to) -> std::optional<stdfs::path> {
-        for (std::string_view gz : {"", ".gz"}) {
-            std::string f = std::string(from) + std::string(gz);
-            if (name.size() > f.size() && name.compare(name.size() - f.size(), f.size(), f) == 0)
-                return file.parent_path() /
-                       (name.substr(0, name.size() - f.size()) + std::string(to) + std::string(gz));
-        }
-        return std::nullopt;
-    };
-    auto companion = swap_suffix(".hdr", ".img");
-    if (!companion) companion = swap_suffix(".img", ".hdr");
-    if (companion) text += "+" + cache::SourceIdentity::of_optional(*companion).text();
-    return text;
-}
 
 std::string http_date(std::int64_t unix_seconds) {
     std::time_t t = static_cast<std::time_t>(unix_seconds);
@@ -93,9 +76,8 @@ std::int64_t parse_margin(const std::string& text) {
     return v;
 }
 
-FilterQuery parse_filter_query(const Request& request, const Context& ctx,
-                               const stdfs::path& image) {
-    const auto params = parse_query(request.query);
+FilterQuery parse_filter_query(const std::vector<std::pair<std::string, std::string>>& params,
+                               const Context& ctx, const source::ImageSource& image) {
     FilterQuery q;
     auto& o = q.options;
     o.gzip_level = ctx.config.gzip_level;
@@ -117,7 +99,7 @@ FilterQuery parse_filter_query(const Request& request, const Context& ctx,
     const std::uint64_t max_ids = ctx.config.max_label_ids;
     if (ids) o.labels = labels::LabelSet::parse(*ids, max_ids);
     if (names) {
-        auto dict = ctx.dictionary.with_sidecar_for(image);
+        auto dict = image.dictionary(ctx.dictionary);
         o.labels.merge(labels::LabelSet::parse_names(*names, dict, max_ids));
         if (o.labels.count() > max_ids)
             throw Error(ErrorCode::TooManyLabels,
@@ -144,19 +126,21 @@ std::shared_ptr<FileBody> open_body(const stdfs::path& file) {
 
 Response filtered(const Context& ctx, const Request& request, const std::string& relative,
                   const std::string& file_name) {
-    const stdfs::path image = ctx.data_root->resolve_file(relative);
-    const FilterQuery q = parse_filter_query(request, ctx, image);
-    const auto container = nifti::output_container_for(file_name);
+    const auto params = parse_query(request.query);
+    // Sidecars matter only for label names; everything read comes from the
+    // descriptors opened here (docs/SECURITY.md, "File access").
+    const source::ImageSource image =
+        source::open_image(*ctx.data_root, relative, query_value(params, "labels").has_value());
+    const FilterQuery q = parse_filter_query(params, ctx, image);
+    const nifti::ImageName requested = nifti::parse_image_name(file_name);
+    const auto container = nifti::output_container(requested);
     const std::string suffix = container == nifti::Container::Gzip ? ".nii.gz" : ".nii";
-
-    struct stat st{};
-    if (::stat(image.c_str(), &st) != 0) throw Error(ErrorCode::NotFound, "no such file: " + relative);
-    const std::string key = cache::hash_hex("filter|" MEDIMG_VERSION "|" + detail::image_identity(image) +
-                                            "|" + q.canonical + "|" + suffix);
+    const std::string key = cache::hash_hex("filter|" MEDIMG_VERSION "|" + image.identity + "|" +
+                                            q.canonical + "|" + suffix);
 
     Response r;
     r.set_header("ETag", "\"" + key + "\"");
-    r.set_header("Last-Modified", detail::http_date(st.st_mtim.tv_sec));
+    r.set_header("Last-Modified", detail::http_date(image.image.file.st.st_mtim.tv_sec));
     r.set_header("Cache-Control", "no-cache");
     if (!request.if_none_match.empty() && etag_matches(request.if_none_match, "\"" + key + "\"")) {
         r.status = 304;
@@ -164,11 +148,10 @@ Response filtered(const Context& ctx, const Request& request, const std::string&
     }
     r.set_header("Content-Type",
                  container == nifti::Container::Gzip ? "application/gzip" : "application/octet-stream");
-    r.set_header("Content-Disposition",
-                 detail::attachment_disposition(labels::filtered_name(file_name)));
+    r.set_header("Content-Disposition", detail::attachment_disposition(nifti::filtered_name(requested)));
 
     auto produce = [&](nifti::ByteSink& sink) {
-        auto reader = nifti::Reader::open(image, ctx.read_limits());
+        auto reader = nifti::Reader::open(image.files(), ctx.read_limits());
         labels::filter(reader, sink, container, q.options);
     };
     for (int attempt = 0; attempt < 2; ++attempt) {

@@ -24,8 +24,6 @@ void register_all(Router& router, const Context& context);
 
 namespace detail {
 
-// Identity text of an image: the file, plus its .hdr/.img companion for pairs.
-std::string image_identity(const std::filesystem::path& file);
 // "Wed, 21 Oct 2015 07:28:00 GMT"
 std::string http_date(std::int64_t unix_seconds);
 // Content-Disposition value with `name` quoted (and RFC 5987 filename* for

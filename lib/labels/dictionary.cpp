@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "error.hpp"
+#include "nifti/file_name.hpp"
 
 namespace medimg::labels {
 namespace {
@@ -17,8 +18,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-// Sidecars and tables are small; a bigger file is refused before it is read.
-constexpr std::uintmax_t kMaxFileBytes = 16u << 20;
+constexpr std::uintmax_t kMaxFileBytes = Dictionary::kMaxFileBytes;
 
 std::string read_text(const fs::path& path) {
     std::error_code ec;
@@ -38,18 +38,19 @@ std::string read_text(const fs::path& path) {
     return ss.str();
 }
 
-[[noreturn]] void malformed(const fs::path& path, const std::string& what) {
-    throw Error(ErrorCode::BadParameter, "label file " + path.string() + " is malformed: " + what);
+// `shown` names the file in messages: its path for the tables in conf/, its
+// path relative to the data root for a sidecar read by the worker.
+[[noreturn]] void malformed(const std::string& shown, const std::string& what) {
+    throw Error(ErrorCode::BadParameter, "label file " + shown + " is malformed: " + what);
 }
 
-json parse_json(const fs::path& path) {
-    const std::string text = read_text(path);
+json parse_json(const std::string& shown, const std::string& text) {
     json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded()) malformed(path, "not valid JSON");
+    if (j.is_discarded()) malformed(shown, "not valid JSON");
     return j;
 }
 
-std::int64_t json_id(const json& v, const fs::path& path, const std::string& where) {
+std::int64_t json_id(const json& v, const std::string& path, const std::string& where) {
     if (v.is_number_integer()) {
         if (v.is_number_unsigned() && v.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX))
             malformed(path, where + " is out of range");
@@ -58,7 +59,7 @@ std::int64_t json_id(const json& v, const fs::path& path, const std::string& whe
     malformed(path, where + " is not an integer");
 }
 
-Rgb json_color(const json& v, const fs::path& path, const std::string& where) {
+Rgb json_color(const json& v, const std::string& path, const std::string& where) {
     if (!v.is_array() || v.size() != 3) malformed(path, where + " is not [r,g,b]");
     Rgb rgb{};
     for (std::size_t i = 0; i < 3; ++i) {
@@ -85,20 +86,10 @@ bool iequal(std::string_view a, std::string_view b) {
     return true;
 }
 
-bool ends_with_ci(std::string_view s, std::string_view suffix) {
-    return s.size() >= suffix.size() && iequal(s.substr(s.size() - suffix.size()), suffix);
-}
-
-// The file name without .nii/.nii.gz/.hdr/.img[.gz].
-std::string image_stem(const std::string& name) {
-    for (std::string_view ext : {".nii.gz", ".hdr.gz", ".img.gz", ".nii", ".hdr", ".img"})
-        if (ends_with_ci(name, ext)) return name.substr(0, name.size() - ext.size());
-    return name;
-}
-
 // {"6":"aorta", ...} or {"6":{"name":"aorta","color":[r,g,b]}, ...}
-void apply_json_sidecar(Dictionary& dict, const Dictionary& base, const fs::path& path) {
-    const json j = parse_json(path);
+void apply_json_sidecar(Dictionary& dict, const Dictionary& base, const Sidecar& sidecar) {
+    const std::string& path = sidecar.name;
+    const json j = parse_json(path, sidecar.text);
     if (!j.is_object()) malformed(path, "the top level is not an object of id: name");
     for (const auto& [key, value] : j.items()) {
         std::int64_t id = 0;
@@ -154,8 +145,9 @@ bool valid_utf8(std::string_view s) {
 }
 
 // ITK-SNAP label description: "IDX -R- -G- -B- -A-- VIS MSH \"LABEL\"", '#' comments.
-void apply_itksnap(Dictionary& dict, const fs::path& path) {
-    const std::string text = read_text(path);
+void apply_itksnap(Dictionary& dict, const Sidecar& sidecar) {
+    const std::string& path = sidecar.name;
+    const std::string& text = sidecar.text;
     std::istringstream lines(text);
     std::string line;
     int number = 0;
@@ -208,46 +200,55 @@ void apply_itksnap(Dictionary& dict, const fs::path& path) {
 Dictionary Dictionary::load(const fs::path& dict_json, const fs::path& colors_json) {
     Dictionary dict;
     if (!dict_json.empty()) {
-        const json j = parse_json(dict_json);
-        if (!j.is_object()) malformed(dict_json, "the top level is not an object of name: id");
+        const std::string dict_name = dict_json.string();
+        const json j = parse_json(dict_name, read_text(dict_json));
+        if (!j.is_object()) malformed(dict_name, "the top level is not an object of name: id");
         for (const auto& [name, value] : j.items())
-            dict.set(json_id(value, dict_json, "the id of \"" + name + "\""), name, std::nullopt);
+            dict.set(json_id(value, dict_name, "the id of \"" + name + "\""), name, std::nullopt);
     }
     if (!colors_json.empty()) {
-        const json j = parse_json(colors_json);
-        if (!j.is_array()) malformed(colors_json, "the top level is not an array");
+        const std::string colors_name = colors_json.string();
+        const json j = parse_json(colors_name, read_text(colors_name));
+        if (!j.is_array()) malformed(colors_name, "the top level is not an array");
         std::size_t index = 0;
         for (const auto& entry : j) {
             const std::string where = "entry " + std::to_string(index++);
-            if (!entry.is_object()) malformed(colors_json, where + " is not an object");
+            if (!entry.is_object()) malformed(colors_name, where + " is not an object");
             auto id_it = entry.find("id");
-            if (id_it == entry.end()) malformed(colors_json, where + " has no id");
-            const std::int64_t id = json_id(*id_it, colors_json, where + " id");
+            if (id_it == entry.end()) malformed(colors_name, where + " has no id");
+            const std::int64_t id = json_id(*id_it, colors_name, where + " id");
             std::string name = dict.name_of(id);
             if (auto it = entry.find("name"); it != entry.end()) {
-                if (!it->is_string()) malformed(colors_json, where + " has a name that is not a string");
+                if (!it->is_string()) malformed(colors_name, where + " has a name that is not a string");
                 name = it->get<std::string>();
             }
             std::optional<Rgb> color;
             if (auto it = entry.find("color"); it != entry.end())
-                color = json_color(*it, colors_json, where + " color");
+                color = json_color(*it, colors_name, where + " color");
             dict.set(id, std::move(name), color);
         }
     }
     return dict;
 }
 
-Dictionary Dictionary::with_sidecar_for(const fs::path& image) const {
+Dictionary Dictionary::with_sidecars(const std::optional<Sidecar>& json_sidecar,
+                                     const std::optional<Sidecar>& itksnap) const {
     Dictionary out = *this;
-    const fs::path json_sidecar = fs::path(image.string() + ".labels.json");
-    std::error_code ec;
-    if (fs::is_regular_file(json_sidecar, ec)) {
-        apply_json_sidecar(out, *this, json_sidecar);
-        return out;
-    }
-    const fs::path txt = image.parent_path() / (image_stem(image.filename().string()) + ".txt");
-    if (fs::is_regular_file(txt, ec)) apply_itksnap(out, txt);
+    if (json_sidecar) apply_json_sidecar(out, *this, *json_sidecar);
+    else if (itksnap) apply_itksnap(out, *itksnap);
     return out;
+}
+
+Dictionary Dictionary::with_sidecar_for(const fs::path& image) const {
+    const nifti::ImageName name = nifti::parse_image_name(image.filename().string());
+    auto read_if_file = [&](const std::string& file_name) -> std::optional<Sidecar> {
+        const fs::path p = image.parent_path() / file_name;
+        std::error_code ec;
+        if (!fs::is_regular_file(p, ec)) return std::nullopt;
+        return Sidecar{p.string(), read_text(p)};
+    };
+    return with_sidecars(read_if_file(nifti::json_sidecar_name(name)),
+                         read_if_file(nifti::txt_sidecar_name(name)));
 }
 
 void Dictionary::set(std::int64_t id, std::string name, std::optional<Rgb> color) {

@@ -16,6 +16,13 @@ namespace medimg::labels {
 
 using Rgb = std::array<std::uint8_t, 3>;
 
+// A label sidecar already read: `name` shows it in messages (in the worker,
+// its path relative to the data root), `text` is its content.
+struct Sidecar {
+    std::string name;
+    std::string text;
+};
+
 class Dictionary {
 public:
     Dictionary() = default;   // empty: every name is the id as a string
@@ -26,11 +33,16 @@ public:
     static Dictionary load(const std::filesystem::path& dict_json,
                            const std::filesystem::path& colors_json);
 
-    // This dictionary overridden by the sidecar of `image`, if one exists:
-    // "{image}.labels.json" ({"6":"aorta",...} or {"6":{"name":..,"color":[..]}})
-    // or the ITK-SNAP label description "{stem}.txt" (stem = name without
-    // .nii/.nii.gz/.hdr/.img[.gz]). A malformed sidecar throws Error(BadParameter) naming the
-    // sidecar file.
+    // Tables, sidecars: larger files are refused (Error(BadParameter)).
+    static constexpr std::uintmax_t kMaxFileBytes = 16u << 20;
+
+    // This dictionary overridden by an image's sidecar: the JSON one
+    // ({"6":"aorta",...} or {"6":{"name":..,"color":[..]}}) when given, else
+    // the ITK-SNAP label description. Either may be absent. A malformed
+    // sidecar throws Error(BadParameter) naming it.
+    Dictionary with_sidecars(const std::optional<Sidecar>& json, const std::optional<Sidecar>& itksnap) const;
+    // As with_sidecars, reading the sidecars of `image` by name from its
+    // folder: "{file}.labels.json" and "{stem}.txt" (nifti/file_name.hpp).
     Dictionary with_sidecar_for(const std::filesystem::path& image) const;
 
     void set(std::int64_t id, std::string name, std::optional<Rgb> color);

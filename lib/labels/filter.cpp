@@ -772,32 +772,12 @@ FilterResult filter_file(const std::filesystem::path& input, const std::filesyst
     nifti::Reader reader = nifti::Reader::open(input, limits);
     if (output == "-") {
         nifti::FdSink sink(1);
-        return filter(reader, sink, nifti::output_container_for(input), options);
+        return filter(reader, sink, nifti::output_container(nifti::parse_image_name(input.filename().string())), options);
     }
     nifti::AtomicFileSink sink(output);
-    FilterResult r = filter(reader, sink, nifti::output_container_for(output), options);
+    FilterResult r = filter(reader, sink, nifti::output_container(nifti::parse_image_name(output.filename().string())), options);
     sink.commit();
     return r;
-}
-
-std::string filtered_name(const std::filesystem::path& input) {
-    std::string name = input.filename().string();
-    auto ends_with = [&](std::string_view suffix) {
-        if (name.size() < suffix.size()) return false;
-        for (std::size_t i = 0; i < suffix.size(); ++i) {
-            char c = name[name.size() - suffix.size() + i];
-            if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-            if (c != suffix[i]) return false;
-        }
-        return true;
-    };
-    for (std::string_view ext : {".hdr.gz", ".img.gz", ".hdr", ".img"}) {
-        if (ends_with(ext)) {
-            name = name.substr(0, name.size() - ext.size()) + ".nii.gz";
-            break;
-        }
-    }
-    return "filtered_" + name;
 }
 
 }  // namespace medimg::labels

@@ -46,7 +46,4 @@ FilterResult filter(nifti::Reader& in, nifti::ByteSink& sink, nifti::Container c
 FilterResult filter_file(const std::filesystem::path& input, const std::filesystem::path& output,
                          const FilterOptions& options, const nifti::ReadLimits& limits);
 
-// "filtered_{file}", with .hdr/.img inputs renamed to .nii.gz (DESIGN.md §4).
-std::string filtered_name(const std::filesystem::path& input);
-
 }  // namespace medimg::labels

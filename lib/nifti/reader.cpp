@@ -19,8 +19,8 @@
 #include <string>
 
 #include "error.hpp"
+#include "nifti/file_name.hpp"
 #include "nifti/gzip.hpp"
-#include "text.hpp"
 
 namespace medimg::nifti {
 namespace {
@@ -30,54 +30,48 @@ constexpr std::size_t kMaxHeader = 540;
 // The extension region is held in memory; larger regions are refused.
 constexpr std::uint64_t kMaxExtensionBytes = 16u << 20;
 
+// Reads one open file with pread() from its own offset, so every stream
+// over the descriptor (a rewind, a second reader) starts where it should.
 class FdSource final : public ByteSource {
 public:
-    FdSource(const std::filesystem::path& path) : path_(path) {
-        fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd_ < 0) {
-            const int e = errno;
-            if (e == ENOENT || e == ENOTDIR)
-                throw Error(ErrorCode::NotFound, "no such file: " + path.filename().string());
-            throw Error(ErrorCode::Io, "cannot open " + path.filename().string() + ": " + std::strerror(e));
-        }
+    FdSource(std::shared_ptr<const fs::UniqueFd> fd, std::string name) : fd_(std::move(fd)), name_(std::move(name)) {
         struct stat st{};
-        if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) {
-            ::close(fd_);
-            throw Error(ErrorCode::NotFound, path.filename().string() + " is not a regular file");
-        }
+        if (!fd_ || !*fd_ || ::fstat(fd_->get(), &st) != 0 || !S_ISREG(st.st_mode))
+            throw Error(ErrorCode::NotFound, name_ + " is not a regular file");
         size_ = static_cast<std::uint64_t>(st.st_size);
     }
-    ~FdSource() override { ::close(fd_); }
     std::size_t read(std::uint8_t* buf, std::size_t n) override {
-        for (;;) {
-            const ssize_t r = ::read(fd_, buf, n);
-            if (r >= 0) return static_cast<std::size_t>(r);
-            if (errno == EINTR) continue;
-            const int e = errno;
-            throw Error(ErrorCode::Io, "cannot read " + path_.filename().string() + ": " + std::strerror(e));
-        }
+        const std::size_t r = pread_at(offset_, buf, n);
+        offset_ += r;
+        return r;
     }
     std::uint64_t size() const noexcept { return size_; }
     // The first bytes of the file, without moving the read position.
     std::size_t peek(std::uint8_t* buf, std::size_t n) {
         std::size_t got = 0;
         while (got < n) {
-            const ssize_t r = ::pread(fd_, buf + got, n - got, static_cast<off_t>(got));
+            const std::size_t r = pread_at(got, buf + got, n - got);
             if (r == 0) break;
-            if (r < 0) {
-                if (errno == EINTR) continue;
-                const int e = errno;
-                throw Error(ErrorCode::Io, "cannot read " + path_.filename().string() + ": " + std::strerror(e));
-            }
-            got += static_cast<std::size_t>(r);
+            got += r;
         }
         return got;
     }
 
 private:
-    std::filesystem::path path_;
-    int fd_ = -1;
+    std::size_t pread_at(std::uint64_t at, std::uint8_t* buf, std::size_t n) {
+        for (;;) {
+            const ssize_t r = ::pread(fd_->get(), buf, n, static_cast<off_t>(at));
+            if (r >= 0) return static_cast<std::size_t>(r);
+            if (errno == EINTR) continue;
+            const int e = errno;
+            throw Error(ErrorCode::Io, "cannot read " + name_ + ": " + std::strerror(e));
+        }
+    }
+
+    std::shared_ptr<const fs::UniqueFd> fd_;
+    std::string name_;
     std::uint64_t size_ = 0;
+    std::uint64_t offset_ = 0;
 };
 
 class MemSource final : public ByteSource {
@@ -121,18 +115,37 @@ struct Stream {
     }
 };
 
-// Opens `path`; `gzip` says whether it holds gzip (the inflater is created
-// later, once the output cap is known).
-Stream open_file(const std::filesystem::path& path, bool& gzip) {
-    auto src = std::make_unique<FdSource>(path);
+// Opens a stream over `fd`; `gzip` says whether it holds gzip (the inflater
+// is created later, once the output cap is known).
+Stream open_stream(const std::shared_ptr<const fs::UniqueFd>& fd, const std::string& name, bool& gzip) {
+    auto src = std::make_unique<FdSource>(fd, name);
     std::uint8_t magic[2] = {0, 0};
     const std::size_t m = src->peek(magic, 2);
     gzip = is_gzip(std::span<const std::uint8_t>(magic, m));
     Stream s;
     s.plain_size = gzip ? UINT64_MAX : src->size();
-    s.name = path.filename().string();
+    s.name = name;
     s.raw = std::move(src);
     return s;
+}
+
+// open(2) of a file the caller named, without blocking on a FIFO; nullopt
+// when it does not exist.
+std::shared_ptr<const fs::UniqueFd> open_named(int dirfd, const std::filesystem::path& path,
+                                               const std::string& shown, bool optional) {
+    const int fd = ::openat(dirfd, path.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) {
+        const int e = errno;
+        if ((e == ENOENT || e == ENOTDIR) && optional) return nullptr;
+        if (e == ENOENT || e == ENOTDIR) throw Error(ErrorCode::NotFound, "no such file: " + shown);
+        if (e == ENXIO) throw Error(ErrorCode::NotFound, shown + " is not a regular file");
+        throw Error(ErrorCode::Io, "cannot open " + shown + ": " + std::strerror(e));
+    }
+    auto owned = std::make_shared<const fs::UniqueFd>(fd);
+    struct stat st{};
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        throw Error(ErrorCode::NotFound, shown + " is not a regular file");
+    return owned;
 }
 
 }  // namespace
@@ -143,7 +156,8 @@ struct Reader::Impl {
     std::vector<std::uint8_t> ext;
     bool gzip = false;
     // Where the voxel data lives: a file (single or .img) or memory.
-    std::filesystem::path data_path;
+    std::shared_ptr<const fs::UniqueFd> data_fd;
+    std::string data_name;
     std::shared_ptr<const std::vector<std::uint8_t>> memory;
     Stream data;
     std::uint64_t remaining = 0;
@@ -164,7 +178,7 @@ struct Reader::Impl {
             s.name = "image";
             return s;
         }
-        return open_file(data_path, gz);
+        return open_stream(data_fd, data_name, gz);
     }
 
     // Skips n bytes of the data stream; TruncatedData if it ends first.
@@ -228,9 +242,9 @@ struct Reader::Impl {
         remaining = header->data_bytes();
     }
 
-    void open_pair(const std::filesystem::path& hdr_path, const std::filesystem::path& img_path) {
+    void open_pair(const std::shared_ptr<const fs::UniqueFd>& hdr_fd, const std::string& hdr_name) {
         bool hgz = false;
-        Stream hs = open_file(hdr_path, hgz);
+        Stream hs = open_stream(hdr_fd, hdr_name, hgz);
         if (hgz) hs.set_cap(kMaxHeader + limits.inflate_slack);
         std::uint8_t hb[kMaxHeader];
         const std::size_t got = hs.read_full(hb, kMaxHeader);
@@ -239,7 +253,6 @@ struct Reader::Impl {
             while (hs.read(scratch.data(), scratch.size()) > 0) {
             }
         }
-        data_path = img_path;
         bool gz = false;
         data = open_data(gz);
         gzip = gz;
@@ -295,55 +308,44 @@ Reader::Reader(Reader&&) noexcept = default;
 Reader& Reader::operator=(Reader&&) noexcept = default;
 Reader::~Reader() = default;
 
-Reader Reader::open(const std::filesystem::path& path, const ReadLimits& limits) {
+Reader Reader::open(const ImageFiles& files, const ReadLimits& limits) {
     auto impl = std::make_unique<Impl>();
     impl->limits = limits;
-    const std::string name = path.filename().string();
-    std::string stem_ext;   // ".hdr" or ".img" when a pair
-    bool gz_name = false;
-    for (std::string_view ext : {".hdr", ".img", ".hdr.gz", ".img.gz"}) {
-        if (ends_with_ci(name, ext)) {
-            stem_ext = std::string(ext.substr(0, 4));
-            gz_name = ext.ends_with(".gz");
-        }
-    }
-    if (stem_ext.empty()) {
-        impl->data_path = path;
+    const ImageName name = parse_image_name(files.name);
+    if (name.kind != NameKind::Header && name.kind != NameKind::Image) {
+        impl->data_fd = files.file;
+        impl->data_name = files.name;
         impl->open_single();
         return Reader(std::move(impl));
     }
-    // Pair: find the partner from either file name, same compression first.
-    const std::string fname = path.filename().string();
-    const std::string base = fname.substr(0, fname.size() - (gz_name ? 7 : 4));
-    const std::string orig_ext = fname.substr(base.size(), 4);   // keeps the original case
-    std::error_code ec;
-    if (!std::filesystem::exists(path, ec))
-        throw Error(ErrorCode::NotFound, "no such file: " + fname);
-    const bool is_hdr = stem_ext == ".hdr";
-    auto upper_like = [&](const std::string& e) {
-        // ".IMG" for ".HDR" and so on.
-        std::string r = e;
-        if (std::isupper(static_cast<unsigned char>(orig_ext[1])))
-            for (auto& c : r) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-        return r;
-    };
-    const std::string partner_ext = upper_like(is_hdr ? ".img" : ".hdr");
-    const std::string gz_ext = upper_like(".gz");
-    std::filesystem::path partner;
-    for (bool gz : {gz_name, !gz_name}) {
-        const auto cand = path.parent_path() / (base + partner_ext + (gz ? gz_ext : ""));
-        if (std::filesystem::exists(cand, ec)) {
-            partner = cand;
+    if (!files.partner)
+        throw Error(ErrorCode::NotFound, std::string("no ") + (name.kind == NameKind::Header ? ".img" : ".hdr") +
+                                             " file found for " + name.name);
+    const bool is_hdr = name.kind == NameKind::Header;
+    impl->data_fd = is_hdr ? files.partner : files.file;
+    impl->data_name = is_hdr ? files.partner_name : files.name;
+    impl->open_pair(is_hdr ? files.file : files.partner, is_hdr ? files.name : files.partner_name);
+    return Reader(std::move(impl));
+}
+
+ImageFiles Reader::open_files(const std::filesystem::path& path) {
+    ImageFiles files;
+    files.name = path.filename().string();
+    files.file = open_named(AT_FDCWD, path, files.name, false);
+    const ImageName name = parse_image_name(files.name);
+    for (const std::string& candidate : partner_names(name)) {
+        const auto dir = path.parent_path();
+        if ((files.partner = open_named(AT_FDCWD, dir.empty() ? std::filesystem::path(candidate) : dir / candidate,
+                                        candidate, true))) {
+            files.partner_name = candidate;
             break;
         }
     }
-    if (partner.empty())
-        throw Error(ErrorCode::NotFound, std::string("no ") + (is_hdr ? ".img" : ".hdr") + " file found for " + fname);
-    if (is_hdr)
-        impl->open_pair(path, partner);
-    else
-        impl->open_pair(partner, path);
-    return Reader(std::move(impl));
+    return files;
+}
+
+Reader Reader::open(const std::filesystem::path& path, const ReadLimits& limits) {
+    return open(open_files(path), limits);
 }
 
 Reader Reader::open_memory(std::vector<std::uint8_t> bytes, const ReadLimits& limits) {

@@ -8,8 +8,10 @@
 #include <filesystem>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
+#include "fs/fd.hpp"
 #include "nifti/header.hpp"
 
 namespace medimg::nifti {
@@ -22,12 +24,30 @@ struct ReadLimits {
     std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
 };
 
+// The already open files of one image: the file a caller named and, for a
+// pair, its partner. The reader reads them with pread() only, so several
+// readers may share the descriptors.
+struct ImageFiles {
+    std::shared_ptr<const fs::UniqueFd> file;
+    std::string name;                             // its file name (the pair rules, messages)
+    std::shared_ptr<const fs::UniqueFd> partner;  // the other file of a pair; null for single files
+    std::string partner_name;
+};
+
 class Reader {
 public:
-    // `path` names a .nii/.nii.gz, or either file of a pair (x.hdr, x.img,
-    // x.hdr.gz, x.img.gz). Throws Error: NotFound, NotNifti, CorruptHeader,
+    // Reads through descriptors opened by the caller (the worker opens them
+    // beneath the data root). A pair needs its partner: a .hdr without one
+    // is Error(NotFound). Throws Error: NotFound, NotNifti, CorruptHeader,
     // TooLarge, TruncatedData, BadGzip, Io.
+    static Reader open(const ImageFiles& files, const ReadLimits& limits);
+    // `path` names a .nii/.nii.gz, or either file of a pair (x.hdr, x.img,
+    // x.hdr.gz, x.img.gz): opens it and, for a pair, the partner beside it
+    // (nifti/file_name.hpp), then reads as above. A FIFO, socket or device
+    // is Error(NotFound), found without blocking.
     static Reader open(const std::filesystem::path& path, const ReadLimits& limits);
+    // Opens `path` as Reader::open(path) does, without reading anything.
+    static ImageFiles open_files(const std::filesystem::path& path);
     // A single-file image held in memory (tests, fuzzing).
     static Reader open_memory(std::vector<std::uint8_t> bytes, const ReadLimits& limits);
 

@@ -6,16 +6,22 @@
 #include <string>
 
 #include "error.hpp"
+#include "nifti/byteorder.hpp"
 #include "nifti/gzip.hpp"
-#include "text.hpp"
 
 namespace medimg::nifti {
 
-Container output_container_for(const std::filesystem::path& input_name) {
-    const std::string n = input_name.filename().string();
-    if (ends_with_ci(n, ".gz")) return Container::Gzip;
-    if (ends_with_ci(n, ".nii")) return Container::Plain;
-    return Container::Gzip;   // .hdr/.img pairs (and anything else) → .nii.gz
+bool extension_chain_valid(std::span<const std::uint8_t> region, ByteOrder order) noexcept {
+    if (region.size() < 4) return true;
+    const bool little = order == ByteOrder::Little;
+    std::size_t pos = 4;
+    while (region.size() - pos >= 8) {   // room for an esize and an ecode
+        const std::int32_t esize = byteorder::load<std::int32_t>(region.data() + pos, little);
+        if (esize < 16 || esize % 16 != 0 || static_cast<std::size_t>(esize) > region.size() - pos)
+            return false;
+        pos += static_cast<std::size_t>(esize);
+    }
+    return true;
 }
 
 struct Writer::Impl {
@@ -51,7 +57,16 @@ Writer::Writer(ByteSink& sink, const Header& header, std::span<const std::uint8_
         static const std::uint8_t zeros[4] = {0, 0, 0, 0};
         impl_->out->write(zeros, 4);
     } else if (!extension.empty()) {
-        impl_->out->write(extension.data(), extension.size());
+        // A set flag over a broken chain makes readers fail (nibabel reads
+        // an esize of 0 as "the rest of the file"): the flag becomes 0, the
+        // bytes stay (DESIGN.md §10).
+        if (extension[0] != 0 && !extension_chain_valid(extension, header.byte_order())) {
+            static const std::uint8_t no_extensions = 0;
+            impl_->out->write(&no_extensions, 1);
+            impl_->out->write(extension.data() + 1, extension.size() - 1);
+        } else {
+            impl_->out->write(extension.data(), extension.size());
+        }
     }
 }
 

@@ -7,16 +7,19 @@
 #include <memory>
 #include <span>
 
+#include "nifti/file_name.hpp"
 #include "nifti/header.hpp"
 #include "nifti/stream.hpp"
 
 namespace medimg::nifti {
 
-enum class Container { Plain, Gzip };
-
-// Output container from a file name (DESIGN.md §4): ".gz" suffix → Gzip,
-// ".nii" → Plain, ".hdr"/".img" (pairs) → Gzip (written as .nii.gz).
-Container output_container_for(const std::filesystem::path& input_name);
+// True when `region` (the bytes between the header and vox_offset of a
+// single file: the 4-byte extender, then the extensions) holds a chain
+// readers can walk: every esize (in `order`) at least 16, a multiple of 16
+// and within the region, wherever 8 bytes (an esize and an ecode) remain;
+// fewer than 8 bytes left at the end are padding.
+// A region shorter than the extender has no chain to check (true).
+bool extension_chain_valid(std::span<const std::uint8_t> region, ByteOrder order) noexcept;
 
 class Writer {
 public:
@@ -25,6 +28,10 @@ public:
     // extension with vox_offset == header.size() + 4 (a zero extender is
     // written: what make_single_file() sets up for pairs). gzip_level 0..9
     // (ignored for Plain). Throws Error(Internal) on a header that breaks that.
+    // The extension bytes are written verbatim, except that the extension
+    // flag (their first byte) is written as 0 when it is set but the chain is
+    // invalid (extension_chain_valid), so readers skip the bytes (DESIGN.md
+    // §10; docs/SECURITY.md).
     Writer(ByteSink& sink, const Header& header, std::span<const std::uint8_t> extension,
            Container container, int gzip_level);
     ~Writer();

@@ -264,6 +264,27 @@ def build():
            "one 48-byte extension (ecode 4): copied verbatim")
     accept("extension_garbage.nii", nifti1(i16, ext=b"\xff" * 37 + b"\0" * 3), "int16",
            "extension region with an invalid esize: never parsed, copied")
+    # Extension flag set over an invalid chain (DESIGN.md §10): the region
+    # is copied, the output's flag (byte 348 / 540) written as 0.
+    payload = b"medimg chain text 24 byt"
+    for name, esize in (("extension_esize_zero.nii", 0), ("extension_esize_8.nii", 8),
+                        ("extension_esize_negative.nii.gz", -16),
+                        ("extension_esize_huge.nii", 0x7FFFFFF0),
+                        ("extension_esize_not16.nii", 24),
+                        ("extension_past_vox_offset.nii.gz", 48)):
+        data = nifti1(i16, ext=struct.pack("<ii", esize, 6) + payload)
+        accept(name, gz(data) if name.endswith(".gz") else data, "int16",
+               f"extension flag set, esize {esize} in a 32-byte chain: flag written as 0")
+    accept("extension_second_bad.nii",
+           nifti1(i16, ext=struct.pack("<ii", 16, 6) + b"first ok" + struct.pack("<ii", 0, 6) + b"\0" * 8),
+           "int16", "a valid 16-byte extension, then esize 0: flag written as 0")
+    accept("extension_chain_bigendian.nii",
+           nifti1(i16, big=True, ext=struct.pack(">ii", 32, 6) + payload), "int16",
+           "big-endian file, esize 32 in its own byte order: a valid chain, flag kept")
+    n2_ext = struct.pack("<ii", 0, 6) + payload
+    n2_bad = bytearray(n2[:540]) + b"\x01\0\0\0" + n2_ext + n2[544:]
+    accept("nifti2_extension_esize_zero.nii", patch(bytes(n2_bad), 168, "<q", 544 + len(n2_ext)),
+           "int16", "NIfTI-2, flag set, esize 0: flag (byte 540) written as 0")
     big_off = bytearray(nifti1(i16))
     big_off = bytes(big_off[:352]) + b"\xab" * 672 + bytes(big_off[352:])
     accept("vox_offset_1024.nii", patch(big_off, 108, "<f", 1024.0), "int16",
@@ -557,6 +578,31 @@ def extension_region(data):
     return data[size:int(vox)]
 
 
+def extension_chain_valid(region, endian):
+    """The rule of DESIGN.md §10 for `region` (extender + extensions):
+    wherever 8 bytes remain, an esize >= 16, a multiple of 16, within the
+    region."""
+    pos = 4
+    while len(region) - pos >= 8:
+        (esize,) = struct.unpack(endian + "i", region[pos:pos + 4])
+        if esize < 16 or esize % 16 or esize > len(region) - pos:
+            return False
+        pos += esize
+    return True
+
+
+def expected_extension_region(data):
+    """The region an output must carry for input `data` (a single file):
+    verbatim, with the extension flag written as 0 when it is set over an
+    invalid chain."""
+    region = bytearray(extension_region(data))
+    (size,) = struct.unpack("<i", data[:4])
+    endian = "<" if size in (348, 540) else ">"
+    if region and region[0] and not extension_chain_valid(bytes(region), endian):
+        region[0] = 0
+    return bytes(region)
+
+
 def read_volume(path_or_bytes):
     """(image, voxel values) of an output as nibabel sees them: integers
     exactly when unscaled, else scaled doubles. The extension flag is cleared
@@ -596,7 +642,15 @@ MASK_CASES = ("valid_int16.nii.gz", "bigendian_int16.nii", "nifti2_bigendian.nii
               "ni1_pair_allgz.hdr.gz", "gzip_named_plain.nii", "gzip_multimember.nii.gz")
 
 # Where the region between header and vox_offset must come back verbatim.
-REGION_CASES = ("extension_kept.nii", "extension_garbage.nii", "vox_offset_1024.nii")
+REGION_CASES = ("extension_kept.nii", "extension_garbage.nii", "vox_offset_1024.nii",
+                "extension_esize_zero.nii", "extension_esize_8.nii", "extension_esize_negative.nii.gz",
+                "extension_esize_huge.nii", "extension_esize_not16.nii",
+                "extension_past_vox_offset.nii.gz", "extension_second_bad.nii",
+                "extension_chain_bigendian.nii", "nifti2_extension_esize_zero.nii")
+# Of those, the ones whose extension flag is set over an invalid chain.
+BROKEN_CHAIN_CASES = tuple(n for n in REGION_CASES if n.startswith(("extension_esize", "extension_past",
+                                                                    "extension_second", "nifti2_extension",
+                                                                    "extension_garbage")))
 
 
 def marks_for(name, check):

@@ -106,7 +106,7 @@ class ApacheServer:
                  listing=True, cors_origins=None, variant="proxy", pools=1,
                  threads=4, extra_conf="", extra_modules=(), listen=(),
                  cache=True, worker=None, www_root=None, apache_dir=None,
-                 conf_dir=None, processes=0):
+                 conf_dir=None, processes=0, share_dir=None):
         self.build_dir = Path(build_dir)
         self.source_dir = Path(source_dir)
         self.data_root = Path(data_root)
@@ -129,6 +129,8 @@ class ApacheServer:
         self.www_root = Path(www_root) if www_root else self.source_dir / "www"
         self.apache_dir = Path(apache_dir) if apache_dir else self.source_dir / "apache"
         self.conf_dir = Path(conf_dir) if conf_dir else self.source_dir / "conf"
+        # Holds apache/cors-headers.conf (MEDIMG_SHARE_DIR).
+        self.share_dir = Path(share_dir) if share_dir else self.source_dir
         # What Apache and the worker are pointed at (a mirror when needed).
         self.served_data_root = self.data_root
         self.served_www_root = self.www_root
@@ -169,8 +171,9 @@ class ApacheServer:
             f"label_colors = {conf / 'vista3d_label_colors.json'}",
             f"www_root = {self.served_www_root}",
             "[server]",
-            # The web server sends the CORS headers.
-            "cors_origins =",
+            # Ignored by the worker (the web server owns CORS); set to a
+            # list so a worker that sent CORS headers would be noticed.
+            "cors_origins = http://worker.example",
             f"dir_listing = {'true' if self.listing else 'false'}",
             f"threads = {1 if self.variant == 'fcgid' else self.threads}",
             "[cache]",
@@ -238,6 +241,7 @@ class ApacheServer:
             f"Define MEDIMG_DATA_ROOT {_apache_string(self.served_data_root)}",
             f"Define MEDIMG_WWW_ROOT {_apache_string(self.served_www_root)}",
             f"Define MEDIMG_CACHE_DIR {_apache_string(self.cache_dir)}",
+            f"Define MEDIMG_SHARE_DIR {_apache_string(self.share_dir)}",
             f"Define MEDIMG_SOCKET {_apache_string(self.sockets[0] if self.sockets else w / 'fcgi.sock')}",
             "Define MEDIMG_TIMEOUT 120",
         ]

@@ -35,6 +35,7 @@ def install_snippet(tmp, data_root, port):
                           flags=re.M)
         assert n == 1, var
     text = text.replace('"/run/lighttpd/medimg-fcgi.sock"', f'"{tmp}/fcgi.sock"')
+    text = text.replace('"/var/log/lighttpd/breakage.log"', f'"{tmp}/breakage.log"')
     text = text.replace('"/usr/bin/medimg-fcgi --config /etc/medimg/medimg.ini"',
                         f'"{WORKER} --threads 2"')
     (tmp / "cache").mkdir()

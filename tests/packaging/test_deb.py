@@ -73,6 +73,8 @@ EXPECTED = [
     "/usr/share/medimg/www/assets/listing.js",
     "/usr/share/medimg/www/node_modules/@niivue/niivue/dist/index.js",
     "/usr/share/medimg/lighttpd/medimg-routes.conf",
+    "/usr/share/medimg/lighttpd/cors.lua",
+    "/usr/share/medimg/apache/cors-headers.conf",
     "/usr/share/doc/medimg/copyright",
 ]
 
@@ -178,6 +180,7 @@ def test_apache_accepts_installed_snippets(deb, tmp_path):
         lines += [f'Define MEDIMG_DATA_ROOT "{tmp_path}/output"',
                   f'Define MEDIMG_WWW_ROOT "{root}/usr/share/medimg/www"',
                   f'Define MEDIMG_CACHE_DIR "{tmp_path}/cache"',
+                  f'Define MEDIMG_SHARE_DIR "{root}/usr/share/medimg"',
                   f'Define MEDIMG_FCGI_BIN "{root}/usr/bin/medimg-fcgi"',
                   f'Define MEDIMG_CONFIG "{root}/etc/medimg/medimg.ini"']
         if variant == "fcgid":
@@ -209,6 +212,7 @@ def test_installed_tree_serves(deb, tmp_path):
                       worker=root / "usr/bin/medimg-fcgi",
                       www_root=root / "usr/share/medimg/www",
                       apache_dir=root / "etc/apache2/conf-available",
+                      share_dir=root / "usr/share/medimg",
                       conf_dir=root / "etc/medimg") as server:
         def get(path):
             with urllib.request.urlopen(server.base_url + path, timeout=30) as r:
@@ -274,6 +278,7 @@ def test_debian_apache_layout(deb):
             f'Define MEDIMG_WWW_ROOT "{root}/usr/share/medimg/www"\n'
             f'Define MEDIMG_SOCKET "{sock}"\n'
             f'Define MEDIMG_CACHE_DIR "{base}/cache"\n'
+            f'Define MEDIMG_SHARE_DIR "{root}/usr/share/medimg"\n'
             'Define MEDIMG_CORS_ORIGINS "^https://viewer\\.example$"\n')
         os.chmod(root, 0o755)
         env = {**os.environ, "APACHE_CONFDIR": str(etc)}

@@ -52,9 +52,21 @@ TEST_CASE("config: defaults without any source", "[config]") {
     CHECK(c.gzip_level == 1);
     CHECK(c.cache_enabled);
     CHECK(c.sendfile_header == medimg::SendfileHeader::None);
-    CHECK(c.cors_origins == std::vector<std::string>{"*"});
+    CHECK(c.cors_origins.empty());   // no CORS unless origins are named
     CHECK(!c.cache_dir.empty());
     CHECK(c.origin.at("server.port") == "default");
+    CHECK(c.send_timeout == std::chrono::seconds(30));
+}
+
+TEST_CASE("config: [limits] send_timeout in seconds, decimals allowed", "[config]") {
+    ConfigDir d;
+    ConfigSources src;
+    src.ini_file = d.write("t.ini", "[limits]\nsend_timeout = 2.5\n");
+    CHECK(medimg::load_config(src).send_timeout == std::chrono::milliseconds(2500));
+    src.environment = {{"MEDIMG_SEND_TIMEOUT", "0"}};
+    Config c = medimg::load_config(src);
+    CHECK(c.send_timeout == std::chrono::milliseconds(0));
+    CHECK(c.origin.at("limits.send_timeout") == "environment MEDIMG_SEND_TIMEOUT");
 }
 
 TEST_CASE("config: precedence flags > environment > .env > ini > defaults", "[config]") {
@@ -133,6 +145,10 @@ TEST_CASE("config: bad values stop with BadParameter naming the key", "[config]"
         {"limits", "request_timeout", "-1"},
         {"limits", "request_timeout", "1s"},
         {"limits", "request_timeout", "nan"},
+        {"limits", "send_timeout", "-0.5"},
+        {"limits", "send_timeout", "30s"},
+        {"limits", "send_timeout", "86401"},
+        {"limits", "send_timeout", ""},
         {"server", "colour", "blue"},     // unknown key in a known section
         {"extras", "thing", "1"},         // unknown section
     }));
@@ -187,6 +203,7 @@ TEST_CASE("config: sample conf/medimg.ini loads", "[config]") {
     src.ini_file = stdfs::path(MEDIMG_SOURCE_DIR) / "conf" / "medimg.ini";
     Config c = medimg::load_config(src);
     CHECK(c.gzip_level == 1);
+    CHECK(c.send_timeout == std::chrono::seconds(30));
 }
 
 TEST_CASE("config: data directories found from a build-tree executable", "[config]") {

@@ -1,11 +1,17 @@
-// DataRoot: hostile request paths are refused with the right error; files
-// inside the root resolve to their canonical path.
+// DataRoot: hostile request paths are refused with the right error, by both
+// resolutions (openat2 and the walk); files inside the root are opened by
+// descriptor, also through links that stay inside; a swap race never
+// reaches outside.
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 
 #include "catch.hpp"
 #include "error.hpp"
@@ -41,6 +47,18 @@ struct Tree {
         stdfs::create_symlink(".env", root / "PA01" / "scans" / "dotlink.nii");
         stdfs::create_symlink("loop.nii", root / "PA01" / "scans" / "loop.nii");
         ::mkfifo((root / "PA01" / "scans" / "fifo.nii").c_str(), 0600);
+        // Links that stay inside: relative up and over, absolute into the
+        // root, a linked folder; and links through hidden entries.
+        stdfs::create_directories(root / "PA03" / "scans");
+        stdfs::create_symlink("../../PA01/scans/all.nii.gz", root / "PA03" / "scans" / "up.nii.gz");
+        stdfs::create_symlink(stdfs::canonical(root) / "PA01" / "scans" / "all.nii.gz",
+                              root / "PA03" / "scans" / "abs.nii.gz");
+        stdfs::create_symlink("../PA01/voxels", root / "PA03" / "voxels");
+        stdfs::create_symlink("../../.hidden/x.nii", root / "PA03" / "scans" / "via_hidden.nii");
+        stdfs::create_symlink(stdfs::canonical(base) / "outside" / "secret.nii",
+                              root / "PA03" / "scans" / "abs_out.nii");
+        stdfs::create_symlink("../../../outside/secret.nii", root / "PA03" / "scans" / "rel_out.nii");
+        stdfs::create_symlink("nowhere.nii", root / "PA03" / "scans" / "dangling.nii");
     }
     ~Tree() {
         std::error_code ec;
@@ -51,7 +69,7 @@ struct Tree {
 
 ErrorCode resolve_code(const DataRoot& root, const std::string& rel) {
     try {
-        root.resolve_file(rel);
+        root.open_file(rel);
     } catch (const Error& e) {
         INFO(e.what());
         return e.code();
@@ -63,7 +81,8 @@ ErrorCode resolve_code(const DataRoot& root, const std::string& rel) {
 
 TEST_CASE("data root: hostile paths are refused", "[fs][data_root]") {
     Tree tree;
-    DataRoot root(tree.root);
+    const auto how = GENERATE(DataRoot::Resolution::Auto, DataRoot::Resolution::Walk);
+    DataRoot root(tree.root, how);
     auto [rel, expected] = GENERATE(table<std::string, ErrorCode>({
         {"", ErrorCode::BadPath},
         {"/etc/passwd", ErrorCode::BadPath},
@@ -86,23 +105,143 @@ TEST_CASE("data root: hostile paths are refused", "[fs][data_root]") {
         {"PA01/scans", ErrorCode::NotFound},                 // a directory
         {"PA01/scans/fifo.nii", ErrorCode::NotFound},        // not a regular file
         {"PA01/scans/all.nii.gz/x", ErrorCode::NotFound},
+        {"PA03/scans/via_hidden.nii", ErrorCode::Forbidden},   // a link through a hidden folder
+        {"PA03/scans/abs_out.nii", ErrorCode::Forbidden},      // absolute link out
+        {"PA03/scans/rel_out.nii", ErrorCode::Forbidden},      // relative link out
+        {"PA03/scans/dangling.nii", ErrorCode::NotFound},
+        {"PA03/voxels/ct/original", ErrorCode::NotFound},      // a directory through a link
     }));
     INFO("path: " << rel);
     CHECK(resolve_code(root, rel) == expected);
 }
 
-TEST_CASE("data root: files inside resolve to canonical paths", "[fs][data_root]") {
+TEST_CASE("data root: files inside open by descriptor, links inside included", "[fs][data_root]") {
+    Tree tree;
+    const auto how = GENERATE(DataRoot::Resolution::Auto, DataRoot::Resolution::Walk);
+    DataRoot root(tree.root, how);
+    CHECK(root.path() == stdfs::canonical(tree.root));
+    auto rel_of = [&](const std::string& rel) { return root.open_file(rel).file.rel; };
+    CHECK(rel_of("PA01/scans/all.nii.gz") == "PA01/scans/all.nii.gz");
+    CHECK(rel_of("PA01/voxels/ct/original/liver.nii.gz") == "PA01/voxels/ct/original/liver.nii.gz");
+    CHECK(rel_of("PA01/scans/alias.nii.gz") == "PA01/scans/all.nii.gz");
+    CHECK(rel_of("PA01/scans/nine%2Fx.nii") == "PA01/scans/nine%2Fx.nii");
+    CHECK(rel_of("PA03/scans/up.nii.gz") == "PA01/scans/all.nii.gz");
+    CHECK(rel_of("PA03/scans/abs.nii.gz") == "PA01/scans/all.nii.gz");
+    CHECK(rel_of("PA03/voxels/ct/original/liver.nii.gz") == "PA01/voxels/ct/original/liver.nii.gz");
+    const auto found = root.open_file("PA03/scans/up.nii.gz");
+    CHECK(found.folder.rel() == "PA01/scans");
+    char c = 0;
+    CHECK(::pread(found.file.fd->get(), &c, 1, 0) == 1);
+    CHECK(c == 'x');
+    CHECK(S_ISREG(found.file.st.st_mode));
+    CHECK(root.open_dir("PA01").rel() == "PA01");
+    CHECK_THROWS_AS(root.open_dir("PA01/scans/all.nii.gz"), Error);
+}
+
+TEST_CASE("data root: names next to a file resolve from its folder", "[fs][data_root]") {
+    Tree tree;
+    const auto how = GENERATE(DataRoot::Resolution::Auto, DataRoot::Resolution::Walk);
+    DataRoot root(tree.root, how);
+    Tree::touch(tree.root / "PA01" / "scans" / "all.txt");
+    stdfs::create_symlink("../voxels/ct/original/liver.nii.gz", tree.root / "PA01" / "scans" / "up.txt");
+    stdfs::create_symlink(tree.base / "outside" / "secret.nii", tree.root / "PA01" / "scans" / "out.txt");
+    const auto folder = root.open_file("PA03/scans/up.nii.gz").folder;   // PA01/scans
+    CHECK(root.open_in(folder, "all.txt")->file.rel == "PA01/scans/all.txt");
+    CHECK(root.open_in(folder, "up.txt")->file.rel == "PA01/voxels/ct/original/liver.nii.gz");
+    CHECK_FALSE(root.open_in(folder, "absent.txt").has_value());
+    auto code = [&](const std::string& name) {
+        try {
+            root.open_in(folder, name);
+        } catch (const Error& e) {
+            return e.code();
+        }
+        return ErrorCode::Internal;
+    };
+    CHECK(code("out.txt") == ErrorCode::Forbidden);
+    CHECK(code("escape.nii") == ErrorCode::Forbidden);
+    CHECK(code(".env") == ErrorCode::Forbidden);
+    CHECK(code("fifo.nii") == ErrorCode::NotFound);
+    CHECK(code("a/b") == ErrorCode::BadPath);
+}
+
+TEST_CASE("data root: a FIFO is refused without blocking", "[fs][data_root]") {
+    Tree tree;
+    const auto how = GENERATE(DataRoot::Resolution::Auto, DataRoot::Resolution::Walk);
+    DataRoot root(tree.root, how);
+    stdfs::create_symlink("fifo.nii", tree.root / "PA01" / "scans" / "to_fifo.nii");
+    const auto start = std::chrono::steady_clock::now();
+    CHECK(resolve_code(root, "PA01/scans/fifo.nii") == ErrorCode::NotFound);
+    CHECK(resolve_code(root, "PA01/scans/to_fifo.nii") == ErrorCode::NotFound);
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(2));
+}
+
+TEST_CASE("data root: identity changes with every new version of a file", "[fs][data_root]") {
     Tree tree;
     DataRoot root(tree.root);
-    auto canon_root = stdfs::canonical(tree.root);
-    CHECK(root.path() == canon_root);
-    CHECK(root.resolve_file("PA01/scans/all.nii.gz") == canon_root / "PA01/scans/all.nii.gz");
-    CHECK(root.resolve_file("PA01/voxels/ct/original/liver.nii.gz") ==
-          canon_root / "PA01/voxels/ct/original/liver.nii.gz");
-    CHECK(root.resolve_file("PA01/scans/alias.nii.gz") == canon_root / "PA01/scans/all.nii.gz");
-    CHECK(root.resolve_file("PA01/scans/nine%2Fx.nii") == canon_root / "PA01/scans/nine%2Fx.nii");
-    CHECK(root.resolve_dir("PA01") == canon_root / "PA01");
-    CHECK_THROWS_AS(root.resolve_dir("PA01/scans/all.nii.gz"), Error);
+    const auto file = tree.root / "PA01" / "scans" / "all.nii.gz";
+    const std::string before = root.open_file("PA01/scans/all.nii.gz").file.identity();
+    CHECK(root.open_file("PA01/scans/all.nii.gz").file.identity() == before);
+    struct stat st{};
+    REQUIRE(::stat(file.c_str(), &st) == 0);
+    std::ofstream(file, std::ios::in | std::ios::out | std::ios::binary) << "y";   // same size
+    const struct timespec times[2] = {st.st_atim, st.st_mtim};
+    REQUIRE(::utimensat(AT_FDCWD, file.c_str(), times, 0) == 0);                  // same mtime
+    const std::string after = root.open_file("PA01/scans/all.nii.gz").file.identity();
+    CHECK(after != before);   // ctime moved
+    CHECK(after.rfind("PA01/scans/all.nii.gz@", 0) == 0);
+    // The same inode under another name is another identity.
+    CHECK(root.open_file("PA01/scans/alias.nii.gz").file.identity() == after);   // a link: the same file
+    stdfs::create_hard_link(file, tree.root / "PA01" / "scans" / "hard.nii.gz");
+    CHECK(root.open_file("PA01/scans/hard.nii.gz").file.identity() != after);
+}
+
+TEST_CASE("data root: swapping a file for a link out never reaches outside", "[fs][data_root][race]") {
+    Tree tree;
+    const auto how = GENERATE(DataRoot::Resolution::Auto, DataRoot::Resolution::Walk);
+    DataRoot root(tree.root, how);
+    const auto scans = tree.root / "PA01" / "scans";
+    std::ofstream(tree.base / "outside" / "secret.nii") << "S";
+    std::ofstream(scans / "real.nii") << "R";
+    stdfs::create_symlink(tree.base / "outside" / "secret.nii", scans / "link.nii");
+    // The folder too: a patient folder exchanged with a link to an outside folder.
+    stdfs::create_directories(tree.root / "PA05" / "scans");
+    std::ofstream(tree.root / "PA05" / "scans" / "real.nii") << "R";
+    stdfs::create_directories(tree.base / "outside" / "scans");
+    std::ofstream(tree.base / "outside" / "scans" / "real.nii") << "S";
+    stdfs::create_symlink(tree.base / "outside", tree.root / "PA05link");
+    std::atomic<bool> stop{false};
+    std::thread swapper([&] {
+        const auto t_end = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+        while (!stop && std::chrono::steady_clock::now() < t_end) {
+            stdfs::rename(scans / "real.nii", scans / "tmp.nii");
+            stdfs::rename(scans / "link.nii", scans / "real.nii");
+            stdfs::rename(scans / "real.nii", scans / "link.nii");
+            stdfs::rename(scans / "tmp.nii", scans / "real.nii");
+            stdfs::rename(tree.root / "PA05", tree.root / "PA05tmp");
+            stdfs::rename(tree.root / "PA05link", tree.root / "PA05");
+            stdfs::rename(tree.root / "PA05", tree.root / "PA05link");
+            stdfs::rename(tree.root / "PA05tmp", tree.root / "PA05");
+        }
+        stop = true;
+    });
+    int opened = 0, refused = 0, outside = 0;
+    for (int i = 0; i < 200000 && !stop; ++i) {
+        for (const char* rel : {"PA01/scans/real.nii", "PA05/scans/real.nii"}) {
+            try {
+                const auto f = root.open_file(rel);
+                char c = 0;
+                if (::pread(f.file.fd->get(), &c, 1, 0) == 1 && c == 'S') ++outside;
+                ++opened;
+            } catch (const Error&) {
+                ++refused;
+            }
+        }
+    }
+    stop = true;
+    swapper.join();
+    INFO("opened " << opened << ", refused " << refused);
+    CHECK(outside == 0);
+    CHECK(opened > 0);
 }
 
 TEST_CASE("data root: a missing root is NotFound", "[fs][data_root]") {
