@@ -55,7 +55,7 @@ medimg-fcgi-pool status
 pool_pid=$(cat /run/medimg/pool.pid)
 [ -S /run/medimg/fcgi.sock ] && [ -s /var/log/medimg/fcgi-pool.log ]
 apache2ctl -t
-service apache2 restart
+service apache2 start
 
 step "requests"
 curl -fsS $url/health; echo
