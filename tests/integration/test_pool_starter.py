@@ -92,11 +92,14 @@ def test_start_serve_through_lighttpd_stop(pool_env, tmp_path):
     assert r.returncode == 0, r.stderr + Path(env["MEDIMG_POOL_LOG"]).read_text()
     pid = int(pid_file.read_text())
     assert process_name(pid) == "multiwatch"
-    workers = children_of(pid)
+    # Forked children are named multiwatch until they exec the worker.
+    def named_workers():
+        return [w for w in children_of(pid) if process_name(w) == "medimg-fcgi"]
+    workers = named_workers()
     deadline = time.monotonic() + 10
     while len(workers) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
-        workers = children_of(pid)
+        workers = named_workers()
     assert len(workers) == 2 and all(process_name(w) == "medimg-fcgi" for w in workers)
     assert stat.S_ISSOCK(sock.stat().st_mode) and stat.S_IMODE(sock.stat().st_mode) == 0o660
     if os.geteuid() == 0:
