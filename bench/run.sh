@@ -42,7 +42,7 @@ log() { printf '== %s\n' "$*" >&2; }
 
 if [[ $do_build == 1 ]]; then
   log "building Release into $build"
-  cmake -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMEDIMG_BUILD_TESTS=OFF >/dev/null
+  cmake -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF -DMEDIMG_BUILD_BENCH=ON >/dev/null
   cmake --build "$build" -j2 --target medimg_cli medimg-fcgi medimg_codec_floor >/dev/null
 fi
 medimg="$build/cli/medimg"

@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <csignal>
 #include <chrono>
@@ -28,6 +29,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -57,7 +59,8 @@ constexpr const char* kUsage =
     "(medimg demo; MEDIMG_DEMO_SIZE=NXxNYxNZ overrides its 512x512x400).\n"
     "\n"
     "options (defaults from the environment, .env, the ini file, then built-in):\n"
-    "  --host HOST             bind exactly this address (default localhost)\n"
+    "  --host HOST             bind exactly this address (default localhost,\n"
+    "                          which is 127.0.0.1 whatever the resolver says)\n"
     "  --port PORT             TCP port (default 8888; or IMAGE_SERVER=http://HOST:PORT)\n"
     "  --disable-dir-listing   no directory listings under /output/\n"
     "  --data-root DIR         per-patient tree (default ./output; or OUTPUT_FOLDER)\n"
@@ -126,9 +129,20 @@ void write_text(const fs::path& file, const std::string& text) {
     if (!out) throw Error(ErrorCode::Io, "cannot write " + file.string());
 }
 
-// The numeric address lighttpd binds: `host` resolved (localhost →
+// "localhost" and names under ".localhost" (any case, optional final dot):
+// RFC 6761 §6.3 reserves them for loopback, to be answered without asking the
+// resolver (a minimal root may have no /etc/hosts; DNS may say anything).
+bool is_localhost_name(std::string host) {
+    if (!host.empty() && host.back() == '.') host.pop_back();
+    for (char& c : host) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    constexpr std::string_view name = "localhost";
+    return host == name || (host.size() > name.size() + 1 && host.ends_with(".localhost"));
+}
+
+// The numeric address lighttpd binds: `host` resolved (localhost names →
 // 127.0.0.1), IPv4 preferred. Only that address, never every interface.
 std::string resolve_host(const std::string& host) {
+    if (is_localhost_name(host)) return "127.0.0.1";
     for (int family : {AF_INET, AF_INET6}) {
         addrinfo hints{};
         hints.ai_family = family;

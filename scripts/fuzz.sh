@@ -13,7 +13,7 @@ generator=()
 command -v ninja >/dev/null 2>&1 && generator=(-G Ninja)
 if [ ! -f "$build/CMakeCache.txt" ]; then
   CC=clang CXX=clang++ cmake -S "$here" -B "$build" "${generator[@]}" \
-    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMEDIMG_FUZZ=ON -DMEDIMG_BUILD_TESTS=OFF
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMEDIMG_FUZZ=ON -DBUILD_TESTING=OFF
 fi
 cmake --build "$build" -j "$(nproc)" --target "${targets[@]/%/_fuzzer}"
 rm -rf "$build/seeds"

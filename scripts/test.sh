@@ -10,14 +10,15 @@ if [ "${1:-}" = "--sanitize" ]; then
   shift
   # The unit and route tests need neither npm packages nor the CLI, worker,
   # bench or package: only the two test binaries are built.
-  "$here/scripts/install-deps.sh" --no-npm
+  "$here/scripts/install-deps.sh" --test --no-npm
   export MEDIMG_BUILD_DIR="${MEDIMG_BUILD_DIR:-$here/build-asan}"
   MEDIMG_BUILD_TARGETS="unit_tests fcgi_tests" "$here/scripts/build.sh" -DMEDIMG_SANITIZE=ON
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   set -- -L unit "$@"
 else
-  "$here/scripts/install-deps.sh"
-  "$here/scripts/build.sh"
+  "$here/scripts/install-deps.sh" --test
+  # The test tree is on even where scripts/demo.sh configured build/ without it.
+  "$here/scripts/build.sh" -DBUILD_TESTING=ON
 fi
 build="${MEDIMG_BUILD_DIR:-$here/build}"
 cd "$build"

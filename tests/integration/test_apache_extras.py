@@ -287,3 +287,31 @@ def test_without_xsendfile(data_root, scan):
         proc = subprocess.run(["apache2", "-t", "-f", str(broken)], capture_output=True,
                               text=True, timeout=30)
         assert proc.returncode != 0 and "mod_xsendfile is not loaded" in proc.stderr
+
+
+def test_fcgid_workers_take_the_data_root_from_apache(data_root, scan, tmp_path):
+    """Under mod_fcgid, Define MEDIMG_DATA_ROOT is the one place for the data
+    root: the workers Apache starts use it even where their ini names
+    another directory."""
+    if not Path("/usr/lib/apache2/modules/mod_fcgid.so").exists():
+        pytest.skip("libapache2-mod-fcgid missing")
+    rel, _ = scan
+    elsewhere = server_readable_dir("medimg-other-root-")
+
+    class OtherIni(ApacheServer):
+        def _write_ini(self):
+            super()._write_ini()
+            text = re.sub(r"^data_root = .*$", f"data_root = {elsewhere}",
+                          self.ini.read_text(), flags=re.M)
+            self.ini.write_text(text)
+
+    try:
+        with OtherIni(BUILD, SOURCE, data_root, variant="fcgid") as server:
+            assert f"data_root = {elsewhere}" in server.ini.read_text()
+            status, _, body = get(f"{server.base_url}/output/{rel}/labels")
+            assert status == 200, body
+            assert json.loads(body)["labels"]
+            status, _, body = get(f"{server.base_url}/filtered-scans/{rel}?label_ids=1")
+            assert status == 200 and body[:2] == b"\x1f\x8b"
+    finally:
+        shutil.rmtree(elsewhere, ignore_errors=True)

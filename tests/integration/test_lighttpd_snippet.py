@@ -61,39 +61,52 @@ server.modules += ( "mod_dirlisting", "mod_staticfile" )
     return main
 
 
+def start_lighttpd(conf, port, path="/health", log=None, env=None):
+    """`lighttpd -D -f conf` after `lighttpd -tt`, once `path` answers 200 on
+    127.0.0.1:port. The caller terminates the returned process."""
+    check = subprocess.run([LIGHTTPD, "-tt", "-f", str(conf)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    proc = subprocess.Popen([LIGHTTPD, "-D", "-f", str(conf)], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True, env=env)
+    deadline = time.monotonic() + 20
+    answer = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            answer = request(f"http://127.0.0.1:{port}", path, timeout=5)
+            if answer.status == 200:
+                return proc
+        except OSError:
+            pass
+        time.sleep(0.1)
+    proc.terminate()
+    proc.wait(15)
+    raise AssertionError(Path(log).read_text() if log and Path(log).exists() else
+                         f"lighttpd did not answer {path}")
+
+
+def stop_lighttpd(proc):
+    """SIGTERM to lighttpd; nothing it started may outlive it."""
+    everything = descendants_of(proc.pid) + [proc.pid]
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(15)
+    left = wait_gone(everything, timeout=5)
+    for p in left:
+        os.kill(p, signal.SIGKILL)
+    assert left == []
+
+
 @contextlib.contextmanager
 def running_snippet(tmp, data_root, env=None):
     """lighttpd with the installed snippet, spawning its workers; yields the
     base URL once /health answers, and checks that nothing outlives it."""
     port = free_port()
     conf = install_snippet(tmp, data_root, port)
-    check = subprocess.run([LIGHTTPD, "-tt", "-f", str(conf)], capture_output=True, text=True)
-    assert check.returncode == 0, check.stderr
-    proc = subprocess.Popen([LIGHTTPD, "-D", "-f", str(conf)], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True, env=env)
-    base = f"http://127.0.0.1:{port}"
+    proc = start_lighttpd(conf, port, log=tmp / "error.log", env=env)
     try:
-        deadline = time.monotonic() + 20
-        health = None
-        while time.monotonic() < deadline:
-            try:
-                health = request(base, "/health", timeout=5)
-                if health.status == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.1)
-        assert health is not None and health.status == 200, (tmp / "error.log").read_text()
-        yield base
+        yield f"http://127.0.0.1:{port}"
     finally:
-        everything = descendants_of(proc.pid) + [proc.pid]
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(15)
-        left = wait_gone(everything, timeout=5)
-        for p in left:
-            os.kill(p, signal.SIGKILL)
-        assert left == []
+        stop_lighttpd(proc)
 
 
 def test_snippet_in_debian_layout(tree, tmp_path):
@@ -147,3 +160,62 @@ def test_cache_files_private_under_umask_022(tree, tmp_path, group):
             assert st.st_gid == os.getegid(), p
     for p in (cache / ".locks").iterdir():
         assert stat.S_IMODE(p.lstat().st_mode) & 0o077 == 0, p
+
+
+def listening_addresses(port):
+    """Local addresses of the TCP sockets listening on `port` (hex, as in /proc/net)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            local, state = line.split()[1], line.split()[3]
+            addr, hexport = local.split(":")
+            if state == "0A" and int(hexport, 16) == port:
+                found.add(addr)
+    return found
+
+
+def test_debian_lighttpd_on_loopback(tmp_path):
+    """DEPLOYMENT.md's command that keeps Debian's lighttpd on loopback, run
+    on a copy of Debian's lighttpd.conf: 127.0.0.1 and ::1, nothing else."""
+    debian = Path("/etc/lighttpd/lighttpd.conf")
+    if not debian.exists() or "use-ipv6.pl" not in debian.read_text():
+        pytest.skip("Debian's /etc/lighttpd/lighttpd.conf needed")
+    doc = (SOURCE / "docs" / "DEPLOYMENT.md").read_text()
+    block = re.search(r"```sh\n(sed -i .*?/etc/lighttpd/lighttpd\.conf)\n", doc, re.S)
+    assert block and "use-ipv6" in block.group(1), "the loopback command left DEPLOYMENT.md"
+    conf = tmp_path / "lighttpd.conf"
+    shutil.copy(debian, conf)
+    cmd = block.group(1).replace("/etc/lighttpd/lighttpd.conf", str(conf))
+    subprocess.run(["sh", "-c", cmd], check=True, timeout=30)
+    text = conf.read_text()
+    assert 'server.bind                 = "127.0.0.1"' in text and "use-ipv6.pl" not in text
+    # Only what this test cannot use from the system: port, files, user.
+    port = free_port()
+    (tmp_path / "html").mkdir()
+    (tmp_path / "html" / "index.html").write_text("ok\n")
+    (tmp_path / "enabled").mkdir()
+    text = re.sub(r"^server\.port\s*=.*$", f"server.port = {port}", text, flags=re.M)
+    text = text.replace('"[::1]:80"', f'"[::1]:{port}"')
+    for key, value in (("document-root", tmp_path / "html"), ("errorlog", tmp_path / "error.log"),
+                       ("pid-file", tmp_path / "pid"), ("upload-dirs", None)):
+        text = re.sub(rf"^server\.{key}\s*=.*$",
+                      f'server.{key} = "{value}"' if value else "", text, flags=re.M)
+    text = re.sub(r"^server\.(username|groupname)\s*=.*$", "", text, flags=re.M)
+    text = text.replace('"/etc/lighttpd/conf-enabled/*.conf"', f'"{tmp_path}/enabled/*.conf"')
+    conf.write_text(text)
+    proc = start_lighttpd(conf, port, path="/", log=tmp_path / "error.log")
+    try:
+        import http.client
+        v6 = http.client.HTTPConnection("::1", port, timeout=5)
+        v6.request("GET", "/")
+        assert v6.getresponse().status == 200
+        v6.close()
+        # 127.0.0.1 and ::1 only: no 0.0.0.0, no [::].
+        assert listening_addresses(port) == {"0100007F", "00000000000000000000000001000000"}
+    finally:
+        proc.terminate()
+        proc.wait(15)

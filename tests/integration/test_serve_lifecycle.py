@@ -174,3 +174,61 @@ def test_empty_data_root_gets_a_demo(tmp_path):
     out = proc.stdout.read().decode(errors="replace")
     assert "demo" in out
     assert f"Serving {root}" in out and f"http://127.0.0.1:{port}/" in out
+
+
+class HostServer(LighttpdServer):
+    """`medimg serve --host HOST`, optionally started through `wrapper`."""
+
+    def __init__(self, *a, host, wrapper=(), **kw):
+        super().__init__(*a, **kw)
+        self.host, self.wrapper = host, list(wrapper)
+
+    def command(self):
+        cmd = super().command()
+        cmd[cmd.index("--host") + 1] = self.host
+        return self.wrapper + cmd
+
+
+def assert_loopback_only(s):
+    assert request(s.base_url, "/health").status == 200
+    with socket.socket() as c:
+        c.settimeout(2)
+        assert c.connect_ex(("127.0.0.2", s.port)) != 0
+
+
+@pytest.mark.parametrize("host", ["medimg-test.localhost", "LocalHost."])
+def test_localhost_names_bind_loopback(tree, host):
+    # RFC 6761: localhost names are loopback without asking the resolver
+    # (nothing resolves medimg-test.localhost on a machine without DNS).
+    s = HostServer(BUILD, SOURCE, tree["root"], host=host, workers=1, threads=1)
+    s.start()
+    try:
+        assert_loopback_only(s)
+    finally:
+        s.stop()
+
+
+def test_localhost_without_hosts_file(tree, tmp_path):
+    """A minimal root with no /etc/hosts: `--host localhost` (the default)
+    still binds 127.0.0.1 (it used to exit with "cannot resolve localhost")."""
+    private_ns = ["unshare", "--mount", "--propagation", "private"]
+    if os.geteuid() != 0 or not Path("/usr/bin/unshare").exists():
+        pytest.skip("needs root and unshare for a private mount namespace")
+    if subprocess.run(private_ns + ["true"], capture_output=True).returncode != 0:
+        # In a chroot "/" is no mount point and cannot be made private; bind
+        # mounts there could reach the host's namespace, so none are made.
+        pytest.skip("no private mount namespace here (a chroot?)")
+    hosts, nss = tmp_path / "hosts", tmp_path / "nsswitch.conf"
+    hosts.write_text("")
+    nss.write_text("hosts: files\n")
+    # This process sees neither file of the host: the resolver knows no name.
+    hide = (f'mount --bind "{hosts}" /etc/hosts && mount --bind "{nss}" /etc/nsswitch.conf'
+            ' && getent hosts localhost; [ $? = 2 ] || { echo resolver still answers; exit 3; }'
+            ' && exec "$@"')
+    s = HostServer(BUILD, SOURCE, tree["root"], host="localhost", workers=1, threads=1,
+                   wrapper=private_ns + ["sh", "-c", hide, "sh"])
+    s.start()
+    try:
+        assert_loopback_only(s)
+    finally:
+        s.stop()

@@ -57,6 +57,7 @@ def listing(deb):
 EXPECTED = [
     "/usr/bin/medimg",
     "/usr/bin/medimg-fcgi",
+    "/usr/sbin/medimg-fcgi-pool",
     "/etc/medimg/medimg.ini",
     "/etc/medimg/vista3d_label_dict.json",
     "/etc/medimg/vista3d_label_colors.json",
@@ -98,7 +99,7 @@ def test_package_contains(deb, path):
 
 def test_binaries_are_executable_and_run(deb):
     files = listing(deb)
-    for b in ("/usr/bin/medimg", "/usr/bin/medimg-fcgi"):
+    for b in ("/usr/bin/medimg", "/usr/bin/medimg-fcgi", "/usr/sbin/medimg-fcgi-pool"):
         assert files[b].startswith("-rwxr-xr-x"), files[b]
     proc = subprocess.run([str(deb["root"] / "usr/bin/medimg"), "--help"],
                           capture_output=True, text=True, timeout=30)
@@ -257,10 +258,12 @@ def test_debian_apache_layout(deb):
     sys.path.insert(0, str(SOURCE / "tests" / "integration"))
     from apache_server import apache_available, free_port, server_readable_dir
     if not (apache_available() and Path("/etc/apache2/apache2.conf").exists()
-            and shutil.which("a2enmod") and shutil.which("spawn-fcgi")):
-        pytest.skip("Debian's apache2 layout, a2enmod and spawn-fcgi needed")
+            and shutil.which("a2enmod") and shutil.which("spawn-fcgi")
+            and shutil.which("multiwatch")):
+        pytest.skip("Debian's apache2 layout, a2enmod, spawn-fcgi and multiwatch needed")
     base = server_readable_dir()
     procs = []
+    stop_pool = None
     try:
         # Extracted again where www-data may enter (pytest's tmp is 0700).
         root = base / "root"
@@ -283,7 +286,7 @@ def test_debian_apache_layout(deb):
         (etc / "ports.conf").write_text(f"Listen 127.0.0.1:{port}\n")
         site = etc / "sites-available" / "000-default.conf"
         site.write_text(site.read_text().replace("*:80", f"*:{port}"))
-        sock = base / "run" / "fcgi.sock"
+        sock = base / "run" / "medimg" / "fcgi.sock"   # made by the pool at start
         (etc / "conf-available" / "medimg-local.conf").write_text(
             f'Define MEDIMG_DATA_ROOT "{data}"\n'
             f'Define MEDIMG_WWW_ROOT "{root}/usr/share/medimg/www"\n'
@@ -303,16 +306,22 @@ def test_debian_apache_layout(deb):
                        .replace("/usr/share/medimg/www", f"{root}/usr/share/medimg/www")
                        + f"\n[paths]\nlabel_dict = {root}/etc/medimg/vista3d_label_dict.json\n"
                        f"label_colors = {root}/etc/medimg/vista3d_label_colors.json\n")
-        spawn = ["spawn-fcgi", "-n", "-s", str(sock), "-M", "0660"]
+        # The pool as DEPLOYMENT.md starts it without systemd: the packaged
+        # medimg-fcgi-pool (spawn-fcgi + multiwatch, pid file, log).
+        pool_env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIMG_")}
+        pool_env.update({"MEDIMG_SOCKET": str(sock), "MEDIMG_CONFIG": str(ini),
+                         "MEDIMG_FCGI_BIN": str(root / "usr/bin/medimg-fcgi"),
+                         "MEDIMG_POOL_LOG": str(base / "log" / "fcgi-pool.log"),
+                         "MEDIMG_POOL_DIR": str(base)})
         if os.geteuid() == 0:
-            spawn += ["-U", "www-data", "-G", "www-data"]
-        # As the packaged units run it: cached results readable by the web
-        # server's group only (docs/DEPLOYMENT.md, "Results cache").
-        worker_env = {**os.environ, "MEDIMG_CACHE_GROUP": "www-data"}
-        procs.append(subprocess.Popen(spawn + ["--", str(root / "usr/bin/medimg-fcgi"),
-                                               "--config", str(ini)], env=worker_env,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                      start_new_session=True))
+            pool_env["MEDIMG_POOL_USER"] = "www-data"
+            shutil.chown(base / "cache", "www-data")
+        pool = str(root / "usr/sbin/medimg-fcgi-pool")
+        started = subprocess.run([pool, "start"], env=pool_env, capture_output=True,
+                                 text=True, timeout=60)
+        stop_pool = lambda: subprocess.run([pool, "stop"], env=pool_env, capture_output=True,
+                                           timeout=60)
+        assert started.returncode == 0, started.stderr
         check = subprocess.run(["sh", "-c", f'. "{etc}/envvars" && apache2 -d "{etc}" -t'],
                                capture_output=True, text=True, env=env, timeout=30)
         assert check.returncode == 0, check.stderr
@@ -371,4 +380,6 @@ def test_debian_apache_layout(deb):
                 except subprocess.TimeoutExpired:
                     os.killpg(p.pid, signal.SIGKILL)
                     p.wait(5)
+        if stop_pool:
+            assert stop_pool().returncode == 0
         shutil.rmtree(base, ignore_errors=True)
