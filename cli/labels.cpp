@@ -6,6 +6,7 @@
 
 #include "cli_util.hpp"
 #include "commands.hpp"
+#include "error.hpp"
 #include "labels/metadata.hpp"
 #include "nifti/reader.hpp"
 
@@ -15,42 +16,45 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr const char* kUsage =
-    "usage: medimg labels IN [--json] [options]\n"
+    "usage: medimg labels IN... [--json] [options]\n"
     "\n"
     "Lists the label ids present in a segmentation (0 excluded), with their\n"
     "names, voxel counts and volumes. Names and colours come from a sidecar\n"
     "next to IN ({file}.labels.json or an ITK-SNAP {stem}.txt), else from the\n"
-    "VISTA3D tables.\n"
+    "VISTA3D tables. Several files: one table each, or one JSON line each\n"
+    "with \"path\" as given; a file that fails is reported and the others go on.\n"
     "\n"
     "options:\n"
-    "  --json              print the JSON the /labels route answers\n"
-    "  --max-voxels N      refuse larger images (default 536870912)\n"
-    "  --label-dict FILE   label names (default conf/vista3d_label_dict.json,\n"
-    "                      or $MEDIMG_LABEL_DICT)\n"
-    "  --label-colors FILE label colours (default conf/vista3d_label_colors.json,\n"
-    "                      or $MEDIMG_LABEL_COLORS)\n"
+    "  --json              print the JSON the /labels route answers (plus \"path\")\n"
+    "  --max-voxels N      refuse larger images ([limits] max_voxels)\n"
+    "  --max-label-ids N   [limits] max_label_ids (accepted for symmetry)\n"
+    "  --label-dict FILE   label names ([paths] label_dict; default the VISTA3D table)\n"
+    "  --label-colors FILE label colours ([paths] label_colors)\n"
+    "  --config FILE       medimg.ini (default $MEDIMG_CONFIG, else none); then\n"
+    "                      MEDIMG_* variables and ./.env, as the worker reads them\n"
+    "  -h, --help          this text\n"
     "\n"
-    "exit status: 0 success, 2 usage error, 3 invalid or corrupt input, 1 other.\n";
+    "exit status: 0 success, 2 usage error, 3 invalid or corrupt input, 1 other;\n"
+    "with several files, the status of the first that failed.\n";
 
-const std::vector<OptionSpec> kOptions = {
-    {"--json", false}, {"--max-voxels", true}, {"--label-dict", true}, {"--label-colors", true},
-};
+const std::vector<OptionSpec> kOptions = with_config_options({{"--json", false}});
 
-int run(const Args& args) {
-    const ParsedArgs parsed = parse_args(args, kOptions);
-    if (print_help(parsed, kUsage)) return 0;
-    const fs::path in = single_positional(parsed, "input file");
-    const nifti::ReadLimits limits = read_limits(parsed);
-    const labels::Dictionary dict = load_dictionary(parsed).with_sidecar_for(in);
-    nifti::Reader reader = nifti::Reader::open(in, limits);
+// One file: its table, or its JSON line.
+void label_one(const std::string& path, const ParsedArgs& parsed, const Config& config,
+               const labels::Dictionary& base) {
+    const fs::path in = path;
+    const labels::Dictionary dict = base.with_sidecar_for(in);
+    nifti::Reader reader = nifti::Reader::open(in, read_limits(config));
     const labels::Metadata meta = labels::compute_metadata(reader);
     const std::string filename = in.filename().string();
 
     if (parsed.has("--json")) {
-        const std::string text = labels::labels_json(meta, dict, filename).dump();
+        auto json = labels::labels_json(meta, dict, filename);
+        json["path"] = path;
+        const std::string text = json.dump();
         std::fwrite(text.data(), 1, text.size(), stdout);
         std::fputc('\n', stdout);
-        return 0;
+        return;
     }
 
     std::printf("%s: %lld x %lld x %lld %s, voxel %.4g x %.4g x %.4g (%.6g mL)\n", filename.c_str(),
@@ -59,7 +63,7 @@ int run(const Args& args) {
                 meta.pixdim[1], meta.pixdim[2], meta.voxel_volume_ml);
     if (meta.labels.empty()) {
         std::printf("no labels (every voxel is 0)\n");
-        return 0;
+        return;
     }
     std::size_t id_width = 8, name_width = 4;
     for (const auto& l : meta.labels) {
@@ -80,7 +84,18 @@ int run(const Args& args) {
     std::printf("%zu label(s), %llu labelled voxels, %.3f mL\n", meta.labels.size(),
                 static_cast<unsigned long long>(total),
                 static_cast<double>(total) * meta.voxel_volume_ml);
-    return 0;
+}
+
+int run(const Args& args) {
+    const ParsedArgs parsed = parse_args(args, kOptions);
+    if (print_help(parsed, kUsage)) return 0;
+    if (parsed.positional.empty()) throw Error(ErrorCode::BadParameter, "expected an input file");
+    const Config config = load_cli_config(parsed);
+    const labels::Dictionary dict = load_dictionary(config);
+    return for_each_input(parsed.positional, "labels", [&](const std::string& in) {
+        if (&in != &parsed.positional.front() && !parsed.has("--json")) std::printf("\n");
+        label_one(in, parsed, config, dict);
+    });
 }
 
 }  // namespace

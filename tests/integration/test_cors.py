@@ -17,6 +17,7 @@ import time
 
 import pytest
 
+from server_process import fcgi_request
 from conftest import (ALLOWED_ORIGIN, BUILD, PATIENT, SCAN, SOURCE, WORKER, free_port, request,
                       selected_kinds, start_server, terminate)
 
@@ -203,42 +204,6 @@ def test_source_and_packaged_ini_default_to_no_cors():
 
 
 # --- the worker itself --------------------------------------------------------
-
-def fcgi_request(address, params):
-    """One FastCGI RESPONDER request; returns (status, headers, body)."""
-    def record(kind, content):
-        return struct.pack(">BBHHBx", 1, kind, 1, len(content), 0) + content
-
-    def pair(name, value):
-        out = b""
-        for n in (len(name), len(value)):
-            out += bytes([n]) if n < 128 else struct.pack(">I", n | 0x80000000)
-        return out + name + value
-
-    body = b"".join(pair(k.encode(), v.encode()) for k, v in params.items())
-    with socket.create_connection(address, timeout=30) as sock:
-        sock.sendall(record(1, struct.pack(">HB5x", 1, 0)) + record(4, body) + record(4, b"")
-                     + record(5, b""))
-        data = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    out, pos = b"", 0
-    while pos + 8 <= len(data):
-        _, kind, _, length, padding = struct.unpack(">BBHHBx", data[pos:pos + 8])
-        if kind == 6:
-            out += data[pos + 8:pos + 8 + length]
-        pos += 8 + length + padding
-        if kind == 3:
-            break
-    head, _, payload = out.partition(b"\r\n\r\n")
-    headers = [line.split(":", 1) for line in head.decode().split("\r\n") if ":" in line]
-    headers = [(k.strip().lower(), v.strip()) for k, v in headers]
-    status = next((int(v.split()[0]) for k, v in headers if k == "status"), 200)
-    return status, headers, payload
-
 
 @pytest.mark.parametrize("configured", ["http://viewer.example", "*"])
 def test_worker_sends_no_cors_whatever_its_configuration(tree, configured):
