@@ -425,7 +425,12 @@ int serve(const Args& args) {
     const bool default_cache =
         cache_origin == config.origin.end() || cache_origin->second == "default";
     fs::path cache_dir = default_cache ? runtime.path / "cache" : fs::absolute(config.cache_dir);
-    fs::create_directories(cache_dir, ec);
+    // Private whatever the umask (docs/SECURITY.md): the worker refuses a
+    // cache directory others may write and sets 0700 on the rest.
+    if (!fs::is_directory(cache_dir, ec)) {
+        fs::create_directories(cache_dir.parent_path(), ec);
+        ::mkdir(cache_dir.c_str(), 0700);
+    }
     if (!fs::is_directory(cache_dir, ec))
         throw Error(ErrorCode::Io, "cannot create cache directory " + cache_dir.string());
     cache_dir = fs::canonical(cache_dir);

@@ -40,7 +40,8 @@ std::unique_ptr<Context> Context::create(const Config& config,
         cache::SourceIdentity::of_optional(config.label_colors).text();
     ctx->json_cache = std::make_unique<cache::MemoryLru>(4096);
     if (config.cache_enabled)
-        ctx->cache = std::make_unique<cache::ResultCache>(config.cache_dir, config.cache_max_bytes);
+        ctx->cache = std::make_unique<cache::ResultCache>(config.cache_dir, config.cache_max_bytes,
+                                                          cache::CacheAccess{config.cache_group});
     // Streamed results go to the system's temporary directory, also when the
     // cache is on (it is the way around a cache that cannot store).
     std::error_code ec;

@@ -1,13 +1,27 @@
 // medimg-fcgi: the FastCGI worker. One acceptor thread takes connections
 // (FCGX_Accept_r) into a bounded queue; request threads answer them; a
-// signal thread turns SIGTERM/SIGINT/SIGHUP into an orderly stop
-// (DESIGN.md §9: libfcgi's own SIGTERM flag is never seen by threads blocked
-// in accept, so signals are blocked everywhere and taken with sigwait()).
+// signal thread turns SIGTERM/SIGINT/SIGHUP into an orderly stop. libfcgi's
+// own SIGTERM flag is never seen by threads blocked in accept, so signals are
+// blocked everywhere and taken with sigwait().
+//
+// The listening socket may be shared: spawn-fcgi -F, multiwatch and systemd
+// socket activation hand the same socket to every worker process, side by
+// side or one after the other (lighttpd's bin-path gives each process a
+// socket of its own). A stop must
+// never shutdown() or close() it, or every other process on it fails
+// accept() with EINVAL (docs/DEPLOYMENT.md, "Stopping one worker"). The
+// acceptor therefore waits in poll() on the socket and an eventfd; a stop
+// writes the eventfd, and should the acceptor have lost a connection to a
+// sibling and be blocked inside accept(), a SIGUSR2 aimed at that thread
+// ends the accept with EINTR (FCGI_FAIL_ACCEPT_ON_INTR).
 #include <arpa/inet.h>
 #include <fcgiapp.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -58,6 +72,19 @@ constexpr const char* kUsage =
     std::fprintf(stderr, "medimg-fcgi: %s\n%s", message.c_str(), kUsage);
     std::exit(2);
 }
+
+// A worker that cannot start says why on stderr, which every supported
+// deployment sends to a log (README.md, "Troubleshooting"): lighttpd's
+// server.breakagelog, Apache's ErrorLog, the journal. The exit code is the
+// error table's (lib/error.hpp): 2 for a bad setting, 1 for anything else.
+int startup_failure(const std::string& reason, int exit_code) {
+    std::fprintf(stderr, "medimg-fcgi[%ld]: cannot start: %s\n", static_cast<long>(::getpid()),
+                 reason.c_str());
+    std::fflush(stderr);
+    return exit_code;
+}
+
+void wake_handler(int) {}   // only interrupts accept() (SIGUSR2)
 
 bool fd0_is_listening_socket() {
     int accepting = 0;
@@ -116,14 +143,43 @@ int open_listen_socket(std::string addr) {
     return fd;
 }
 
+// Answers one accepted request on the calling thread; a client that stopped
+// reading for `send_timeout` is logged and dropped (docs/SECURITY.md).
+void answer(const fcgi::Router& router, const fcgi::Context& context, FCGX_Request& request) {
+    bool stalled = false;
+    {
+        fcgi::FcgiTransport transport(request, context.config.send_timeout);
+        router.handle(transport);
+        stalled = transport.stalled();
+    }
+    if (stalled) {
+        const char* uri = FCGX_GetParam("REQUEST_URI", request.envp);
+        char seconds[32];
+        std::snprintf(seconds, sizeof seconds, "%g",
+                      static_cast<double>(context.config.send_timeout.count()) / 1000);
+        context.log(std::string(uri ? uri : "?") + ": the client took no data for " + seconds +
+                    " s ([limits] send_timeout); answer aborted");
+    }
+    FCGX_Finish_r(&request);
+}
+
+// /health answers on the acceptor itself, never behind queued work: a
+// liveness probe must not wait for requests that stall on slow clients.
+bool is_health(FCGX_Request& request) {
+    const char* uri = FCGX_GetParam("REQUEST_URI", request.envp);
+    const char* method = FCGX_GetParam("REQUEST_METHOD", request.envp);
+    return uri && method && std::strcmp(uri, "/health") == 0 &&
+           (std::strcmp(method, "GET") == 0 || std::strcmp(method, "HEAD") == 0);
+}
+
 // Accepted requests waiting for a thread, bounded: past the bound the
 // acceptor answers 503 itself (DESIGN.md §4). The kernel's backlog of
 // connections not yet accepted is invisible to us; what we bound is what
 // this process has taken on.
 class Pool {
 public:
-    Pool(const fcgi::Router& router, int threads, int max_queue)
-        : router_(router), max_queue_(static_cast<std::size_t>(max_queue)) {
+    Pool(const fcgi::Router& router, const fcgi::Context& context, int threads, int max_queue)
+        : router_(router), context_(context), max_queue_(static_cast<std::size_t>(max_queue)) {
         for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { run(); });
     }
 
@@ -163,11 +219,7 @@ private:
             auto request = std::move(queue_.front());
             queue_.pop_front();
             lock.unlock();
-            {
-                fcgi::FcgiTransport transport(*request);
-                router_.handle(transport);
-            }
-            FCGX_Finish_r(request.get());
+            answer(router_, context_, *request);
             request.reset();
             lock.lock();
         }
@@ -176,6 +228,7 @@ private:
     }
 
     const fcgi::Router& router_;
+    const fcgi::Context& context_;
     std::size_t max_queue_;
     std::mutex mutex_;
     std::condition_variable cv_, done_cv_;
@@ -221,7 +274,9 @@ int main(int argc, char** argv) {
     sigaddset(&stop_signals, SIGINT);
     sigaddset(&stop_signals, SIGHUP);
     sigaddset(&stop_signals, SIGUSR1);   // libfcgi's graceful-stop signal
-    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+    sigset_t blocked = stop_signals;
+    sigaddset(&blocked, SIGUSR2);        // wakes the acceptor only (below)
+    pthread_sigmask(SIG_BLOCK, &blocked, nullptr);
 
     std::unique_ptr<fcgi::Context> context;
     try {
@@ -238,11 +293,9 @@ int main(int argc, char** argv) {
         auto config = medimg::load_config(sources);
         context = fcgi::Context::create(config);
     } catch (const Error& e) {
-        std::fprintf(stderr, "medimg-fcgi: %s\n", e.what());
-        return 2;
+        return startup_failure(e.what(), e.exit_code());
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "medimg-fcgi: %s\n", e.what());
-        return 1;
+        return startup_failure(e.what(), 1);
     }
 
     int listen_fd = 0;
@@ -250,60 +303,94 @@ int main(int argc, char** argv) {
         try {
             listen_fd = open_listen_socket(*listen_addr);
         } catch (const Error& e) {
-            std::fprintf(stderr, "medimg-fcgi: %s\n", e.what());
-            return 2;
+            return startup_failure(e.what(), e.exit_code());
         }
     } else if (!fd0_is_listening_socket()) {
         usage_error("no listening socket on fd 0 (start me from lighttpd, spawn-fcgi or systemd, or pass --listen)");
     }
 
-    if (FCGX_Init() != 0) {
-        std::fprintf(stderr, "medimg-fcgi: FCGX_Init failed\n");
-        return 1;
-    }
+    if (FCGX_Init() != 0) return startup_failure("FCGX_Init failed", 1);
     ::signal(SIGPIPE, SIG_IGN);   // a vanished client shows as a failed write
 
     fcgi::Router router(*context);
     fcgi::register_all(router, *context);
 
-    std::atomic<bool> stopping{false};
+    // The stop: an eventfd the acceptor polls with the listening socket.
+    const int wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (wake_fd < 0) return startup_failure(std::string("eventfd: ") + std::strerror(errno), 1);
+    struct sigaction wake{};
+    wake.sa_handler = wake_handler;
+    sigemptyset(&wake.sa_mask);
+    wake.sa_flags = 0;   // no SA_RESTART: accept() returns EINTR
+    ::sigaction(SIGUSR2, &wake, nullptr);
+    const pthread_t acceptor = ::pthread_self();
+
+    std::atomic<bool> stopping{false}, accepting_done{false};
     std::thread signal_thread([&] {
         int sig = 0;
         sigwait(&stop_signals, &sig);
         stopping = true;
-        FCGX_ShutdownPending();
-        ::shutdown(listen_fd, SHUT_RDWR);   // wakes the acceptor blocked in accept()
-        // A second signal while draining ends the process at once.
+        const std::uint64_t one = 1;
+        [[maybe_unused]] auto n = ::write(wake_fd, &one, sizeof one);
+        // The acceptor normally leaves poll() at once. Should it sit in
+        // accept() (a sibling took the connection poll() announced), a
+        // SIGUSR2 every 100 ms ends that accept; a second stop signal while
+        // waiting or draining ends the process at once.
+        const timespec tick{0, 100'000'000L};
+        while (!accepting_done) {
+            if (sigtimedwait(&stop_signals, nullptr, &tick) > 0) std::_Exit(0);
+            if (!accepting_done) ::pthread_kill(acceptor, SIGUSR2);
+        }
         sigwait(&stop_signals, &sig);
         std::_Exit(0);
     });
     signal_thread.detach();
 
-    Pool pool(router, context->config.threads, context->config.max_queue);
+    Pool pool(router, *context, context->config.threads, context->config.max_queue);
     context->log("listening (" + std::to_string(context->config.threads) + " threads, data root " +
                  context->data_root->path().string() + ")");
+    // Only this thread takes SIGUSR2 (every thread started above blocks it).
+    sigset_t wake_signal;
+    sigemptyset(&wake_signal);
+    sigaddset(&wake_signal, SIGUSR2);
+    pthread_sigmask(SIG_UNBLOCK, &wake_signal, nullptr);
+    int exit_code = 0;
     while (!stopping) {
-        auto request = std::make_unique<FCGX_Request>();
-        FCGX_InitRequest(request.get(), listen_fd, 0);
-        if (FCGX_Accept_r(request.get()) < 0) {
-            if (stopping) break;
-            if (errno == EINTR || errno == ECONNABORTED) continue;
-            context->log(std::string("accept failed: ") + std::strerror(errno));
+        pollfd fds[2] = {{listen_fd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
+        if (::poll(fds, 2, -1) < 0) {
+            if (errno == EINTR) continue;
+            context->log(std::string("poll failed: ") + std::strerror(errno));
+            exit_code = 1;
             break;
         }
-        if (!pool.offer(request)) {
+        if (stopping || fds[1].revents) break;
+        if (!fds[0].revents) continue;
+        auto request = std::make_unique<FCGX_Request>();
+        FCGX_InitRequest(request.get(), listen_fd, FCGI_FAIL_ACCEPT_ON_INTR);
+        if (const int rc = FCGX_Accept_r(request.get()); rc < 0) {
+            if (stopping) break;
+            if (rc == -EINTR || rc == -ECONNABORTED || rc == -EAGAIN) continue;
+            context->log(std::string("accept failed: ") + std::strerror(-rc));
+            exit_code = 1;
+            break;
+        }
+        if (is_health(*request)) {
+            answer(router, *context, *request);
+        } else if (!pool.offer(request)) {
             try {
-                fcgi::FcgiTransport transport(*request);
+                fcgi::FcgiTransport transport(*request, context->config.send_timeout);
                 fcgi::write_response(transport, fcgi::busy_response(1), false);
             } catch (...) {
             }
             FCGX_Finish_r(request.get());
         }
     }
+    accepting_done = true;
+    pthread_sigmask(SIG_BLOCK, &wake_signal, nullptr);
     if (!pool.stop(std::chrono::seconds(5))) {
         context->log("requests still running 5 s after the stop signal; exiting anyway");
         std::fflush(stderr);
-        std::_Exit(0);
+        std::_Exit(exit_code);
     }
-    return 0;
+    return exit_code;
 }

@@ -2,6 +2,7 @@
 // out. FcgiTransport speaks libfcgi; MemoryTransport serves tests.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <map>
 #include <optional>
@@ -29,16 +30,26 @@ public:
     void write(std::string_view s) { write(s.data(), s.size()); }
 };
 
-// Over one accepted libfcgi request (not owned).
+// Over one accepted libfcgi request (not owned). With a send timeout > 0
+// (`[limits] send_timeout`, docs/SECURITY.md), a write that finds no room on
+// the connection for that long throws ClientGone and stalled() turns true:
+// a client that stops reading costs a thread at most about that long. The
+// timeout also holds for libfcgi's own writes (SO_SNDTIMEO), so the final
+// flush in FCGX_Finish_r cannot block longer either.
 class FcgiTransport final : public Transport {
 public:
-    explicit FcgiTransport(FCGX_Request& request) : request_(request) {}
+    explicit FcgiTransport(FCGX_Request& request,
+                           std::chrono::milliseconds send_timeout = std::chrono::milliseconds(0));
     std::optional<std::string_view> param(std::string_view name) const override;
     void write(const char* data, std::size_t n) override;
     using Transport::write;
+    // True once a write was given up for want of room (send timeout).
+    bool stalled() const noexcept { return stalled_; }
 
 private:
     FCGX_Request& request_;
+    std::chrono::milliseconds send_timeout_;
+    bool stalled_ = false;
 };
 
 // Parameters given up front; output collected in `output`.

@@ -1,6 +1,7 @@
 // Configuration loading: defaults < ini < .env < environment < flags.
 #include "config.hpp"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -75,6 +76,9 @@ const std::vector<ConfigKey>& config_schema() {
     {.section = "cache", .name = "max_bytes", .env = "MEDIMG_CACHE_MAX_BYTES",
      .type = KeyType::Size, .field = &Config::cache_max_bytes, .default_value = "2G",
      .min = 0, .max = INT64_MAX, .help = "upper bound of the cache directory"},
+    {.section = "cache", .name = "group", .env = "MEDIMG_CACHE_GROUP", .type = KeyType::Text,
+     .field = &Config::cache_group, .default_value = "", .forbidden = " \t:/",
+     .help = "the group besides the owner that may read cached results; empty: nobody"},
     {.section = "cache", .name = "sendfile_header", .env = "MEDIMG_SENDFILE_HEADER",
      .type = KeyType::Choice, .field = &Config::sendfile_header, .default_value = "none",
      .choices = "none|X-Sendfile|X-Accel-Redirect",
@@ -91,6 +95,10 @@ const std::vector<ConfigKey>& config_schema() {
     {.section = "limits", .name = "request_timeout", .env = "MEDIMG_REQUEST_TIMEOUT",
      .type = KeyType::Seconds, .field = &Config::request_timeout, .default_value = "120",
      .min = 0, .max = 86400, .help = "seconds one request may read image data; 0: no limit"},
+    {.section = "limits", .name = "send_timeout", .env = "MEDIMG_SEND_TIMEOUT",
+     .type = KeyType::Seconds, .field = &Config::send_timeout, .default_value = "30",
+     .min = 0, .max = 86400,
+     .help = "seconds a streamed answer may wait for the client; 0: no limit"},
     };
     return schema;
 }
@@ -130,6 +138,7 @@ std::int64_t parse_integer(std::string_view section, std::string_view key,
     return v;
 }
 
+// Seconds, decimals allowed ("0.5"), 0 to 86400.
 bool parse_bool(std::string_view section, std::string_view key, std::string_view text) {
     std::string t = lower(trim(text));
     if (t == "1" || t == "true" || t == "yes" || t == "on" || t == "enable") return true;
@@ -340,7 +349,7 @@ void set_config_value(Config& c, std::string_view section, std::string_view key,
                     (!row->forbidden.empty() && t.find_first_of(row->forbidden) != std::string::npos))
                     bad(section, key, value,
                         row->name == "host" ? "not a host name or address"
-                                            : "not a name (no space, ':' or '/')");
+                                            : "not a group name or number");
                 field = t;
             } else if constexpr (std::is_same_v<T, bool>) {
                 field = parse_bool(section, key, value);
@@ -483,13 +492,30 @@ Config load_config(const ConfigSources& src) {
     if (c.label_colors.empty() && !src.conf_dir.empty())
         c.label_colors = src.conf_dir / "vista3d_label_colors.json";
     if (c.www_root.empty() && !src.share_dir.empty()) c.www_root = src.share_dir / "www";
-    if (c.cache_dir.empty()) {
-        std::error_code ec;
-        stdfs::path tmp = stdfs::temp_directory_path(ec);
-        if (ec) tmp = "/tmp";
-        c.cache_dir = tmp / ("medimg-cache-" + std::to_string(::getuid()));
-    }
+    if (c.cache_dir.empty()) c.cache_dir = default_cache_dir(src.environment);
     return c;
+}
+
+stdfs::path default_cache_dir(const std::map<std::string, std::string>& environment) {
+    auto absolute = [&](const char* name) -> stdfs::path {
+        auto it = environment.find(name);
+        if (it == environment.end()) return {};
+        stdfs::path p = it->second.substr(0, it->second.find(':'));
+        return p.is_absolute() ? p : stdfs::path();
+    };
+    if (auto p = absolute("CACHE_DIRECTORY"); !p.empty()) return p;
+    if (auto p = absolute("XDG_CACHE_HOME"); !p.empty()) return p / "medimg";
+    // A service user's home (www-data: /var/www) belongs to root and is no
+    // place for a cache.
+    if (auto home = absolute("HOME"); !home.empty() && home != "/") {
+        struct stat st{};
+        if (::stat(home.c_str(), &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == ::geteuid())
+            return home / ".cache" / "medimg";
+    }
+    std::error_code ec;
+    stdfs::path tmp = stdfs::temp_directory_path(ec);
+    if (ec) tmp = "/tmp";
+    return tmp / ("medimg-cache-" + std::to_string(::geteuid()));
 }
 
 std::map<std::string, std::string> environment_map() {

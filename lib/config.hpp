@@ -25,7 +25,7 @@ struct Config {
 
     // [paths]
     std::filesystem::path data_root;
-    std::filesystem::path cache_dir;        // empty: {temp}/medimg-cache-{uid}
+    std::filesystem::path cache_dir;        // empty: see default_cache_dir()
     std::filesystem::path label_dict;       // empty: {conf_dir}/vista3d_label_dict.json
     std::filesystem::path label_colors;     // empty: {conf_dir}/vista3d_label_colors.json
     std::filesystem::path www_root;         // empty: {share_dir}/www
@@ -45,6 +45,9 @@ struct Config {
     // [cache]
     bool cache_enabled = false;
     std::uint64_t cache_max_bytes = 0;
+    // The one group besides the owner that may read cache entries (the web
+    // server's, for X-Sendfile); empty: nobody.
+    std::string cache_group;
     SendfileHeader sendfile_header = SendfileHeader::None;
     // [limits]
     std::uint64_t max_voxels = 0;
@@ -52,6 +55,9 @@ struct Config {
     int max_queue = 0;      // accepted requests waiting for a thread before 503
     // How long one request may read image data; 0: no limit.
     std::chrono::milliseconds request_timeout{0};
+    // How long a streamed answer may wait for the client to take more bytes
+    // before the request is aborted; 0: no limit.
+    std::chrono::milliseconds send_timeout{0};
 
     // Where the values came from, for diagnostics: "section.key" → source
     // ("default", "ini FILE", ".env NAME", "environment NAME", "flag").
@@ -131,6 +137,14 @@ struct ConfigSources {
 // directory. Throws Error(BadParameter) naming the key and the value (an
 // unknown section or key in the ini too), Error(NotFound) for a missing ini.
 Config load_config(const ConfigSources& sources);
+
+// The cache directory used when none is configured, private to this user:
+// $CACHE_DIRECTORY (systemd CacheDirectory=, its first entry), else
+// $XDG_CACHE_HOME/medimg, else $HOME/.cache/medimg when that home belongs
+// to this user, else {temp}/medimg-cache-{uid} (which the cache creates 0700
+// and refuses when another user took it first). `environment` as in
+// ConfigSources.
+std::filesystem::path default_cache_dir(const std::map<std::string, std::string>& environment);
 
 // Sets one "section.key" from text, exactly as load_config() does.
 // Throws Error(BadParameter) naming the key and value.

@@ -1,9 +1,12 @@
 // The results cache: computed answers (filtered NIfTI, label JSON) stored as
 // files under a cache directory, keyed by a hash of the source's identity and
 // the normalised request, written atomically, computed once when requested
-// concurrently, and kept under a size bound by least-recently-used eviction.
+// concurrently, and kept under a size bound by least-recently-used eviction
+// with running totals shared by the processes using one directory.
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -14,6 +17,9 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
+
+#include <sys/types.h>
 
 #include "error.hpp"
 #include "nifti/stream.hpp"
@@ -71,12 +77,29 @@ private:
 // file) for results that are streamed and never kept. Throws StoreError.
 OwnedFdSink make_anonymous_file(const std::filesystem::path& dir);
 
+// Who may read the cache besides its owner (docs/SECURITY.md, "Results
+// cache"): nobody, or one group (the web server's, for X-Sendfile).
+struct CacheAccess {
+    // Empty: files 0600, folders 0700. A group name or number: files 0640
+    // and folders 02750 of that group, which this process must belong to
+    // (its group or a supplementary one) unless it runs as root.
+    std::string group;
+};
+
 class ResultCache {
 public:
-    // Creates `dir` (mode 0755) when missing; throws Error(Io) when it cannot
-    // be created or is not a writable directory owned by this user. Removes
-    // stale temporaries (remove_stale_temporaries()).
-    ResultCache(std::filesystem::path dir, std::uint64_t max_bytes);
+    // Opens the cache in `dir`, creating it (and missing parents, 0700) when
+    // absent. Throws Error(Io) when `dir` is a symlink, not a directory,
+    // owned by another user, writable by group or others, not writable, or
+    // when the group of `access` is unknown or not ours. The cache's folders
+    // and files get the modes of `access` (existing ones are corrected), the
+    // running size totals are reconciled with one walk, stale temporaries
+    // are removed (remove_stale_temporaries()), and entries past
+    // `max_bytes` are evicted.
+    ResultCache(std::filesystem::path dir, std::uint64_t max_bytes, CacheAccess access = {});
+    ~ResultCache();
+    ResultCache(const ResultCache&) = delete;
+    ResultCache& operator=(const ResultCache&) = delete;
 
     const std::filesystem::path& dir() const noexcept { return dir_; }
     std::uint64_t max_bytes() const noexcept { return max_bytes_; }
@@ -84,8 +107,11 @@ public:
     // dir/ab/abcdef…{suffix} for a 32-hex key.
     std::filesystem::path path_for(std::string_view key, std::string_view suffix) const;
 
-    // The entry's path when it exists (its access time is refreshed for LRU).
+    // The entry's path when it exists. A hit is recorded for eviction: the
+    // entry's modification time is set to now when it is older than
+    // kRecencyGranularityMs.
     std::optional<std::filesystem::path> lookup(std::string_view key, std::string_view suffix) const;
+    static constexpr int kRecencyGranularityMs = 1000;
 
     // The entry, computing it with `produce` when missing. Concurrent callers
     // for one key (threads or processes) compute it once: a lock file
@@ -94,18 +120,17 @@ public:
     // the sink; if it throws, nothing is left behind and the error
     // propagates. When the entry cannot be stored (directory, lock file,
     // temporary, write, close or rename fails) it throws StoreError, again
-    // leaving nothing behind. Evicts older entries when the cache grows past
-    // max_bytes.
+    // leaving nothing behind. Before the entry is published, least recently
+    // used entries are evicted so that the cache holds at most max_bytes
+    // with it (or only it, when it alone is larger).
     std::filesystem::path get_or_create(std::string_view key, std::string_view suffix,
                                         const std::function<void(nifti::ByteSink&)>& produce);
 
-    // Removes least recently used entries (by access time) until the total is
-    // at most `target` bytes (default: 90 % of max_bytes), after
-    // remove_stale_temporaries(). Entries used in the last `min_age_seconds`
-    // are kept (a web server may be about to open them). Returns bytes
-    // removed.
-    std::uint64_t evict(std::optional<std::uint64_t> target = std::nullopt,
-                        int min_age_seconds = 10);
+    // Removes least recently used entries (by modification time, which hits
+    // refresh) until the total is at most `target` bytes (default:
+    // max_bytes), after remove_stale_temporaries(). Returns bytes removed
+    // (temporaries included).
+    std::uint64_t evict(std::optional<std::uint64_t> target = std::nullopt);
     // Removes the `.tmp-*` files that producers killed mid-write left behind,
     // safely while other threads and processes produce: a shard whose lock
     // file can be locked without waiting has no producer writing in it, so
@@ -113,13 +138,36 @@ public:
     // Runs when the cache is opened and from evict(). Never throws; returns
     // bytes removed.
     std::uint64_t remove_stale_temporaries() noexcept;
-    // Bytes held by entries (a directory scan).
+    // Bytes held by entries: the running total shared by every process using
+    // the directory (no walk).
     std::uint64_t size_bytes() const;
+    // Walks the whole cache and sets the running totals to what is there
+    // (entries removed or added behind the cache's back), one shard at a
+    // time under the totals lock; also corrects modes, then evicts past
+    // max_bytes. Runs when the cache is opened. Returns the total.
+    std::uint64_t reconcile();
 
 private:
+    struct Candidate;
+    class Accounting;
+    // One shard's entry bytes; its oldest entries go into `heap` (at most
+    // kMaxCandidates in all); with `fix_modes`, modes and group corrected.
+    std::uint64_t walk_shard(std::size_t shard, bool fix_modes, std::vector<Candidate>& heap);
+    void set_candidates(std::vector<Candidate> heap);   // under acct_mutex_
+    void walk_locked(Accounting& acct);                  // every shard, totals exact
+    std::uint64_t evict_locked(Accounting& acct, std::uint64_t goal, std::uint64_t incoming);
+    void ensure_shard(const std::string& shard);
+
     std::filesystem::path dir_;
     std::uint64_t max_bytes_;
-    std::mutex evict_mutex_;
+    int root_fd_ = -1;
+    int usage_fd_ = -1;           // .locks/usage: per-shard totals, under flock
+    mode_t file_mode_ = 0600;
+    mode_t dir_mode_ = 0700;
+    long group_ = -1;             // gid of CacheAccess::group, or -1
+    mutable std::mutex acct_mutex_;   // threads of this process; flock: processes
+    std::vector<Candidate> candidates_;   // oldest last (a stack), acct_mutex_
+    std::array<std::atomic<bool>, 256> shard_ready_{};
 };
 
 // A small thread-safe LRU of strings (rendered JSON answers) in memory.

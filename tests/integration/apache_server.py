@@ -180,6 +180,10 @@ class ApacheServer:
             f"enabled = {'true' if self.cache else 'false'}",
             f"sendfile_header = {'X-Sendfile' if self.cache else 'none'}",
         ]
+        if self.as_root:
+            # Apache (www-data) sends the entries root's workers wrote: its
+            # group reads them (docs/DEPLOYMENT.md, "Results cache").
+            lines.append(f"group = {self.group}")
         self.ini = self.workdir / "medimg.ini"
         self.ini.write_text("\n".join(lines) + "\n")
         self.ini.chmod(0o644)

@@ -3,10 +3,12 @@ lighttpd (main config with create-mime, access rules and conf-enabled
 include): its paths are pointed at the test tree, the worker is spawned by
 lighttpd (bin-path), and the routes answer."""
 
+import contextlib
 import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -35,6 +37,7 @@ def install_snippet(tmp, data_root, port):
                           flags=re.M)
         assert n == 1, var
     text = text.replace('"/run/lighttpd/medimg-fcgi.sock"', f'"{tmp}/fcgi.sock"')
+    text = text.replace('"/var/log/lighttpd/breakage.log"', f'"{tmp}/breakage.log"')
     text = text.replace('"/usr/bin/medimg-fcgi --config /etc/medimg/medimg.ini"',
                         f'"{WORKER} --threads 2"')
     (tmp / "cache").mkdir()
@@ -58,14 +61,17 @@ server.modules += ( "mod_dirlisting", "mod_staticfile" )
     return main
 
 
-def test_snippet_in_debian_layout(tree, tmp_path):
+@contextlib.contextmanager
+def running_snippet(tmp, data_root, env=None):
+    """lighttpd with the installed snippet, spawning its workers; yields the
+    base URL once /health answers, and checks that nothing outlives it."""
     port = free_port()
-    conf = install_snippet(tmp_path, tree["root"], port)
+    conf = install_snippet(tmp, data_root, port)
     check = subprocess.run([LIGHTTPD, "-tt", "-f", str(conf)], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
     proc = subprocess.Popen([LIGHTTPD, "-D", "-f", str(conf)], stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+                            start_new_session=True, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 20
@@ -78,7 +84,20 @@ def test_snippet_in_debian_layout(tree, tmp_path):
             except OSError:
                 pass
             time.sleep(0.1)
-        assert health is not None and health.status == 200, (tmp_path / "error.log").read_text()
+        assert health is not None and health.status == 200, (tmp / "error.log").read_text()
+        yield base
+    finally:
+        everything = descendants_of(proc.pid) + [proc.pid]
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+        left = wait_gone(everything, timeout=5)
+        for p in left:
+            os.kill(p, signal.SIGKILL)
+        assert left == []
+
+
+def test_snippet_in_debian_layout(tree, tmp_path):
+    with running_snippet(tmp_path, tree["root"]) as base:
         seg = f"/output/{PATIENT}/scans/{SCAN}.nii.gz"
         a = request(base, seg)
         assert a.status == 200
@@ -93,11 +112,38 @@ def test_snippet_in_debian_layout(tree, tmp_path):
         assert r.status == 206 and r.body == f.body[:10]
         assert request(base, "/").status == 200
         assert request(base, "/package.json").status == 404
+
+
+@pytest.mark.parametrize("group", [None, "own"])
+def test_cache_files_private_under_umask_022(tree, tmp_path, group):
+    """Cached results are patient data (docs/SECURITY.md): a real worker
+    behind lighttpd, started under umask 022, creates its cache folders and
+    files without any access for others, and for the group only when
+    [cache] group names one; lighttpd still sends them (X-Sendfile)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIMG_")}
+    if group:
+        env["MEDIMG_CACHE_GROUP"] = str(os.getegid())
+    old = os.umask(0o022)
+    try:
+        with running_snippet(tmp_path, tree["root"], env) as base:
+            f = request(base, f"/filtered-scans/{PATIENT}/{SCAN}.nii.gz?label_ids=1")
+            assert f.status == 200 and f.body[:2] == b"\x1f\x8b"
+            again = request(base, f"/filtered-scans/{PATIENT}/{SCAN}.nii.gz?label_ids=1")
+            assert again.status == 200 and again.body == f.body
+            assert request(base, f"/output/{PATIENT}/voxels/{SCAN}/original/all.nii.gz/labels").status == 200
     finally:
-        everything = descendants_of(proc.pid) + [proc.pid]
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(15)
-        left = wait_gone(everything, timeout=5)
-        for p in left:
-            os.kill(p, signal.SIGKILL)
-        assert left == []
+        os.umask(old)
+    cache = tmp_path / "cache"
+    entries = [p for p in cache.rglob("*") if ".locks" not in p.parts]
+    files = [p for p in entries if p.is_file()]
+    assert any(p.name.endswith(".nii.gz") for p in files), entries
+    assert any(p.name.endswith(".json") for p in files), entries
+    want_dir, want_file = (0o2750, 0o640) if group else (0o700, 0o600)
+    for p in [cache] + entries:
+        st = p.lstat()
+        mode = stat.S_IMODE(st.st_mode)
+        assert mode == (want_dir if p.is_dir() else want_file), (p, oct(mode))
+        if group:
+            assert st.st_gid == os.getegid(), p
+    for p in (cache / ".locks").iterdir():
+        assert stat.S_IMODE(p.lstat().st_mode) & 0o077 == 0, p

@@ -1,5 +1,7 @@
 // Configuration: precedence of flags, environment, .env, ini and defaults;
 // every bad value stops with an error naming the key.
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -58,6 +60,18 @@ TEST_CASE("config: defaults without any source", "[config]") {
     CHECK(c.cors_origins.empty());   // no CORS unless origins are named
     CHECK(!c.cache_dir.empty());
     CHECK(c.origin.at("server.port") == "default");
+    CHECK(c.send_timeout == std::chrono::seconds(30));
+}
+
+TEST_CASE("config: [limits] send_timeout in seconds, decimals allowed", "[config]") {
+    ConfigDir d;
+    ConfigSources src;
+    src.ini_file = d.write("t.ini", "[limits]\nsend_timeout = 2.5\n");
+    CHECK(medimg::load_config(src).send_timeout == std::chrono::milliseconds(2500));
+    src.environment = {{"MEDIMG_SEND_TIMEOUT", "0"}};
+    Config c = medimg::load_config(src);
+    CHECK(c.send_timeout == std::chrono::milliseconds(0));
+    CHECK(c.origin.at("limits.send_timeout") == "environment MEDIMG_SEND_TIMEOUT");
 }
 
 TEST_CASE("config: precedence flags > environment > .env > ini > defaults", "[config]") {
@@ -136,6 +150,10 @@ TEST_CASE("config: bad values stop with BadParameter naming the key", "[config]"
         {"limits", "request_timeout", "-1"},
         {"limits", "request_timeout", "1s"},
         {"limits", "request_timeout", "nan"},
+        {"limits", "send_timeout", "-0.5"},
+        {"limits", "send_timeout", "30s"},
+        {"limits", "send_timeout", "86401"},
+        {"limits", "send_timeout", ""},
         {"server", "colour", "blue"},     // unknown key in a known section
         {"extras", "thing", "1"},         // unknown section
     }));
@@ -190,6 +208,7 @@ TEST_CASE("config: sample conf/medimg.ini loads", "[config]") {
     src.ini_file = stdfs::path(MEDIMG_SOURCE_DIR) / "conf" / "medimg.ini";
     Config c = medimg::load_config(src);
     CHECK(c.gzip_level == 1);
+    CHECK(c.send_timeout == std::chrono::seconds(30));
 }
 
 TEST_CASE("config: data directories found from a build-tree executable", "[config]") {
@@ -268,15 +287,16 @@ TEST_CASE("config: config_environment() reproduces a configuration in another pr
 }
 
 // conf/medimg.ini documents every key of the schema, in its section, once,
-// with the default value (paths excepted: they resolve against the file), and
-// names nothing else.
+// set to the default value or commented out as an example (paths excepted:
+// they resolve against the file), and names nothing else.
 TEST_CASE("config: conf/medimg.ini matches the schema", "[config][schema]") {
     std::ifstream in(stdfs::path(MEDIMG_SOURCE_DIR) / "conf" / "medimg.ini");
     REQUIRE(in);
     std::map<std::string, std::string> found;   // "section.key" -> value
+    std::set<std::string> commented;            // ";key = example"
     std::string line, section;
     const std::regex section_re(R"(^\[(\w+)\]\s*$)");
-    const std::regex key_re(R"(^;?\s*([a-z_]+)\s*=\s*(.*?)\s*$)");
+    const std::regex key_re(R"(^;?([a-z_]+)\s*=\s*(.*?)\s*$)");   // ";key = x": an example
     std::smatch m;
     while (std::getline(in, line)) {
         if (std::regex_match(line, m, section_re)) {
@@ -285,13 +305,14 @@ TEST_CASE("config: conf/medimg.ini matches the schema", "[config][schema]") {
             const std::string key = section + "." + std::string(m[1]);
             INFO(line);
             CHECK(found.emplace(key, m[2]).second);
+            if (line[0] == ';') commented.insert(key);
         }
     }
     for (const auto& k : medimg::config_schema()) {
         const std::string key = std::string(k.section) + "." + std::string(k.name);
         INFO(key);
         REQUIRE(found.count(key));
-        if (k.type != medimg::KeyType::Path) {
+        if (k.type != medimg::KeyType::Path && !commented.count(key)) {
             Config from_file, from_schema;
             medimg::set_config_value(from_file, k.section, k.name, found[key], {});
             CHECK(medimg::config_value_text(from_file, k) ==
@@ -300,4 +321,35 @@ TEST_CASE("config: conf/medimg.ini matches the schema", "[config][schema]") {
         found.erase(key);
     }
     CHECK(found.empty());   // keys the schema does not know
+}
+
+TEST_CASE("config: the default cache directory is private to the user", "[config][cache]") {
+    using medimg::default_cache_dir;
+    ConfigDir d;
+    const auto tmp_default = stdfs::temp_directory_path() / ("medimg-cache-" + std::to_string(::geteuid()));
+    SECTION("systemd CacheDirectory= (first entry) comes first") {
+        CHECK(default_cache_dir({{"CACHE_DIRECTORY", "/var/cache/medimg:/var/cache/other"},
+                                 {"XDG_CACHE_HOME", "/x"}}) == "/var/cache/medimg");
+    }
+    SECTION("then $XDG_CACHE_HOME, when absolute") {
+        CHECK(default_cache_dir({{"XDG_CACHE_HOME", "/x/cache"}}) == "/x/cache/medimg");
+        CHECK(default_cache_dir({{"XDG_CACHE_HOME", "relative"}, {"HOME", "/"}}) == tmp_default);
+    }
+    SECTION("then ~/.cache when the home is ours") {
+        CHECK(default_cache_dir({{"HOME", d.dir.string()}}) == d.dir / ".cache" / "medimg");
+    }
+    SECTION("a home of another user (a service's /var/www, root's /) is not used") {
+        if (::geteuid() != 0) CHECK(default_cache_dir({{"HOME", "/usr"}}) == tmp_default);
+        CHECK(default_cache_dir({{"HOME", "/"}}) == tmp_default);
+        CHECK(default_cache_dir({}) == tmp_default);
+    }
+    SECTION("load_config uses it and [cache] group is read") {
+        ConfigSources src;
+        src.environment = {{"XDG_CACHE_HOME", "/x"}, {"MEDIMG_CACHE_GROUP", "www-data"}};
+        Config c = medimg::load_config(src);
+        CHECK(c.cache_dir == "/x/medimg");
+        CHECK(c.cache_group == "www-data");
+        src.environment = {{"MEDIMG_CACHE_GROUP", "www data"}};
+        CHECK_THROWS_AS(medimg::load_config(src), Error);
+    }
 }
