@@ -304,3 +304,24 @@ def test_several_files_json_lines_with_path_as_given(tmp_path, patients, command
         assert all(l["dims"][:3] == list(data[0].shape) for l in lines)
     text = run(command, *rel, cwd=tmp_path, check=0).stdout.decode()
     assert text.count("all.nii.gz") >= 2
+
+
+# --- label names ---------------------------------------------------------------
+
+def test_names_with_underscores_any_case(tmp_path):
+    from conftest import LABEL_DICT
+    ids = json.loads(LABEL_DICT.read_text())
+    kidney = ids["right kidney"]
+    d = label_volume(ids=(0, kidney, 1, 6))
+    src = tmp_path / "seg.nii.gz"
+    write_nifti(src, d)
+    for spelling in ("right_kidney", "RIGHT KIDNEY", "Right__Kidney", "right_kidney,aorta"):
+        out = tmp_path / "o.nii.gz"
+        run("filter", src, out, "--names", spelling, check=0)
+        want = [kidney, ids["aorta"]] if "aorta" in spelling else [kidney]
+        np.testing.assert_array_equal(load(out)[1], np.where(np.isin(d, want), d, 0))
+        out.unlink()
+    p = run("filter", src, tmp_path / "o.nii.gz", "--names", "right_kidny")
+    assert p.returncode == 2
+    assert 'unknown label name "right_kidny"; closest known: "right kidney"' in p.stderr
+    assert not (tmp_path / "o.nii.gz").exists()
