@@ -60,6 +60,11 @@ const std::string& single_positional(const ParsedArgs& parsed, std::string_view 
 // §6): --config FILE, --max-voxels N, --max-label-ids N, --label-dict FILE,
 // --label-colors FILE. Appended to a command's own specs.
 std::vector<OptionSpec> with_config_options(std::vector<OptionSpec> specs);
+// Their --help lines (after the --max-voxels line of each command).
+#define MEDIMG_CLI_CONFIG_HELP                                                        \
+    "  --config FILE       medimg.ini (default $MEDIMG_CONFIG, else none); then\n"   \
+    "                      MEDIMG_* variables and ./.env, as the worker reads them\n" \
+    "  -h, --help          this text\n"
 
 // The configuration the worker would read, for the CLI: flags (the options
 // above) over the environment (MEDIMG_*) over `.env` in the working

@@ -78,9 +78,7 @@ constexpr const char* kUsage =
     "  --max-label-ids N   most ids selected ([limits] max_label_ids)\n"
     "  --label-dict FILE   label names ([paths] label_dict; default the VISTA3D table)\n"
     "  --label-colors FILE label colours ([paths] label_colors)\n"
-    "  --config FILE       medimg.ini (default $MEDIMG_CONFIG, else none); then\n"
-    "                      MEDIMG_* variables and ./.env, as the worker reads them\n"
-    "  -h, --help          this text\n"
+    MEDIMG_CLI_CONFIG_HELP
     "\n"
     "exit status: 0 success, 2 usage error (also an unknown label name and a\n"
     "refused overwrite), 3 invalid or corrupt input, 1 other; in batch mode\n"

@@ -28,9 +28,7 @@ constexpr const char* kUsage =
     "  --max-label-ids N   [limits] max_label_ids (accepted for symmetry)\n"
     "  --label-dict FILE   [paths] label_dict (accepted for symmetry)\n"
     "  --label-colors FILE [paths] label_colors (accepted for symmetry)\n"
-    "  --config FILE       medimg.ini (default $MEDIMG_CONFIG, else none); then\n"
-    "                      MEDIMG_* variables and ./.env, as the worker reads them\n"
-    "  -h, --help          this text\n"
+    MEDIMG_CLI_CONFIG_HELP
     "\n"
     "exit status: 0 success, 2 usage error, 3 invalid or corrupt input, 1 other;\n"
     "with several files, the status of the first that failed.\n";

@@ -3,11 +3,8 @@ environment > .env > ini > default, observed on `medimg filter` and on a
 real medimg-fcgi worker from the same table. The key is [limits]
 max_label_ids: N ids are accepted and N + 1 refused (CLI exit 2, worker 413)."""
 import os
-import pathlib
-import socket
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -15,7 +12,7 @@ import pytest
 from conftest import BUILD_DIR, SOURCE_DIR, label_volume, load, run, write_nifti
 
 sys.path.insert(0, str(SOURCE_DIR / "tests" / "integration"))
-from server_process import fcgi_request, free_port, terminate  # noqa: E402
+from server_process import fcgi_request, free_port, terminate, wait_listening  # noqa: E402
 
 
 WORKER = BUILD_DIR / "fcgi" / "medimg-fcgi"
@@ -93,14 +90,7 @@ def test_worker(tmp_path, segmentation, layers, winner):
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
     try:
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    pytest.fail(proc.stderr.read().decode(errors="replace"))
-                time.sleep(0.05)
+        wait_listening(proc, port)
 
         def status(n):
             return fcgi_request(("127.0.0.1", port), {

@@ -180,3 +180,19 @@ def fcgi_request(address, params):
     headers = [(k.strip().lower(), v.strip()) for k, v in headers]
     status = next((int(v.split()[0]) for k, v in headers if k == "status"), 200)
     return status, headers, payload
+
+
+def wait_listening(proc, port, timeout=10):
+    """Waits until `proc` accepts on 127.0.0.1:port; fails the test with its
+    stderr when it exits first."""
+    import pytest
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail(proc.stderr.read().decode(errors="replace"))
+            time.sleep(0.05)
+    pytest.fail(f"nothing listens on 127.0.0.1:{port} after {timeout} s")

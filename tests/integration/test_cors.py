@@ -10,14 +10,11 @@ be exactly what the contract gives, computed from apache/cors-headers.conf.
 
 import os
 import re
-import socket
-import struct
 import subprocess
-import time
 
 import pytest
 
-from server_process import fcgi_request
+from server_process import fcgi_request, wait_listening
 from conftest import (ALLOWED_ORIGIN, BUILD, PATIENT, SCAN, SOURCE, WORKER, free_port, request,
                       selected_kinds, start_server, terminate)
 
@@ -219,14 +216,7 @@ def test_worker_sends_no_cors_whatever_its_configuration(tree, configured):
                             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, start_new_session=True)
     try:
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    pytest.fail(proc.stderr.read().decode(errors="replace"))
-                time.sleep(0.05)
+        wait_listening(proc, port)
         for path in (*DYNAMIC, MISSING[1]):
             for method in ("GET", "OPTIONS"):
                 for origin in ("http://viewer.example", OTHER_ORIGIN, ""):
