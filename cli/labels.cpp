@@ -1,5 +1,6 @@
 // `medimg labels`: the label ids present in a file, with names, voxel
-// counts and volumes, as a table or as the /labels JSON.
+// counts and volumes (with --image, the image's intensity statistics per
+// label too), as a table or as the /labels JSON.
 #include <cstdio>
 #include <filesystem>
 #include <string>
@@ -7,6 +8,7 @@
 #include "cli_util.hpp"
 #include "commands.hpp"
 #include "error.hpp"
+#include "labels/intensity.hpp"
 #include "labels/metadata.hpp"
 #include "nifti/reader.hpp"
 
@@ -16,7 +18,7 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr const char* kUsage =
-    "usage: medimg labels IN... [--json] [options]\n"
+    "usage: medimg labels IN... [--json] [--image IMG] [options]\n"
     "\n"
     "Lists the label ids present in a segmentation (0 excluded), with their\n"
     "names, voxel counts and volumes. Names and colours come from a sidecar\n"
@@ -26,6 +28,9 @@ constexpr const char* kUsage =
     "\n"
     "options:\n"
     "  --json              print the JSON the /labels route answers (plus \"path\")\n"
+    "  --image IMG         add per-label intensity statistics of IMG (a CT or MR\n"
+    "                      on the same grid): mean, sd, min, max, p05, p50, p95 in\n"
+    "                      IMG's scaled units, as /labels?image= answers\n"
     "  --max-voxels N      refuse larger images ([limits] max_voxels)\n"
     "  --max-label-ids N   [limits] max_label_ids (accepted for symmetry)\n"
     "  --label-dict FILE   label names ([paths] label_dict; default the VISTA3D table)\n"
@@ -35,21 +40,37 @@ constexpr const char* kUsage =
     "exit status: 0 success, 2 usage error, 3 invalid or corrupt input, 1 other;\n"
     "with several files, the status of the first that failed.\n";
 
-const std::vector<OptionSpec> kOptions = with_config_options({{"--json", false}});
+const std::vector<OptionSpec> kOptions = with_config_options({{"--json", false}, {"--image", true}});
 
 // One file: its table, or its JSON line.
 void label_one(const std::string& path, const ParsedArgs& parsed, const Config& config,
                const labels::Dictionary& base) {
     const fs::path in = path;
+    const nifti::ReadLimits limits = read_limits(config);
     const labels::Dictionary dict = base.with_sidecar_for(in);
-    nifti::Reader reader = nifti::Reader::open(in, read_limits(config));
-    const labels::Metadata meta = labels::compute_metadata(reader);
+    nifti::Reader reader = nifti::Reader::open(in, limits);
+    labels::MetadataWithIntensity both;
+    const bool with_image = parsed.has("--image");
+    if (with_image) {
+        const fs::path image_path = *parsed.value("--image");
+        nifti::Reader image = nifti::Reader::open(image_path, limits);
+        try {
+            both = labels::compute_intensity(reader, image);
+        } catch (const medimg::Error& e) {
+            // Name both files: the error may be about either, or their grids.
+            throw medimg::Error(e.code(), in.string() + " with image " + image_path.string() + ": " + e.what());
+        }
+    } else {
+        both.meta = labels::compute_metadata(reader);
+    }
+    const labels::Metadata& meta = both.meta;
     const std::string filename = in.filename().string();
 
     if (parsed.has("--json")) {
-        auto json = labels::labels_json(meta, dict, filename);
-        json["path"] = path;
-        const std::string text = json.dump();
+        auto answer = labels::labels_json(meta, dict, filename);
+        if (with_image) labels::add_intensity_json(answer, both.intensity);
+        answer["path"] = path;
+        const std::string text = answer.dump();
         std::fwrite(text.data(), 1, text.size(), stdout);
         std::fputc('\n', stdout);
         return;
@@ -68,15 +89,25 @@ void label_one(const std::string& path, const ParsedArgs& parsed, const Config& 
         id_width = std::max(id_width, labels::to_string(l.id).size());
         name_width = std::max(name_width, dict.name_of(l.id).size());
     }
-    std::printf("%*s  %-*s  %12s  %12s\n", static_cast<int>(id_width), "id",
-                static_cast<int>(name_width), "name", "voxels", "volume mL");
+    std::printf("%*s  %-*s  %12s  %12s%s\n", static_cast<int>(id_width), "id",
+                static_cast<int>(name_width), "name", "voxels", "volume mL",
+                with_image ? "          mean            sd        median" : "");
     std::uint64_t total = 0;
     for (const auto& l : meta.labels) {
-        std::printf("%*s  %-*s  %12llu  %12.3f\n", static_cast<int>(id_width),
+        std::printf("%*s  %-*s  %12llu  %12.3f", static_cast<int>(id_width),
                     labels::to_string(l.id).c_str(), static_cast<int>(name_width),
                     dict.name_of(l.id).c_str(),
                     static_cast<unsigned long long>(l.voxels),
                     static_cast<double>(l.voxels) * meta.voxel_volume_ml);
+        if (with_image) {
+            auto it = both.intensity.find(l.id);
+            if (it == both.intensity.end())
+                std::printf("  %12s  %12s  %12s", "-", "-", "-");
+            else
+                std::printf("  %12.6g  %12.6g  %12.6g", it->second.mean, it->second.sd,
+                            it->second.p50);
+        }
+        std::fputc('\n', stdout);
         total += l.voxels;
     }
     std::printf("%zu label(s), %llu labelled voxels, %.3f mL\n", meta.labels.size(),

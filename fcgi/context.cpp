@@ -39,9 +39,14 @@ std::unique_ptr<Context> Context::create(const Config& config,
         cache::SourceIdentity::of_optional(config.label_dict).text() + "|" +
         cache::SourceIdentity::of_optional(config.label_colors).text();
     ctx->json_cache = std::make_unique<cache::MemoryLru>(4096);
-    if (config.cache_enabled)
+    if (config.cache_enabled) {
         ctx->cache = std::make_unique<cache::ResultCache>(config.cache_dir, config.cache_max_bytes,
                                                           cache::CacheAccess{config.cache_group});
+        // Evictions count toward /metrics once the counters are open.
+        ctx->cache->on_evict = [c = ctx.get()](std::uint64_t entries, std::uint64_t bytes) {
+            if (c->metrics) c->metrics->count_evictions(entries, bytes);
+        };
+    }
     // Streamed results go to the system's temporary directory, also when the
     // cache is on (it is the way around a cache that cannot store).
     std::error_code ec;
@@ -65,7 +70,12 @@ Context::Result Context::compute_result(std::string_view key, std::string_view s
     if (cache) {
         try {
             Result r;
-            r.entry = cache->get_or_create(key, suffix, produce);
+            bool produced = false;
+            r.entry = cache->get_or_create(key, suffix, [&](nifti::ByteSink& sink) {
+                produced = true;
+                produce(sink);
+            });
+            if (metrics) metrics->count_cache(!produced);
             note_store_success();
             return r;
         } catch (const cache::StoreError& e) {
@@ -112,6 +122,7 @@ std::string Context::cached_text(std::string_view key, std::string_view suffix,
             sink.write(reinterpret_cast<const std::uint8_t*>(computed->data()), computed->size());
         });
         note_store_success();
+        if (metrics) metrics->count_cache(!computed);
         if (computed) return std::move(*computed);
         if (auto text = read_whole(entry)) return std::move(*text);
     } catch (const cache::StoreError& e) {

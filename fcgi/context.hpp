@@ -14,6 +14,7 @@
 #include "config.hpp"
 #include "fs/data_root.hpp"
 #include "labels/dictionary.hpp"
+#include "metrics.hpp"
 #include "nifti/reader.hpp"
 #include "response.hpp"
 
@@ -28,6 +29,9 @@ struct Context {
     std::filesystem::path temp_dir;                  // unlinked temporaries for streamed results (system temp)
     std::function<void(std::string_view)> log;       // one line, no newline
     std::string dictionary_identity;                 // of the label tables, for cache keys
+    // The pool's shared counters (/metrics); null until the worker opens
+    // them (open_metrics()) or when they cannot be opened.
+    std::unique_ptr<Metrics> metrics;
 
     // Limits for one request: call when the request starts (the deadline
     // counts from then).

@@ -56,7 +56,7 @@ constexpr const char* kUsage =
     "usage: medimg-fcgi [--config FILE] [--threads N] [--listen ADDR]\n"
     "\n"
     "FastCGI worker answering /filtered-scans/..., /output/.../labels,\n"
-    "/output/.../info and /health.\n"
+    "/output/.../info, /health and /metrics.\n"
     "\n"
     "  --config FILE   ini file (default: $MEDIMG_CONFIG, else built-in defaults;\n"
     "                  environment and ./.env override it)\n"
@@ -66,6 +66,8 @@ constexpr const char* kUsage =
     "                  (/run/medimg.sock or unix:/run/medimg.sock) or HOST:PORT\n"
     "                  with an explicit host (127.0.0.1:9000, [::1]:9000);\n"
     "                  all-interfaces addresses are refused\n"
+    "  --routes        print the route patterns this worker answers, one a line\n"
+    "                  (what /openapi.json describes), and exit\n"
     "  --help          this text\n";
 
 [[noreturn]] void usage_error(const std::string& message) {
@@ -188,6 +190,7 @@ public:
         std::lock_guard guard(mutex_);
         if (queue_.size() >= idle_ + max_queue_) return false;
         queue_.push_back(std::move(request));
+        if (context_.metrics) context_.metrics->add_queued(1);
         cv_.notify_one();
         return true;
     }
@@ -218,6 +221,7 @@ private:
             if (queue_.empty()) break;   // stopping and drained
             auto request = std::move(queue_.front());
             queue_.pop_front();
+            if (context_.metrics) context_.metrics->add_queued(-1);
             lock.unlock();
             answer(router_, context_, *request);
             request.reset();
@@ -254,6 +258,12 @@ int main(int argc, char** argv) {
         auto is = [&](const char* name) { return arg == name || arg.rfind(std::string(name) + "=", 0) == 0; };
         if (arg == "--help" || arg == "-h") {
             std::fputs(kUsage, stdout);
+            return 0;
+        } else if (arg == "--routes") {
+            fcgi::Context none;   // handlers are registered, never called
+            fcgi::Router router(none);
+            fcgi::register_all(router, none);
+            for (const auto& p : router.patterns()) std::printf("%s\n", p.c_str());
             return 0;
         } else if (is("--config")) {
             config_file = value();
@@ -314,6 +324,7 @@ int main(int argc, char** argv) {
 
     fcgi::Router router(*context);
     fcgi::register_all(router, *context);
+    router.open_metrics(*context);
 
     // The stop: an eventfd the acceptor polls with the listening socket.
     const int wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -380,6 +391,8 @@ int main(int argc, char** argv) {
             try {
                 fcgi::FcgiTransport transport(*request, context->config.send_timeout);
                 fcgi::write_response(transport, fcgi::busy_response(1), false);
+                if (context->metrics)
+                    context->metrics->count_request(context->metrics->refused(), 503, 0, 0);
             } catch (...) {
             }
             FCGX_Finish_r(request.get());

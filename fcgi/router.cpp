@@ -1,8 +1,12 @@
 // Routing, the error catch point, and the headers on every answer.
 #include "router.hpp"
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <chrono>
 #include <new>
+#include <stdexcept>
 
 #include "error.hpp"
 #include "fs/data_root.hpp"
@@ -95,11 +99,40 @@ bool Router::match(const Route& route, const std::vector<std::string_view>& path
     return true;
 }
 
-Response Router::dispatch(const Request& request) const {
-    const auto path = split_path(request.path);
+std::vector<std::string> Router::patterns() const {
+    std::vector<std::string> out;
     for (const auto& route : routes_) {
+        std::string p;
+        for (const auto& seg : route.segments) p += "/" + seg;
+        out.push_back(p);
+    }
+    return out;
+}
+
+void Router::open_metrics(Context& context) const {
+    // Beside the results cache, also when the cache is off
+    // (docs/DEPLOYMENT.md, "Metrics").
+    try {
+        if (context.config.cache_dir.empty()) throw std::runtime_error("no cache directory is configured");
+        context.metrics = Metrics::open(context.config.cache_dir, patterns(), context.config.threads);
+    } catch (const std::exception& e) {
+        context.log(std::string("metrics are off: ") + e.what());
+    }
+}
+
+Response Router::dispatch(const Request& request) const {
+    std::size_t index = 0;
+    return dispatch(request, index);
+}
+
+Response Router::dispatch(const Request& request, std::size_t& route_index) const {
+    const auto path = split_path(request.path);
+    route_index = routes_.size();
+    for (std::size_t i = 0; i < routes_.size(); ++i) {
+        const auto& route = routes_[i];
         PathParams params;
         if (!match(route, path, params)) continue;
+        route_index = i;
         if (request.method == "GET" || request.method == "HEAD")
             return route.handler(request, params);
         if (request.method == "OPTIONS") {
@@ -114,15 +147,50 @@ Response Router::dispatch(const Request& request) const {
     throw Error(ErrorCode::NotFound, "no such endpoint");
 }
 
+namespace {
+
+// The body bytes an answer carries to the client, for /metrics: none for
+// HEAD, 204 and 304; for X-Sendfile / X-Accel-Redirect answers the file the
+// web server sends.
+std::uint64_t body_bytes(const Response& r, bool head, const Context& context) {
+    if (head || r.status == 204 || r.status == 304 || r.status < 200) return 0;
+    struct stat st{};
+    if (const auto* p = r.header("X-Sendfile"))
+        return ::stat(p->c_str(), &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
+    if (const auto* p = r.header("X-Accel-Redirect")) {
+        const std::string prefix = "/medimg-cache/";
+        if (context.cache && p->rfind(prefix, 0) == 0) {
+            const auto file = context.cache->dir() / p->substr(prefix.size());
+            return ::stat(file.c_str(), &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
+        }
+        return 0;
+    }
+    return r.file ? r.file->size() : r.body.size();
+}
+
+}  // namespace
+
 void Router::handle(Transport& transport) const {
     Request request;
     Response response;
     bool head = false;
+    std::size_t route_index = routes_.size();
+    const auto started = std::chrono::steady_clock::now();
+    Metrics* metrics = context_.metrics.get();
+    struct Busy {
+        Metrics* m;
+        explicit Busy(Metrics* m) : m(m) {
+            if (m) m->add_busy(1);
+        }
+        ~Busy() {
+            if (m) m->add_busy(-1);
+        }
+    } busy(metrics);
     try {
         try {
             request = Request::from(transport);
             head = request.method == "HEAD";
-            response = dispatch(request);
+            response = dispatch(request, route_index);
         } catch (const Error& e) {
             // A failure of the server itself (Io, Internal) may name its own
             // files (the cache, the temporary folder): the client gets the
@@ -153,6 +221,11 @@ void Router::handle(Transport& transport) const {
         // every answer (docs/SECURITY.md, "CORS"); a second source of them
         // would drift from its list.
         write_response(transport, response, head);
+        if (metrics) {
+            const std::chrono::duration<double> took = std::chrono::steady_clock::now() - started;
+            metrics->count_request(route_index, response.status, took.count(),
+                                   body_bytes(response, head, context_));
+        }
     } catch (const ClientGone&) {
     } catch (const std::exception& e) {
         context_.log(request.method + " " + request.uri + ": cannot send the answer: " + e.what());

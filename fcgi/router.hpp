@@ -32,6 +32,15 @@ public:
     // other methods: MethodNotAllowed).
     Response dispatch(const Request& request) const;
 
+    // The registered patterns, in registration order (the order dispatch()
+    // tries them): what /openapi.json must describe.
+    std::vector<std::string> patterns() const;
+
+    // Opens the pool's shared counters (Context::metrics) for the routes
+    // registered so far: call once, after every add(). A failure is logged
+    // and leaves /metrics answering 503; requests are answered regardless.
+    void open_metrics(Context& context) const;
+
     // Reads the request from `transport`, dispatches it, turns any exception
     // into the JSON error answer (Error → its table status; std::bad_alloc →
     // 503 busy with Retry-After; anything else → 500 internal_error, logged),
@@ -45,6 +54,7 @@ private:
         std::vector<std::string> segments;
         Handler handler;
     };
+    Response dispatch(const Request& request, std::size_t& route_index) const;
     bool match(const Route& route, const std::vector<std::string_view>& path,
                PathParams& params) const;
 

@@ -27,6 +27,7 @@ namespace medimg {
     X(CorruptHeader, 422, "corrupt_header", 3)                              \
     X(TruncatedData, 422, "truncated_data", 3)                              \
     X(BadGzip, 422, "bad_gzip", 3)                                          \
+    X(GeometryMismatch, 422, "geometry_mismatch", 3)                        \
     X(Busy, 503, "busy", 1)                                                 \
     X(Timeout, 503, "timeout", 1)                                           \
     X(Io, 500, "io_error", 1)                                               \

@@ -10,13 +10,15 @@ if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
 packages=(
   # build
   build-essential cmake pkg-config ninja-build ccache
-  zlib1g-dev libisal-dev isal nlohmann-json3-dev libinih-dev catch2 libfcgi-dev
+  zlib1g-dev libisal-dev isal nlohmann-json3-dev libinih-dev catch2 libfcgi-dev libssl-dev
   # serve
   lighttpd lighttpd-modules-lua spawn-fcgi multiwatch
   apache2 libapache2-mod-fcgid libapache2-mod-xsendfile
   # test: independent readers, sanitizers, fuzzing, HTTP tools
   python3-nibabel python3-numpy python3-pytest nifti-bin curl wrk hyperfine
   clang libclang-rt-14-dev
+  # metrics tests: a real Prometheus scraping /metrics, and promtool
+  prometheus
   # browser tests
   chromium
   # packaging
@@ -38,8 +40,9 @@ if ! command -v npm >/dev/null 2>&1; then
   "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends nodejs npm
 fi
 
-# Debian enables the lighttpd/apache2 system services on install; medimg runs
-# its own instances on its own ports, so the packaged ones are left alone.
+# Debian enables the lighttpd/apache2/prometheus system services on install;
+# medimg's tests run their own instances on free loopback ports, so the
+# packaged ones are left alone.
 
 if [ "${1:-}" != "--no-npm" ] && [ -f "$here/www/package.json" ]; then
   (cd "$here/www" && npm ci --no-audit --no-fund --loglevel=error)

@@ -16,6 +16,7 @@ void register_health(Router& router, const Context& context) {
 
 void register_all(Router& router, const Context& context) {
     register_health(router, context);
+    register_metrics(router, context);
     register_filtered_scans(router, context);
     register_labels(router, context);
 }

@@ -1,8 +1,10 @@
-// GET /output/{pid}/{rel/path}/labels and …/info: label metadata and header
-// JSON, cached in memory and in the results cache so a repeated request
+// GET /output/{pid}/{rel/path}/labels (with ?image={rel path under the
+// patient}: per-label intensity statistics too) and …/info: label metadata
+// and header JSON, cached in memory and in the results cache so a repeated request
 // costs a stat and a lookup, never an inflate.
 #include "cache/result_cache.hpp"
 #include "error.hpp"
+#include "labels/intensity.hpp"
 #include "labels/metadata.hpp"
 #include "nifti/reader.hpp"
 #include "routes/routes.hpp"
@@ -21,9 +23,23 @@ Response metadata(const Context& ctx, const Request& request, const PathParams& 
     // Everything read comes from the descriptors opened here, and the key
     // from their identity (docs/SECURITY.md, "File access").
     const source::ImageSource image = source::open_image(*ctx.data_root, relative, kind == Kind::Labels);
+    // ?image= names the intensity image relative to the patient's folder; it
+    // is opened beneath the root by the same rules (docs/SECURITY.md, "File
+    // access"), and its identity joins the key.
+    std::optional<source::ImageSource> intensity_image;
+    if (kind == Kind::Labels) {
+        const auto params = parse_query(request.query);
+        if (auto rel = query_value(params, "image")) {
+            if (rel->empty())
+                throw Error(ErrorCode::BadParameter,
+                            "image= names no file: give a path under the patient's folder");
+            intensity_image = source::open_image(*ctx.data_root, p.at("pid") + "/" + *rel, false);
+        }
+    }
     std::string key_text = std::string(kind == Kind::Labels ? "labels" : "info") +
                            "|" MEDIMG_VERSION "|" + image.identity;
     if (kind == Kind::Labels) key_text += "|" + ctx.dictionary_identity + "|" + file_name;
+    if (intensity_image) key_text += "|image|" + intensity_image->identity;
     const std::string key = cache::hash_hex(key_text);
     const std::string etag = "\"" + key + "\"";
 
@@ -40,8 +56,15 @@ Response metadata(const Context& ctx, const Request& request, const PathParams& 
         auto compute = [&]() {
             auto reader = nifti::Reader::open(image.files(), ctx.read_limits());
             if (kind == Kind::Info) return labels::info_json(reader.header()).dump();
-            auto meta = labels::compute_metadata(reader);
             auto dict = image.dictionary(ctx.dictionary);
+            if (intensity_image) {
+                auto values = nifti::Reader::open(intensity_image->files(), ctx.read_limits());
+                auto both = labels::compute_intensity(reader, values);
+                auto answer = labels::labels_json(both.meta, dict, file_name);
+                labels::add_intensity_json(answer, both.intensity);
+                return answer.dump();
+            }
+            auto meta = labels::compute_metadata(reader);
             return labels::labels_json(meta, dict, file_name).dump();
         };
         body = std::make_shared<const std::string>(ctx.cached_text(key, ".json", compute));

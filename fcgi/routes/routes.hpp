@@ -19,6 +19,8 @@ void register_filtered_scans(Router& router, const Context& context);
 void register_labels(Router& router, const Context& context);
 // /health
 void register_health(Router& router, const Context& context);
+// /metrics (Context::metrics, opened by Router::open_metrics())
+void register_metrics(Router& router, const Context& context);
 // All of the above.
 void register_all(Router& router, const Context& context);
 

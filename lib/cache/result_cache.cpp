@@ -3,6 +3,8 @@
 // file under flock, LRU eviction by modification time (refreshed on hits).
 #include "cache/result_cache.hpp"
 
+#include <openssl/evp.h>
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -34,14 +36,6 @@ namespace stdfs = std::filesystem;
     throw StoreError(what + ": " + std::strerror(errno));
 }
 
-std::uint64_t mix64(std::uint64_t x) {   // splitmix64 finaliser
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    x ^= x >> 31;
-    return x;
-}
 
 std::int64_t now_ns() {
     timespec ts{};
@@ -124,20 +118,19 @@ std::string SourceIdentity::text() const {
 }
 
 std::string hash_hex(std::string_view text) {
-    // Two FNV-1a lanes with different bases, each finished with splitmix64.
-    std::uint64_t a = 0xcbf29ce484222325ull, b = 0x84222325cbf29ce4ull ^ text.size();
-    for (unsigned char c : text) {
-        a = (a ^ c) * 0x100000001b3ull;
-        b = (b ^ c) * 0x100000001b3ull;
-        b ^= b >> 29;
-    }
-    a = mix64(a ^ text.size());
-    b = mix64(b + a);
+    // SHA-256 (OpenSSL's libcrypto), its first 128 bits. A key names one
+    // patient's result, and part of the text it is made from (file names)
+    // is chosen by whoever writes the data root: the hash must not let
+    // anyone construct a second text with the same key (docs/SECURITY.md).
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    if (EVP_Digest(text.data(), text.size(), md, &n, EVP_sha256(), nullptr) != 1 || n < 16)
+        throw Error(ErrorCode::Internal, "SHA-256 is not available");
     static const char* digits = "0123456789abcdef";
     std::string out(32, '0');
     for (int i = 0; i < 16; ++i) {
-        out[15 - i] = digits[(a >> (4 * i)) & 15];
-        out[31 - i] = digits[(b >> (4 * i)) & 15];
+        out[2 * i] = digits[md[i] >> 4];
+        out[2 * i + 1] = digits[md[i] & 15];
     }
     return out;
 }
@@ -555,7 +548,7 @@ void ResultCache::walk_locked(Accounting& acct) {
 }
 
 std::uint64_t ResultCache::evict_locked(Accounting& acct, std::uint64_t goal, std::uint64_t incoming) {
-    std::uint64_t removed = 0;
+    std::uint64_t removed = 0, evicted = 0;
     bool walked = false;
     while (acct.total() + incoming > goal) {
         if (candidates_.empty()) {
@@ -577,8 +570,10 @@ std::uint64_t ResultCache::evict_locked(Accounting& acct, std::uint64_t goal, st
         if (::unlinkat(root_fd_, rel.c_str(), 0) == 0) {
             acct.sub(c.shard, static_cast<std::uint64_t>(st.st_size));
             removed += static_cast<std::uint64_t>(st.st_size);
+            ++evicted;
         }
     }
+    if (evicted && on_evict) on_evict(evicted, removed);
     return removed;
 }
 

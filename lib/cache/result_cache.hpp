@@ -104,6 +104,10 @@ public:
     const std::filesystem::path& dir() const noexcept { return dir_; }
     std::uint64_t max_bytes() const noexcept { return max_bytes_; }
 
+    // Told after an eviction pass that removed entries: how many, and their
+    // bytes (the workers' /metrics count them). Set before first use.
+    std::function<void(std::uint64_t entries, std::uint64_t bytes)> on_evict;
+
     // dir/ab/abcdef…{suffix} for a 32-hex key.
     std::filesystem::path path_for(std::string_view key, std::string_view suffix) const;
 

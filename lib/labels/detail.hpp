@@ -1,5 +1,6 @@
-// Internals shared by the filter and the metadata pass: the voxel position
-// walker, the exact scaled-value-to-id rule, and reading whole chunks.
+// Internals shared by the filter, the metadata pass and the intensity
+// statistics: the voxel position walker, the exact scaled-value-to-id rule,
+// the datatype dispatch, and reading whole chunks.
 #pragma once
 
 #include <algorithm>
@@ -7,8 +8,11 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <type_traits>
 
 #include "error.hpp"
+#include "labels/label_id.hpp"
+#include "nifti/byteorder.hpp"
 #include "nifti/header.hpp"
 #include "nifti/reader.hpp"
 
@@ -51,6 +55,50 @@ inline std::optional<std::int64_t> id_of_double(double x) noexcept {
     if (!(x >= -9223372036854775808.0 && x < 9223372036854775808.0)) return std::nullopt;  // NaN too
     if (x != std::trunc(x)) return std::nullopt;
     return static_cast<std::int64_t>(x);
+}
+
+// The exact id of raw stored bytes (file order): unscaled integers as they
+// are, up to UINT64_MAX; throws NonIntegralLabels for a scaled or float value
+// that is not an integral int64.
+template <typename T>
+LabelId id_of_raw(const std::uint8_t* p, const nifti::Header& h) {
+    const T v = nifti::byteorder::load<T>(p, h.byte_order() == nifti::ByteOrder::Little);
+    if constexpr (std::is_integral_v<T>) {
+        if (!h.scaled()) return static_cast<LabelId>(v);
+    }
+    const double x = h.scaled() ? static_cast<double>(v) * h.slope() + h.inter()
+                                : static_cast<double>(v);
+    const auto id = id_of_double(x);
+    if (!id)
+        throw Error(ErrorCode::NonIntegralLabels,
+                    "the image holds the value " + std::to_string(x) +
+                        (h.scaled() ? " (after scaling)" : "") +
+                        ", which is not an integral, finite label id");
+    return *id;
+}
+
+// f(T{}) for the C++ type of a real datatype (integers up to 64 bits,
+// float32, float64); callers check the datatype first.
+template <typename F>
+decltype(auto) with_type(const nifti::DataType& t, F&& f) {
+    const bool s = t.kind == nifti::TypeKind::Signed;
+    if (t.kind == nifti::TypeKind::Float) return t.bytes == 4 ? f(float{}) : f(double{});
+    switch (t.bytes) {
+    case 1: return s ? f(std::int8_t{}) : f(std::uint8_t{});
+    case 2: return s ? f(std::int16_t{}) : f(std::uint16_t{});
+    case 4: return s ? f(std::int32_t{}) : f(std::uint32_t{});
+    default: return s ? f(std::int64_t{}) : f(std::uint64_t{});
+    }
+}
+
+// More distinct stored values than this in a 32/64-bit or float map: not a
+// label map (bounds the memory of the metadata and intensity passes).
+inline constexpr std::size_t kMaxDistinctValues = 65536;
+
+[[noreturn]] inline void too_many_distinct_values() {
+    throw Error(ErrorCode::TooManyLabels,
+                "the image holds more than " + std::to_string(kMaxDistinctValues) +
+                    " distinct values; it is not a label map");
 }
 
 inline bool is_integral(double x) noexcept { return std::isfinite(x) && x == std::trunc(x); }

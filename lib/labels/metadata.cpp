@@ -21,7 +21,6 @@ using nifti::TypeKind;
 using json = nlohmann::ordered_json;
 
 constexpr std::size_t kChunkVoxels = 1u << 15;
-constexpr std::size_t kMaxDistinct = 65536;
 
 struct Acc {
     std::uint64_t voxels = 0;
@@ -46,42 +45,10 @@ struct Acc {
     }
 };
 
-// The exact id of raw stored bytes (file order): unscaled integers as they
-// are, up to UINT64_MAX; throws NonIntegralLabels for a scaled or float value
-// that is not an integral int64.
-template <typename T>
-LabelId id_of_raw(const std::uint8_t* p, const Header& h) {
-    const T v = nifti::byteorder::load<T>(p, h.byte_order() == nifti::ByteOrder::Little);
-    if constexpr (std::is_integral_v<T>) {
-        if (!h.scaled()) return static_cast<LabelId>(v);
-    }
-    const double x = h.scaled() ? static_cast<double>(v) * h.slope() + h.inter()
-                                : static_cast<double>(v);
-    const auto id = detail::id_of_double(x);
-    if (!id)
-        throw Error(ErrorCode::NonIntegralLabels,
-                    "the image holds the value " + std::to_string(x) +
-                        (h.scaled() ? " (after scaling)" : "") +
-                        ", which is not an integral, finite label id");
-    return *id;
-}
-
-template <typename F>
-decltype(auto) with_type(const nifti::DataType& t, F&& f) {
-    const bool s = t.kind == TypeKind::Signed;
-    if (t.kind == TypeKind::Float) return t.bytes == 4 ? f(float{}) : f(double{});
-    switch (t.bytes) {
-    case 1: return s ? f(std::int8_t{}) : f(std::uint8_t{});
-    case 2: return s ? f(std::int16_t{}) : f(std::uint16_t{});
-    case 4: return s ? f(std::int32_t{}) : f(std::uint32_t{});
-    default: return s ? f(std::int64_t{}) : f(std::uint64_t{});
-    }
-}
-
 // Streams the voxels, calling visit(raw_ptr_of_chunk, offset, len, x, y, z)
 // per row segment.
 template <typename Visit>
-void stream(nifti::Reader& in, std::size_t bytes, Visit&& visit) {
+void stream(nifti::Reader& in, std::size_t bytes, const ChunkObserver& observe, Visit&& visit) {
     const Header& h = in.header();
     detail::Walker walker(h.dim(1), h.dim(2), h.dim(3));
     std::vector<std::uint8_t> buf(kChunkVoxels * bytes);
@@ -91,6 +58,7 @@ void stream(nifti::Reader& in, std::size_t bytes, Visit&& visit) {
             static_cast<std::size_t>(std::min<std::uint64_t>(kChunkVoxels, total - done));
         if (detail::read_full(in, buf.data(), n * bytes) != n * bytes)
             throw Error(ErrorCode::TruncatedData, "the voxel data ends early");
+        if (observe) observe(buf.data(), n);
         walker.walk(n, [&](std::size_t off, std::size_t len, std::int64_t x, std::int64_t y,
                            std::int64_t z) { visit(buf.data() + off * bytes, len, x, y, z); });
         done += n;
@@ -99,11 +67,12 @@ void stream(nifti::Reader& in, std::size_t bytes, Visit&& visit) {
 
 // 8/16-bit: accumulators indexed by the raw value read natively.
 template <typename U>
-std::vector<Acc> table_pass(nifti::Reader& in, std::optional<U> zero_raw) {
+std::vector<Acc> table_pass(nifti::Reader& in, std::optional<U> zero_raw,
+                           const ChunkObserver& observe) {
     std::vector<Acc> acc(std::size_t{1} << (8 * sizeof(U)));
     const bool skip = zero_raw.has_value();
     const U zr = zero_raw.value_or(0);
-    stream(in, sizeof(U), [&](const std::uint8_t* p, std::size_t len, std::int64_t x,
+    stream(in, sizeof(U), observe, [&](const std::uint8_t* p, std::size_t len, std::int64_t x,
                               std::int64_t y, std::int64_t z) {
         for (std::size_t i = 0; i < len; ++i) {
             U r;
@@ -117,11 +86,12 @@ std::vector<Acc> table_pass(nifti::Reader& in, std::optional<U> zero_raw) {
 
 // Wider types: a hash map keyed by the raw bits, with a one-entry cache.
 template <typename U>
-std::unordered_map<U, Acc> map_pass(nifti::Reader& in, std::optional<U> zero_raw) {
+std::unordered_map<U, Acc> map_pass(nifti::Reader& in, std::optional<U> zero_raw,
+                                    const ChunkObserver& observe) {
     std::unordered_map<U, Acc> acc;
     const bool skip = zero_raw.has_value();
     const U zr = zero_raw.value_or(0);
-    stream(in, sizeof(U), [&](const std::uint8_t* p, std::size_t len, std::int64_t x,
+    stream(in, sizeof(U), observe, [&](const std::uint8_t* p, std::size_t len, std::int64_t x,
                               std::int64_t y, std::int64_t z) {
         U last_key = 0;
         Acc* last = nullptr;
@@ -132,10 +102,7 @@ std::unordered_map<U, Acc> map_pass(nifti::Reader& in, std::optional<U> zero_raw
             if (!last || r != last_key) {
                 auto it = acc.find(r);
                 if (it == acc.end()) {
-                    if (acc.size() >= kMaxDistinct)
-                        throw Error(ErrorCode::TooManyLabels,
-                                    "the image holds more than 65536 distinct values; "
-                                    "it is not a label map");
+                    if (acc.size() >= detail::kMaxDistinctValues) detail::too_many_distinct_values();
                     it = acc.emplace(r, Acc{}).first;
                 }
                 last = &it->second;
@@ -150,7 +117,7 @@ std::unordered_map<U, Acc> map_pass(nifti::Reader& in, std::optional<U> zero_raw
 // Raw bits of the stored value meaning id 0 when unscaled (0 / +0.0); with
 // scaling the end-of-pass conversion drops id 0 instead.
 template <typename T>
-std::map<LabelId, Acc> collect(nifti::Reader& in) {
+std::map<LabelId, Acc> collect(nifti::Reader& in, const ChunkObserver& observe) {
     const Header& h = in.header();
     using U = std::conditional_t<sizeof(T) == 1, std::uint8_t,
               std::conditional_t<sizeof(T) == 2, std::uint16_t,
@@ -162,15 +129,15 @@ std::map<LabelId, Acc> collect(nifti::Reader& in) {
         if (a.voxels == 0) return;
         std::uint8_t b[sizeof(U)];
         std::memcpy(b, &raw, sizeof(U));
-        const LabelId id = id_of_raw<T>(b, h);
+        const LabelId id = detail::id_of_raw<T>(b, h);
         if (id == 0) return;
         by_id[id].merge(a);
     };
     if constexpr (sizeof(T) <= 2) {
-        const auto acc = table_pass<U>(in, zero);
+        const auto acc = table_pass<U>(in, zero, observe);
         for (std::size_t r = 0; r < acc.size(); ++r) add(static_cast<U>(r), acc[r]);
     } else {
-        const auto acc = map_pass<U>(in, zero);
+        const auto acc = map_pass<U>(in, zero, observe);
         for (const auto& [r, a] : acc) add(r, a);
     }
     return by_id;
@@ -224,10 +191,11 @@ std::string version_name(nifti::Version v) {
 
 }  // namespace
 
-Metadata compute_metadata(nifti::Reader& in) {
+Metadata compute_metadata(nifti::Reader& in, const ChunkObserver& observe) {
     const Header& h = in.header();
     detail::require_label_type(h);
-    const auto by_id = with_type(h.datatype(), [&](auto tag) { return collect<decltype(tag)>(in); });
+    const auto by_id = detail::with_type(h.datatype(),
+                                        [&](auto tag) { return collect<decltype(tag)>(in, observe); });
 
     Metadata meta;
     for (const auto& [id, a] : by_id) {

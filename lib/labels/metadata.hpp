@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -30,12 +31,17 @@ struct Metadata {
     double voxel_volume_ml = 0;       // |pixdim1*pixdim2*pixdim3| in mL, unit-aware
 };
 
+// Called once per chunk of the pass with the chunk's n voxels as stored
+// (file byte order), before they are counted: lets another computation
+// (labels/intensity.hpp) ride along the same pass.
+using ChunkObserver = std::function<void(const std::uint8_t* raw, std::size_t n)>;
+
 // One streaming pass over `in`. Unscaled integers are ids as stored, exactly
 // (any width, up to UINT64_MAX); scaled and float values must be integral,
 // finite and inside int64. More than 65536 distinct values in a 32/64-bit or
 // float image is refused (TooManyLabels) to bound memory.
 // Throws Error(UnsupportedDatatype / NonIntegralLabels) and Reader errors.
-Metadata compute_metadata(nifti::Reader& in);
+Metadata compute_metadata(nifti::Reader& in, const ChunkObserver& observe = {});
 
 // Keys in this order (ordered_json): volume_ml rounded to 3 decimals (more
 // digits only when that would round a non-empty label to 0).

@@ -135,3 +135,35 @@ def test_info_text(tmp_path):
     assert "7 6 5" in out and "big-endian" in out and "int16" in out and "gzip" in out
     assert run("info", tmp_path / "nope.nii").returncode == 1
     assert b"--json" in run("info", "--help", check=0).stdout
+
+
+# --- --image: per-label intensity statistics ---------------------------------
+
+def test_labels_image_matches_numpy(demo_tree):
+    seg = demo_tree / "scans" / "PA00000002_CT.nii.gz"
+    ct = demo_tree / "nifti" / "PA00000002_CT.nii.gz"
+    doc = json.loads(run("labels", seg, "--image", ct, "--json", check=0).stdout)
+    s = np.asarray(nib.load(str(seg)).dataobj)
+    v = nib.load(str(ct)).get_fdata()
+    assert [l["id"] for l in doc["labels"]] == [int(i) for i in np.unique(s[s != 0])]
+    for l in doc["labels"]:
+        x = v[s == l["id"]]
+        got = l["intensity"]
+        assert got["mean"] == pytest.approx(x.mean(), rel=1e-6)
+        assert got["sd"] == pytest.approx(x.std(), rel=1e-6)
+        assert (got["min"], got["max"]) == (x.min(), x.max())
+        for q in (5, 50, 95):
+            assert got[f"p{q:02d}"] == np.percentile(x, q, method="lower")
+    # The table shows the mean beside each label.
+    table = run("labels", seg, "--image", ct, check=0).stdout.decode()
+    assert "mean" in table.splitlines()[1]
+
+
+def test_labels_image_other_grid_exit_3_naming_both(tmp_path, demo_tree):
+    seg = demo_tree / "scans" / "PA00000002_CT.nii.gz"
+    ct = nib.load(str(demo_tree / "nifti" / "PA00000002_CT.nii.gz"))
+    short = tmp_path / "short.nii.gz"
+    nib.save(nib.Nifti1Image(np.asarray(ct.dataobj)[:, :-1, :], ct.affine), str(short))
+    p = run("labels", seg, "--image", short, "--json", check=3)
+    assert p.stdout == b""
+    assert str(seg) in p.stderr and str(short) in p.stderr and "dims" in p.stderr

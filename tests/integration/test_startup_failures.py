@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(not (os.path.exists(LIGHTTPD) and WORKER.exists(
 @pytest.mark.parametrize("setting, value, reason, code", [
     ("MEDIMG_MAX_QUEUE", "-3", 'configuration: [limits] max_queue = "-3": out of range', 2),
     ("MEDIMG_SEND_TIMEOUT", "soon", '[limits] send_timeout = "soon"', 2),
-    ("MEDIMG_CACHE_DIR", "/etc/hostname/cache", "cannot create cache directory /etc/hostname/cache", 1),
+    ("MEDIMG_CACHE_DIR", "/etc/hostname/cache", "cache directory /etc/hostname/cache is not a directory", 1),
 ])
 def test_reason_in_lighttpd_breakagelog(tmp_path, tree, setting, value, reason, code):
     env = {"MEDIMG_DATA_ROOT": str(tree["root"]), "MEDIMG_CACHE_DIR": str(tmp_path / "cache"),

@@ -107,11 +107,25 @@ def test_binaries_are_executable_and_run(deb):
 
 def test_no_build_or_test_files(deb):
     files = listing(deb)
-    niivue = "/usr/share/medimg/www/node_modules/@niivue/niivue/"
+    # The browser's modules only: NiiVue (viewer) and Swagger UI (api.html).
+    kept = ("/usr/share/medimg/www/node_modules/@niivue/niivue/",
+            "/usr/share/medimg/www/node_modules/swagger-ui-dist/")
     for f in files:
-        assert "/node_modules/" not in f or f.startswith(niivue) or niivue.startswith(f), f
+        assert "/node_modules/" not in f or any(f.startswith(k) or k.startswith(f) for k in kept), f
         assert not f.endswith((".test.mjs", "package-lock.json")), f
         assert "/." not in f.rstrip("/").replace("/./", "/"), f
+
+
+def test_api_page_and_description_are_packaged(deb):
+    files = listing(deb)
+    www = "/usr/share/medimg/www/"
+    for name in ("api.html", "openapi.json", "assets/api.js",
+                 "node_modules/swagger-ui-dist/swagger-ui-bundle.js",
+                 "node_modules/swagger-ui-dist/swagger-ui.css",
+                 "node_modules/swagger-ui-dist/LICENSE"):
+        assert www + name in files, name
+    assert not any(f.startswith(www + "node_modules/swagger-ui-dist/") and f.endswith(".map")
+                   for f in files)
 
 
 def test_every_etc_file_is_a_conffile(deb):
@@ -292,8 +306,11 @@ def test_debian_apache_layout(deb):
         spawn = ["spawn-fcgi", "-n", "-s", str(sock), "-M", "0660"]
         if os.geteuid() == 0:
             spawn += ["-U", "www-data", "-G", "www-data"]
+        # As the packaged units run it: cached results readable by the web
+        # server's group only (docs/DEPLOYMENT.md, "Results cache").
+        worker_env = {**os.environ, "MEDIMG_CACHE_GROUP": "www-data"}
         procs.append(subprocess.Popen(spawn + ["--", str(root / "usr/bin/medimg-fcgi"),
-                                               "--config", str(ini)],
+                                               "--config", str(ini)], env=worker_env,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                       start_new_session=True))
         check = subprocess.run(["sh", "-c", f'. "{etc}/envvars" && apache2 -d "{etc}" -t'],

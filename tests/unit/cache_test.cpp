@@ -126,6 +126,9 @@ TEST_CASE("cache: keys are stable 32-hex hashes", "[cache]") {
     CHECK(a == medimg::cache::hash_hex("filter|1:2:3:4|ids=1,5"));
     CHECK(a != medimg::cache::hash_hex("filter|1:2:3:4|ids=1,6"));
     CHECK(medimg::cache::hash_hex("") != medimg::cache::hash_hex(std::string(1, '\0')));
+    // A cryptographic hash (SHA-256, first 128 bits; FIPS 180-4's "abc"
+    // example): nobody who names files can build a colliding key.
+    CHECK(medimg::cache::hash_hex("abc") == "ba7816bf8f01cfea414140de5dae2223");
 }
 
 TEST_CASE("cache: an entry is produced once and then found", "[cache]") {
