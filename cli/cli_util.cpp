@@ -45,6 +45,14 @@ ParsedArgs parse_args(const Args& args, const std::vector<OptionSpec>& specs) {
         const OptionSpec* spec = nullptr;
         for (const auto& s : specs)
             if (s.name == name) spec = &s;
+        // A short option with its value attached: "-j2".
+        if (!spec && a.size() > 2 && a[1] != '-')
+            for (const auto& s : specs)
+                if (s.takes_value && s.name == a.substr(0, 2)) {
+                    spec = &s;
+                    name = s.name;
+                    inline_value = a.substr(2);
+                }
         if (!spec) throw Error(ErrorCode::BadParameter, "unknown option '" + name + "'");
         if (!spec->takes_value) {
             if (inline_value) throw Error(ErrorCode::BadParameter, name + " takes no value");
@@ -75,11 +83,40 @@ const std::string& single_positional(const ParsedArgs& parsed, std::string_view 
     return parsed.positional[0];
 }
 
-nifti::ReadLimits read_limits(const ParsedArgs& parsed) {
+namespace {
+
+// Configuration options of the reading commands and the keys they set.
+const std::vector<std::pair<std::string, std::string>> kConfigFlags = {
+    {"--max-voxels", "limits.max_voxels"},
+    {"--max-label-ids", "limits.max_label_ids"},
+    {"--label-dict", "paths.label_dict"},
+    {"--label-colors", "paths.label_colors"},
+};
+
+}  // namespace
+
+std::vector<OptionSpec> with_config_options(std::vector<OptionSpec> specs) {
+    specs.push_back({"--config", true});
+    for (const auto& [flag, key] : kConfigFlags) specs.push_back({flag, true});
+    return specs;
+}
+
+Config load_cli_config(const ParsedArgs& parsed) {
+    ConfigSources sources;
+    if (auto v = parsed.value("--config")) sources.ini_file = *v;
+    sources.environment = environment_map();
+    std::error_code ec;
+    sources.working_dir = fs::current_path(ec);
+    sources.dotenv_dir = sources.working_dir;
+    for (const auto& [flag, key] : kConfigFlags)
+        if (auto v = parsed.value(flag)) sources.flags[key] = *v;
+    sources.conf_dir = conf_dir();
+    return load_config(sources);
+}
+
+nifti::ReadLimits read_limits(const Config& config) {
     nifti::ReadLimits limits;
-    if (auto v = parsed.value("--max-voxels"))
-        limits.header.max_voxels =
-            static_cast<std::uint64_t>(parse_int(*v, "--max-voxels", 1, INT64_MAX));
+    limits.header.max_voxels = config.max_voxels;
     return limits;
 }
 
@@ -113,24 +150,14 @@ fs::path conf_dir() {
 #endif
 }
 
-namespace {
-
-// Flag, else environment variable, else `fallback` (which may be missing).
-std::pair<fs::path, bool> choose_table(const ParsedArgs& parsed, const std::string& flag,
-                                       const char* env, const fs::path& fallback) {
-    if (auto v = parsed.value(flag)) return {*v, true};
-    if (const char* e = std::getenv(env); e && *e) return {e, true};
-    return {fallback, false};
-}
-
-}  // namespace
-
-labels::Dictionary load_dictionary(const ParsedArgs& parsed) {
-    const fs::path conf = conf_dir();
-    auto [dict, dict_explicit] = choose_table(parsed, "--label-dict", "MEDIMG_LABEL_DICT",
-                                              conf / "vista3d_label_dict.json");
-    auto [colors, colors_explicit] = choose_table(parsed, "--label-colors", "MEDIMG_LABEL_COLORS",
-                                                  conf / "vista3d_label_colors.json");
+labels::Dictionary load_dictionary(const Config& config) {
+    auto is_explicit = [&](const char* key) {
+        auto it = config.origin.find(key);
+        return it != config.origin.end() && it->second != "default";
+    };
+    fs::path dict = config.label_dict, colors = config.label_colors;
+    const bool dict_explicit = is_explicit("paths.label_dict");
+    const bool colors_explicit = is_explicit("paths.label_colors");
     std::error_code ec;
     // The VISTA3D colour table also names its labels; a dictionary of one's
     // own must not be renamed by it, so it then comes without default colours.
@@ -166,6 +193,26 @@ int run_guarded(std::string_view command, const std::function<int()>& body) {
     } catch (...) {
         return report_error(command, "internal error: unknown exception", 1);
     }
+}
+
+int for_each_input(const std::vector<std::string>& inputs, std::string_view command,
+                   const std::function<void(const std::string&)>& body) {
+    int first_failure = 0;
+    for (const auto& in : inputs) {
+        int code = 0;
+        try {
+            body(in);
+        } catch (const Error& e) {
+            code = report_error(command, in + ": " + e.what(), e.exit_code());
+        } catch (const std::bad_alloc&) {
+            code = report_error(command, in + ": out of memory", 1);
+        } catch (const std::exception& e) {
+            code = report_error(command, in + ": internal error: " + e.what(), 1);
+        }
+        std::fflush(stdout);
+        if (!first_failure) first_failure = code;
+    }
+    return first_failure;
 }
 
 bool stderr_is_tty() { return ::isatty(2) == 1; }

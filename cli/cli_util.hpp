@@ -15,13 +15,11 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "config.hpp"
 #include "labels/dictionary.hpp"
 #include "nifti/reader.hpp"
 
 namespace medimg::cli {
-
-// The most label ids one command may select (as [limits] max_label_ids).
-inline constexpr std::uint64_t kMaxLabelIds = 100000;
 
 struct OptionSpec {
     std::string name;        // "--labels"
@@ -58,8 +56,24 @@ bool print_help(const ParsedArgs& parsed, const char* usage);
 // "expected one {what}, got N".
 const std::string& single_positional(const ParsedArgs& parsed, std::string_view what);
 
-// Default read limits, with --max-voxels N (1 to INT64_MAX) when given.
-nifti::ReadLimits read_limits(const ParsedArgs& parsed);
+// The options every reading command takes for the configuration (DESIGN.md
+// §6): --config FILE, --max-voxels N, --max-label-ids N, --label-dict FILE,
+// --label-colors FILE. Appended to a command's own specs.
+std::vector<OptionSpec> with_config_options(std::vector<OptionSpec> specs);
+// Their --help lines (after the --max-voxels line of each command).
+#define MEDIMG_CLI_CONFIG_HELP                                                        \
+    "  --config FILE       medimg.ini (default $MEDIMG_CONFIG, else none); then\n"   \
+    "                      MEDIMG_* variables and ./.env, as the worker reads them\n" \
+    "  -h, --help          this text\n"
+
+// The configuration the worker would read, for the CLI: flags (the options
+// above) over the environment (MEDIMG_*) over `.env` in the working
+// directory over the ini file (--config, else $MEDIMG_CONFIG; none by
+// default) over built-in defaults. Throws Error(BadParameter) naming the key.
+Config load_cli_config(const ParsedArgs& parsed);
+
+// Read limits from the configuration ([limits] max_voxels).
+nifti::ReadLimits read_limits(const Config& config);
 
 // A whole decimal number in [min, max]; throws Error(BadParameter) naming
 // the option and the value.
@@ -70,13 +84,13 @@ std::int64_t parse_int(std::string_view text, std::string_view option, std::int6
 // from the install prefix, else the source tree's conf/.
 std::filesystem::path conf_dir();
 
-// The label dictionary: --label-dict / --label-colors, else the environment
-// (MEDIMG_LABEL_DICT / MEDIMG_LABEL_COLORS), else conf_dir()'s VISTA3D
-// tables. Missing default tables give an empty dictionary (ids as names);
+// The label dictionary of the configuration ([paths] label_dict and
+// label_colors: --label-dict / --label-colors, MEDIMG_LABEL_DICT, ...), else
+// conf_dir()'s VISTA3D tables. Missing default tables give an empty dictionary (ids as names);
 // a missing or malformed file named explicitly throws. A dictionary named
 // explicitly without a colour table gets no default colours (the VISTA3D
 // colour table carries names too, which would override it).
-labels::Dictionary load_dictionary(const ParsedArgs& parsed);
+labels::Dictionary load_dictionary(const Config& config);
 
 // Prints "medimg {command}: {detail}" on stderr and returns the exit code:
 // Error::exit_code() for medimg::Error, 1 for anything else.
@@ -85,6 +99,12 @@ int report_error(std::string_view command, std::string_view detail, int exit_cod
 
 // Runs `body`, turning every exception into a message and an exit code.
 int run_guarded(std::string_view command, const std::function<int()>& body);
+
+// Runs `body` on every input in order; an error is reported naming its
+// input ("medimg {command}: {input}: {detail}") and the next input goes on.
+// Returns the exit code of the first failure, 0 when none failed.
+int for_each_input(const std::vector<std::string>& inputs, std::string_view command,
+                   const std::function<void(const std::string&)>& body);
 
 bool stderr_is_tty();
 

@@ -1,19 +1,35 @@
 // `medimg filter`: keep (or mask) chosen label ids of one segmentation, or of
-// many into an output directory.
+// many into an output directory (DESIGN.md §5).
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <optional>
 #include <set>
 #include <string>
+#include <thread>
+
+#include <nlohmann/json.hpp>
 
 #include "cli_util.hpp"
+#include "fs/fd.hpp"
 #include "commands.hpp"
 #include "error.hpp"
 #include "labels/filter.hpp"
-#include "labels/label_set.hpp"
+#include "labels/filter_options.hpp"
+#include "nifti/file_name.hpp"
 #include "nifti/reader.hpp"
+#include "nifti/stream.hpp"
 
 namespace medimg::cli {
 namespace {
@@ -25,78 +41,87 @@ constexpr const char* kUsage =
     "       medimg filter --labels IDS --outdir DIR [options] IN...\n"
     "\n"
     "Keeps the chosen label ids of a segmentation (all other voxels become 0),\n"
-    "or writes a 0/1 mask of them. OUT may be '-' for stdout. The output\n"
-    "container follows the name: .nii.gz gzip, .nii plain; .hdr/.img inputs\n"
-    "become .nii.gz. A failed filter leaves no output file.\n"
+    "or writes a 0/1 mask of them. IN may be '-' for stdin and OUT '-' for\n"
+    "stdout. The output container follows OUT's name (.nii.gz gzip, .nii plain;\n"
+    "stdout: IN's, gzip for stdin); .hdr/.img inputs become .nii.gz. A failed\n"
+    "filter leaves no output file. IN OUT overwrites OUT unless --no-clobber.\n"
+    "\n"
+    "Batch (--outdir): every IN is written to DIR/filtered_{name} (with\n"
+    "--keep-tree: DIR/{IN's folder}/filtered_{name}). Every output name is\n"
+    "checked before anything is written: two inputs with one output, or an\n"
+    "output that exists (without --force or --no-clobber), stop the batch\n"
+    "with status 2 and nothing written. Inputs named filtered_* that sit in\n"
+    "the folder their output would go to are outputs of an earlier run: they\n"
+    "are skipped, never filtered again.\n"
     "\n"
     "options:\n"
     "  --labels IDS        ids and inclusive ranges, e.g. 1,5,10-12 ('' = none)\n"
-    "  --names NAMES       label names from the dictionary, e.g. aorta,liver\n"
-    "                      (case-insensitive; combined with --labels)\n"
+    "  --names NAMES       label names from the dictionary, e.g. aorta,right_kidney\n"
+    "                      (case-insensitive, '_' = space; combined with --labels)\n"
     "  --mode keep|mask    keep ids (default) or write uint8 0/1\n"
     "  --crop              crop to the bounding box of the selected voxels\n"
-    "  --margin N          voxels kept around that box (with --crop)\n"
-    "  --level 0-9         gzip level (default 1; 0 stores uncompressed blocks)\n"
-    "  --max-voxels N      refuse larger images (default 536870912)\n"
-    "  --outdir DIR        batch mode: write DIR/filtered_{name} for every IN\n"
-    "  --quiet             no progress bar in batch mode\n"
-    "  --label-dict FILE   label names ({\"name\": id}; default conf/vista3d_label_dict.json,\n"
-    "                      or $MEDIMG_LABEL_DICT)\n"
-    "  --label-colors FILE label colours (default conf/vista3d_label_colors.json,\n"
-    "                      or $MEDIMG_LABEL_COLORS)\n"
+    "  --margin N          voxels kept around that box (with --crop; 0-1000)\n"
+    "  --level 0-9         gzip level (default [filter] gzip_level, 1;\n"
+    "                      0 stores uncompressed blocks)\n"
+    "  --outdir DIR        batch mode, see above\n"
+    "  --files-from FILE   more inputs, one per line ('-': stdin)\n"
+    "  -j, --jobs N        filter N files at a time (default 1); output order\n"
+    "                      and exit status do not depend on N\n"
+    "  --keep-tree         mirror the inputs' folders under DIR\n"
+    "  --force             overwrite existing outputs\n"
+    "  --no-clobber        skip inputs whose output exists\n"
+    "  --json              one JSON line per input on stdout: input, output,\n"
+    "                      status (ok, error, skipped), error, error_code,\n"
+    "                      exit_status, voxels_selected, seconds\n"
+    "  --quiet             no progress bar and no summary line\n"
+    "  --max-voxels N      refuse larger images ([limits] max_voxels)\n"
+    "  --max-label-ids N   most ids selected ([limits] max_label_ids)\n"
+    "  --label-dict FILE   label names ([paths] label_dict; default the VISTA3D table)\n"
+    "  --label-colors FILE label colours ([paths] label_colors)\n"
+    MEDIMG_CLI_CONFIG_HELP
     "\n"
-    "exit status: 0 success, 2 usage error, 3 invalid or corrupt input, 1 other;\n"
-    "in batch mode the highest status of all files.\n";
+    "exit status: 0 success, 2 usage error (also an unknown label name and a\n"
+    "refused overwrite), 3 invalid or corrupt input, 1 other; in batch mode\n"
+    "the status of the first input that failed, in input order.\n";
 
-const std::vector<OptionSpec> kOptions = {
+const std::vector<OptionSpec> kOptions = with_config_options({
     {"--labels", true},     {"--names", true},      {"--mode", true},
     {"--crop", false},      {"--margin", true},     {"--level", true},
-    {"--max-voxels", true}, {"--outdir", true},     {"--quiet", false},
-    {"--label-dict", true}, {"--label-colors", true},
-};
+    {"--outdir", true},     {"--quiet", false},     {"--files-from", true},
+    {"-j", true},           {"--jobs", true},       {"--keep-tree", false},
+    {"--force", false},     {"--no-clobber", false}, {"--json", false},
+});
 
 struct Job {
     labels::FilterOptions options;
     nifti::ReadLimits limits;
 };
 
-Job parse_job(const ParsedArgs& parsed) {
+Job parse_job(const ParsedArgs& parsed, const Config& config) {
+    using labels::FilterOption;
+    labels::FilterOptionSources src;
+    src.value = [&](FilterOption option) -> std::optional<std::string> {
+        switch (option) {
+            case FilterOption::LabelIds: return parsed.value("--labels");
+            case FilterOption::Names: return parsed.value("--names");
+            case FilterOption::Mode: return parsed.value("--mode");
+            case FilterOption::Crop: return parsed.has("--crop") ? std::optional<std::string>("1")
+                                                                  : std::nullopt;
+            case FilterOption::Margin: return parsed.value("--margin");
+            case FilterOption::Level: return parsed.value("--level");
+        }
+        return std::nullopt;
+    };
+    src.dictionary = [&] { return load_dictionary(config); };
+    src.max_label_ids = config.max_label_ids;
+    src.default_level = config.gzip_level;
     Job job;
-    const auto ids = parsed.value("--labels");
-    const auto names = parsed.value("--names");
-    if (!ids && !names)
-        throw Error(ErrorCode::BadParameter, "--labels or --names is required");
-    labels::LabelSet set;
-    if (ids) set = labels::LabelSet::parse(*ids, kMaxLabelIds);
-    if (names) {
-        const labels::Dictionary dict = load_dictionary(parsed);
-        set.merge(labels::LabelSet::parse_names(*names, dict, kMaxLabelIds));
-        if (set.count() > kMaxLabelIds)
-            throw Error(ErrorCode::TooManyLabels, "more than " + std::to_string(kMaxLabelIds) +
-                                                      " label ids are selected");
-    }
-    job.options.labels = std::move(set);
-
-    const std::string mode = parsed.value("--mode").value_or("keep");
-    if (mode == "keep") {
-        job.options.mode = labels::Mode::Keep;
-    } else if (mode == "mask") {
-        job.options.mode = labels::Mode::Mask;
-    } else {
-        throw Error(ErrorCode::BadParameter, "--mode is '" + mode + "'; it must be keep or mask");
-    }
-    job.options.crop = parsed.has("--crop");
-    if (auto m = parsed.value("--margin")) {
-        if (!job.options.crop) throw Error(ErrorCode::BadParameter, "--margin needs --crop");
-        job.options.margin = parse_int(*m, "--margin", 0, 1 << 20);
-    }
-    if (auto l = parsed.value("--level"))
-        job.options.gzip_level = static_cast<int>(parse_int(*l, "--level", 0, 9));
-    job.limits = read_limits(parsed);
+    job.options = labels::parse_filter_options(src, labels::kCommandLineSyntax);
+    job.limits = read_limits(config);
     return job;
 }
 
-// One line "\r[#####.....] k/n name" on stderr, rewritten in place.
+// "\r[#####.....] k/n name" on stderr, rewritten in place.
 class Progress {
 public:
     Progress(std::size_t total, bool enabled) : total_(total), enabled_(enabled) {}
@@ -124,63 +149,339 @@ private:
     bool visible_ = false;
 };
 
+enum class Status { Pending, Ok, Error, Skipped };
+
+struct Item {
+    std::string input;   // as given
+    fs::path output;
+    Status status = Status::Pending;
+    std::string skip_reason;
+    std::string error;   // detail
+    std::string error_code;
+    int exit_status = 0;
+    std::uint64_t voxels_selected = 0;
+    double seconds = 0;
+};
+
+// Inputs: the arguments, then --files-from (one name a line; empty lines
+// skipped; a trailing '\r' removed).
+std::vector<std::string> batch_inputs(const ParsedArgs& parsed) {
+    std::vector<std::string> inputs = parsed.positional;
+    if (auto list = parsed.value("--files-from")) {
+        std::ifstream file;
+        std::istream* in = &std::cin;
+        if (*list != "-") {
+            file.open(*list);
+            if (!file)
+                throw Error(ErrorCode::NotFound, "--files-from " + *list + ": cannot be read");
+            in = &file;
+        }
+        std::string line;
+        while (std::getline(*in, line)) {
+            if (!line.empty() && line.back() == '\r') line.pop_back();
+            if (!line.empty()) inputs.push_back(line);
+        }
+    }
+    for (const auto& in : inputs)
+        if (in == "-")
+            throw Error(ErrorCode::BadParameter,
+                        "'-' (stdin) is an input only in the form 'medimg filter - OUT'");
+    if (inputs.empty())
+        throw Error(ErrorCode::BadParameter, "--outdir needs at least one input file");
+    return inputs;
+}
+
+// Where IN's output goes: DIR/filtered_{name}, or with --keep-tree
+// DIR/{IN's folder}/filtered_{name} (an absolute IN keeps its whole path
+// below DIR; a folder with ".." cannot be mirrored and is refused).
+fs::path output_of(const std::string& input, const fs::path& outdir, bool keep_tree) {
+    const fs::path in(input);
+    const std::string name = nifti::filtered_name(nifti::parse_image_name(in.filename().string()));
+    if (!keep_tree) return outdir / name;
+    fs::path folder = in.parent_path().lexically_normal().relative_path();
+    for (const auto& part : folder)
+        if (part == "..")
+            throw Error(ErrorCode::BadParameter,
+                        input + ": --keep-tree cannot mirror a folder with '..' under --outdir");
+    if (folder == ".") folder.clear();
+    return outdir / folder / name;
+}
+
+// The same file or folder, when both exist.
+bool same_entry(const fs::path& a, const fs::path& b) {
+    std::error_code ec;
+    return fs::equivalent(a, b, ec);
+}
+
+nlohmann::json json_line(const Item& item) {
+    static const char* names[] = {"pending", "ok", "error", "skipped"};
+    nlohmann::json j = {
+        {"input", item.input},
+        {"output", item.output.string()},
+        {"status", names[static_cast<int>(item.status)]},
+        {"error", item.status == Status::Error ? nlohmann::json(item.error) : nlohmann::json()},
+        {"error_code",
+         item.status == Status::Error ? nlohmann::json(item.error_code) : nlohmann::json()},
+        {"exit_status", item.exit_status},
+        {"voxels_selected", item.voxels_selected},
+        {"seconds", item.seconds},
+    };
+    if (item.status == Status::Skipped) j["reason"] = item.skip_reason;
+    return j;
+}
+
+void filter_one(Item& item, const Job& job) {
+    const auto start = std::chrono::steady_clock::now();
+    try {
+        const auto result = labels::filter_file(item.input, item.output, job.options, job.limits);
+        item.voxels_selected = result.voxels_selected;
+        item.status = Status::Ok;
+    } catch (const Error& e) {
+        item.status = Status::Error;
+        item.error = e.what();
+        item.error_code = std::string(e.id());
+        item.exit_status = e.exit_code();
+    } catch (const std::exception& e) {
+        item.status = Status::Error;
+        item.error = e.what();
+        item.error_code = "internal_error";
+        item.exit_status = 1;
+    }
+    item.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
 int run_batch(const ParsedArgs& parsed, const Job& job) {
     const fs::path outdir = *parsed.value("--outdir");
-    if (parsed.positional.empty())
-        throw Error(ErrorCode::BadParameter, "--outdir needs at least one input file");
-    for (const auto& in : parsed.positional)
-        if (in == "-") throw Error(ErrorCode::BadParameter, "'-' is not an input in batch mode");
+    const bool keep_tree = parsed.has("--keep-tree");
+    const bool force = parsed.has("--force");
+    const bool no_clobber = parsed.has("--no-clobber");
+    const bool json = parsed.has("--json");
+    if (force && no_clobber)
+        throw Error(ErrorCode::BadParameter, "--force and --no-clobber exclude each other");
+    int jobs = 1;
+    if (auto j = parsed.value("-j").has_value() ? parsed.value("-j") : parsed.value("--jobs"))
+        jobs = static_cast<int>(parse_int(*j, "-j", 1, 256));
+
+    std::vector<Item> items;
+    for (auto& in : batch_inputs(parsed)) {
+        Item item;
+        item.output = output_of(in, outdir, keep_tree);
+        item.input = std::move(in);
+        items.push_back(std::move(item));
+    }
+
+    // Every name is checked before anything is written.
+    std::map<fs::path, std::size_t> first_with_output;
+    std::vector<std::string> refusals;
+    for (std::size_t i = 0; i < items.size(); ++i) {
+        Item& item = items[i];
+        const fs::path in(item.input);
+        // An output of this naming in the folder its own output would go to:
+        // a re-run over a folder that already holds results.
+        if (in.filename().string().rfind("filtered_", 0) == 0 &&
+            same_entry(in.parent_path().empty() ? "." : in.parent_path(),
+                       item.output.parent_path())) {
+            item.status = Status::Skipped;
+            item.skip_reason = "an output of an earlier run (filtered_* in its output folder)";
+            continue;
+        }
+        const fs::path key = item.output.lexically_normal();
+        auto [it, fresh] = first_with_output.emplace(key, i);
+        if (!fresh) {
+            refusals.push_back(item.input + ": its output " + item.output.string() +
+                               " is also that of " + items[it->second].input +
+                               (keep_tree ? "" : " (--keep-tree keeps their folders apart)"));
+            continue;
+        }
+        std::error_code ec;
+        if (same_entry(in, item.output)) {
+            refusals.push_back(item.input + ": its output is the input itself");
+        } else if (fs::symlink_status(item.output, ec).type() != fs::file_type::not_found) {
+            if (no_clobber) {
+                item.status = Status::Skipped;
+                item.skip_reason = "output exists (--no-clobber)";
+            } else if (!force) {
+                refusals.push_back(item.input + ": its output " + item.output.string() +
+                                   " exists (--force overwrites it, --no-clobber skips it)");
+            }
+        }
+    }
+    if (!refusals.empty()) {
+        for (const auto& r : refusals) report_error("filter", r, 2);
+        return report_error("filter",
+                            "nothing written: " + std::to_string(refusals.size()) +
+                                " output name(s) refused",
+                            2);
+    }
+
     std::error_code ec;
     fs::create_directories(outdir, ec);
     if (ec || !fs::is_directory(outdir))
         throw Error(ErrorCode::Io, "cannot create the output directory " + outdir.string() +
                                        (ec ? ": " + ec.message() : ""));
 
-    Progress progress(parsed.positional.size(), stderr_is_tty() && !parsed.has("--quiet"));
-    std::set<fs::path> written;
-    int worst = 0;
-    std::size_t done = 0;
-    for (const auto& in : parsed.positional) {
-        progress.show(done, in);
-        const fs::path out = outdir / nifti::filtered_name(nifti::parse_image_name(in));
-        int code = 0;
-        if (!written.insert(out).second) {
+    const bool tty = stderr_is_tty() && !parsed.has("--quiet");
+    Progress progress(items.size(), tty);
+    const auto started = std::chrono::steady_clock::now();
+
+    // Workers take the next pending item; results are reported in input
+    // order as soon as every earlier one is done, whatever -j is.
+    std::mutex mutex;
+    std::condition_variable done_cv;
+    std::vector<bool> done(items.size(), false);
+    std::size_t next = 0;
+    auto worker = [&] {
+        for (;;) {
+            std::size_t i;
+            {
+                std::lock_guard lock(mutex);
+                if (next >= items.size()) return;
+                i = next++;
+            }
+            Item& item = items[i];
+            if (item.status == Status::Pending) {
+                if (keep_tree) {
+                    std::error_code mk;
+                    fs::create_directories(item.output.parent_path(), mk);
+                }
+                filter_one(item, job);
+            }
+            {
+                std::lock_guard lock(mutex);
+                done[i] = true;
+            }
+            done_cv.notify_all();
+        }
+    };
+    std::vector<std::thread> threads;
+    const int n_threads = static_cast<int>(std::min<std::size_t>(jobs, items.size()));
+    for (int t = 0; t < n_threads; ++t) threads.emplace_back(worker);
+
+    int first_failure = 0;
+    std::size_t ok = 0, failed = 0, skipped = 0;
+    for (std::size_t i = 0; i < items.size(); ++i) {
+        {
+            std::unique_lock lock(mutex);
+            done_cv.wait(lock, [&] { return done[i]; });
+        }
+        const Item& item = items[i];
+        if (item.status == Status::Error) {
             progress.clear();
-            code = report_error("filter", in + ": its output " + out.string() +
-                                              " would overwrite that of an earlier input", 2);
+            report_error("filter", item.input + ": " + item.error, item.exit_status);
+            if (!first_failure) first_failure = item.exit_status;
+            ++failed;
+        } else if (item.status == Status::Skipped) {
+            ++skipped;
         } else {
-            try {
-                labels::filter_file(in, out, job.options, job.limits);
-            } catch (const Error& e) {
-                progress.clear();
-                code = report_error("filter", in + ": " + e.what(), e.exit_code());
-            } catch (const std::exception& e) {
-                progress.clear();
-                code = report_error("filter", in + ": " + e.what(), 1);
+            ++ok;
+        }
+        if (json) {
+            const std::string line = json_line(item).dump();
+            std::fwrite(line.data(), 1, line.size(), stdout);
+            std::fputc('\n', stdout);
+            std::fflush(stdout);
+        }
+        progress.show(i + 1, item.input);
+    }
+    for (auto& t : threads) t.join();
+    progress.clear();
+    if (tty) {
+        const double secs =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+        std::fprintf(stderr, "medimg filter: %zu written, %zu skipped, %zu failed of %zu in %.2f s\n",
+                     ok, skipped, failed, items.size(), secs);
+    }
+    return first_failure;
+}
+
+// The image on stdin. A regular file (`< file`) is read in place; a pipe is
+// first copied into an unlinked temporary file in $TMPDIR, because the reader
+// reads by offset (and cropping reads twice). A .hdr/.img pair cannot come
+// through one stream: refused with a message that says so.
+void filter_stdin(const std::string& out, const labels::FilterOptions& options,
+                  const nifti::ReadLimits& limits) {
+    struct stat st{};
+    if (::fstat(0, &st) != 0) throw Error(ErrorCode::Io, "cannot stat stdin");
+    int fd = -1;
+    if (S_ISREG(st.st_mode)) {
+        fd = ::dup(0);
+    } else {
+        const char* tmp = std::getenv("TMPDIR");
+        fd = ::open(tmp && *tmp ? tmp : "/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        if (fd < 0) throw Error(ErrorCode::Io, "cannot make a temporary file for stdin");
+        std::vector<char> buf(1 << 20);
+        std::uint64_t total = 0;
+        for (;;) {
+            const ssize_t n = ::read(0, buf.data(), buf.size());
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) throw Error(ErrorCode::Io, "cannot read stdin");
+            if (n == 0) break;
+            // Bounded like a file: the largest image accepted, with slack.
+            total += static_cast<std::uint64_t>(n);
+            if (total > limits.header.max_voxels * 8 + (64u << 20))
+                throw Error(ErrorCode::TooLarge, "more bytes than the largest image accepted");
+            for (ssize_t off = 0; off < n;) {
+                const ssize_t w = ::write(fd, buf.data() + off, static_cast<std::size_t>(n - off));
+                if (w < 0 && errno == EINTR) continue;
+                if (w < 0) throw Error(ErrorCode::Io, "cannot spool stdin to $TMPDIR");
+                off += w;
             }
         }
-        worst = std::max(worst, code);
-        ++done;
     }
-    progress.show(done, "");
-    progress.clear();
-    return worst;
+    // A plain Analyze/pair header: sizeof_hdr 348 and no single-file magic.
+    unsigned char head[348] = {};
+    if (::pread(fd, head, sizeof head, 0) == static_cast<ssize_t>(sizeof head) &&
+        !(head[0] == 0x1f && head[1] == 0x8b)) {
+        const bool size_348 = (head[0] == 92 && head[1] == 1) || (head[3] == 92 && head[2] == 1);
+        const std::string magic(reinterpret_cast<const char*>(head + 344), 3);
+        if (size_348 && magic != "n+1")
+            throw Error(ErrorCode::BadParameter,
+                        "a .hdr/.img pair cannot be read from stdin (its header needs the .img "
+                        "beside it); name the .hdr file instead");
+    }
+    nifti::ImageFiles files;
+    files.file = std::make_shared<const medimg::fs::UniqueFd>(fd);
+    files.name = "stdin.nii.gz";
+    nifti::Reader reader = nifti::Reader::open(files, limits);
+    if (out == "-") {
+        nifti::FdSink sink(1);
+        labels::filter(reader, sink, nifti::Container::Gzip, options);
+        return;
+    }
+    nifti::AtomicFileSink sink(out);
+    labels::filter(reader, sink, nifti::output_container(nifti::parse_image_name(fs::path(out).filename().string())), options);
+    sink.commit();
 }
 
 int run(const Args& args) {
     const ParsedArgs parsed = parse_args(args, kOptions);
     if (print_help(parsed, kUsage)) return 0;
-    const Job job = parse_job(parsed);
+    const Config config = load_cli_config(parsed);
+    const Job job = parse_job(parsed, config);
     if (parsed.has("--outdir")) return run_batch(parsed, job);
+    for (const char* batch_only : {"--files-from", "-j", "--jobs", "--keep-tree", "--force", "--json"})
+        if (parsed.has(batch_only))
+            throw Error(ErrorCode::BadParameter, std::string(batch_only) + " needs --outdir");
     if (parsed.positional.size() != 2)
         throw Error(ErrorCode::BadParameter,
                     "expected IN and OUT (or --outdir DIR with inputs), got " +
                         std::to_string(parsed.positional.size()) + " file argument(s)");
     const std::string& in = parsed.positional[0];
     const std::string& out = parsed.positional[1];
-    if (in == "-") throw Error(ErrorCode::BadParameter, "reading the input from stdin is not supported");
-    if (out == "-") std::fflush(stdout);
-    labels::filter_file(in, out, job.options, job.limits);
+    std::error_code ec;
+    if (out != "-" && parsed.has("--no-clobber") &&
+        fs::symlink_status(out, ec).type() != fs::file_type::not_found)
+        throw Error(ErrorCode::BadParameter, out + ": exists (--no-clobber)");
+    try {
+        if (out == "-") std::fflush(stdout);
+        if (in == "-") {
+            filter_stdin(out, job.options, job.limits);
+        } else {
+            labels::filter_file(in, out, job.options, job.limits);
+        }
+    } catch (const Error& e) {
+        throw Error(e.code(), (in == "-" ? std::string("stdin") : in) + ": " + e.what());
+    }
     return 0;
 }
 

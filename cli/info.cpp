@@ -5,6 +5,7 @@
 
 #include "cli_util.hpp"
 #include "commands.hpp"
+#include "error.hpp"
 #include "labels/metadata.hpp"
 #include "nifti/reader.hpp"
 
@@ -14,15 +15,25 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr const char* kUsage =
-    "usage: medimg info IN [--json] [--max-voxels N]\n"
+    "usage: medimg info IN... [--json] [options]\n"
     "\n"
     "Prints the header of a NIfTI-1/NIfTI-2/Analyze file (.nii, .nii.gz,\n"
     ".hdr/.img pairs): dimensions, voxel size, datatype, scaling, orientation.\n"
-    "With --json, the JSON the /info route answers.\n"
+    "With --json, the JSON the /info route answers, plus \"path\" as given: one\n"
+    "line per file. A file that fails is reported and the others go on.\n"
     "\n"
-    "exit status: 0 success, 2 usage error, 3 invalid or corrupt input, 1 other.\n";
+    "options:\n"
+    "  --json              JSON lines instead of text\n"
+    "  --max-voxels N      refuse larger images ([limits] max_voxels)\n"
+    "  --max-label-ids N   [limits] max_label_ids (accepted for symmetry)\n"
+    "  --label-dict FILE   [paths] label_dict (accepted for symmetry)\n"
+    "  --label-colors FILE [paths] label_colors (accepted for symmetry)\n"
+    MEDIMG_CLI_CONFIG_HELP
+    "\n"
+    "exit status: 0 success, 2 usage error, 3 invalid or corrupt input, 1 other;\n"
+    "with several files, the status of the first that failed.\n";
 
-const std::vector<OptionSpec> kOptions = {{"--json", false}, {"--max-voxels", true}};
+const std::vector<OptionSpec> kOptions = with_config_options({{"--json", false}});
 
 const char* version_name(nifti::Version v) {
     switch (v) {
@@ -54,19 +65,18 @@ const char* xform_name(int code) {
     }
 }
 
-int run(const Args& args) {
-    const ParsedArgs parsed = parse_args(args, kOptions);
-    if (print_help(parsed, kUsage)) return 0;
-    const fs::path in = single_positional(parsed, "input file");
-    const nifti::ReadLimits limits = read_limits(parsed);
-    nifti::Reader reader = nifti::Reader::open(in, limits);
+void info_one(const std::string& path, const ParsedArgs& parsed, const Config& config) {
+    const fs::path in = path;
+    nifti::Reader reader = nifti::Reader::open(in, read_limits(config));
     const nifti::Header& h = reader.header();
 
     if (parsed.has("--json")) {
-        const std::string text = labels::info_json(h).dump();
+        auto json = labels::info_json(h);
+        json["path"] = path;
+        const std::string text = json.dump();
         std::fwrite(text.data(), 1, text.size(), stdout);
         std::fputc('\n', stdout);
-        return 0;
+        return;
     }
 
     std::printf("file         %s\n", in.string().c_str());
@@ -100,7 +110,17 @@ int run(const Args& args) {
     std::printf("description  \"%s\"\n", h.description().c_str());
     const auto ext = reader.extension_bytes().size();
     if (ext) std::printf("extension    %zu bytes between header and data\n", ext);
-    return 0;
+}
+
+int run(const Args& args) {
+    const ParsedArgs parsed = parse_args(args, kOptions);
+    if (print_help(parsed, kUsage)) return 0;
+    if (parsed.positional.empty()) throw Error(ErrorCode::BadParameter, "expected an input file");
+    const Config config = load_cli_config(parsed);
+    return for_each_input(parsed.positional, "info", [&](const std::string& in) {
+        if (&in != &parsed.positional.front() && !parsed.has("--json")) std::printf("\n");
+        info_one(in, parsed, config);
+    });
 }
 
 }  // namespace

@@ -6,8 +6,8 @@
 #include <string>
 
 #include "cli_util.hpp"
-#include "error.hpp"
 #include "commands.hpp"
+#include "error.hpp"
 #include "labels/intensity.hpp"
 #include "labels/metadata.hpp"
 #include "nifti/reader.hpp"
@@ -18,36 +18,36 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr const char* kUsage =
-    "usage: medimg labels IN [--json] [--image IMG] [options]\n"
+    "usage: medimg labels IN... [--json] [--image IMG] [options]\n"
     "\n"
     "Lists the label ids present in a segmentation (0 excluded), with their\n"
     "names, voxel counts and volumes. Names and colours come from a sidecar\n"
     "next to IN ({file}.labels.json or an ITK-SNAP {stem}.txt), else from the\n"
-    "VISTA3D tables.\n"
+    "VISTA3D tables. Several files: one table each, or one JSON line each\n"
+    "with \"path\" as given; a file that fails is reported and the others go on.\n"
     "\n"
     "options:\n"
-    "  --json              print the JSON the /labels route answers\n"
+    "  --json              print the JSON the /labels route answers (plus \"path\")\n"
     "  --image IMG         add per-label intensity statistics of IMG (a CT or MR\n"
     "                      on the same grid): mean, sd, min, max, p05, p50, p95 in\n"
     "                      IMG's scaled units, as /labels?image= answers\n"
-    "  --max-voxels N      refuse larger images (default 536870912)\n"
-    "  --label-dict FILE   label names (default conf/vista3d_label_dict.json,\n"
-    "                      or $MEDIMG_LABEL_DICT)\n"
-    "  --label-colors FILE label colours (default conf/vista3d_label_colors.json,\n"
-    "                      or $MEDIMG_LABEL_COLORS)\n"
+    "  --max-voxels N      refuse larger images ([limits] max_voxels)\n"
+    "  --max-label-ids N   [limits] max_label_ids (accepted for symmetry)\n"
+    "  --label-dict FILE   label names ([paths] label_dict; default the VISTA3D table)\n"
+    "  --label-colors FILE label colours ([paths] label_colors)\n"
+    MEDIMG_CLI_CONFIG_HELP
     "\n"
-    "exit status: 0 success, 2 usage error, 3 invalid or corrupt input, 1 other.\n";
+    "exit status: 0 success, 2 usage error, 3 invalid or corrupt input, 1 other;\n"
+    "with several files, the status of the first that failed.\n";
 
-const std::vector<OptionSpec> kOptions = {
-    {"--json", false}, {"--image", true}, {"--max-voxels", true}, {"--label-dict", true}, {"--label-colors", true},
-};
+const std::vector<OptionSpec> kOptions = with_config_options({{"--json", false}, {"--image", true}});
 
-int run(const Args& args) {
-    const ParsedArgs parsed = parse_args(args, kOptions);
-    if (print_help(parsed, kUsage)) return 0;
-    const fs::path in = single_positional(parsed, "input file");
-    const nifti::ReadLimits limits = read_limits(parsed);
-    const labels::Dictionary dict = load_dictionary(parsed).with_sidecar_for(in);
+// One file: its table, or its JSON line.
+void label_one(const std::string& path, const ParsedArgs& parsed, const Config& config,
+               const labels::Dictionary& base) {
+    const fs::path in = path;
+    const nifti::ReadLimits limits = read_limits(config);
+    const labels::Dictionary dict = base.with_sidecar_for(in);
     nifti::Reader reader = nifti::Reader::open(in, limits);
     labels::MetadataWithIntensity both;
     const bool with_image = parsed.has("--image");
@@ -69,10 +69,11 @@ int run(const Args& args) {
     if (parsed.has("--json")) {
         auto answer = labels::labels_json(meta, dict, filename);
         if (with_image) labels::add_intensity_json(answer, both.intensity);
+        answer["path"] = path;
         const std::string text = answer.dump();
         std::fwrite(text.data(), 1, text.size(), stdout);
         std::fputc('\n', stdout);
-        return 0;
+        return;
     }
 
     std::printf("%s: %lld x %lld x %lld %s, voxel %.4g x %.4g x %.4g (%.6g mL)\n", filename.c_str(),
@@ -81,7 +82,7 @@ int run(const Args& args) {
                 meta.pixdim[1], meta.pixdim[2], meta.voxel_volume_ml);
     if (meta.labels.empty()) {
         std::printf("no labels (every voxel is 0)\n");
-        return 0;
+        return;
     }
     std::size_t id_width = 8, name_width = 4;
     for (const auto& l : meta.labels) {
@@ -112,7 +113,18 @@ int run(const Args& args) {
     std::printf("%zu label(s), %llu labelled voxels, %.3f mL\n", meta.labels.size(),
                 static_cast<unsigned long long>(total),
                 static_cast<double>(total) * meta.voxel_volume_ml);
-    return 0;
+}
+
+int run(const Args& args) {
+    const ParsedArgs parsed = parse_args(args, kOptions);
+    if (print_help(parsed, kUsage)) return 0;
+    if (parsed.positional.empty()) throw Error(ErrorCode::BadParameter, "expected an input file");
+    const Config config = load_cli_config(parsed);
+    const labels::Dictionary dict = load_dictionary(config);
+    return for_each_input(parsed.positional, "labels", [&](const std::string& in) {
+        if (&in != &parsed.positional.front() && !parsed.has("--json")) std::printf("\n");
+        label_one(in, parsed, config, dict);
+    });
 }
 
 }  // namespace

@@ -19,7 +19,8 @@ constexpr const char* kUsage =
     "  demo     write a synthetic CT + VISTA3D-labelled patient tree\n"
     "  serve    run lighttpd + medimg-fcgi workers on a data root\n"
     "\n"
-    "`medimg <command> --help` describes each command.\n";
+    "`medimg <command> --help` describes each command; `medimg --version`\n"
+    "prints the version. man medimg(1) has all of it.\n";
 
 }  // namespace
 

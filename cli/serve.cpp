@@ -170,32 +170,19 @@ std::string join(const std::vector<std::string>& items, const char* sep) {
     return out;
 }
 
-// Every setting the worker reads, as MEDIMG_* variables, so the workers run
-// with exactly the configuration resolved here (lighttpd starts them in the
-// binary's directory, where the caller's `.env` is not). CORS is not among
-// them: lighttpd owns it (CORS_ORIGINS below; docs/SECURITY.md, "CORS").
+// Every key of the schema as MEDIMG_* variables (config_environment()), so
+// the workers run with exactly the configuration resolved here (lighttpd
+// starts them in the binary's directory, where the caller's `.env` is not),
+// except the cache directory and the sendfile header, which serve decides.
+// The worker sends no CORS headers whatever MEDIMG_CORS_ORIGINS says:
+// lighttpd owns CORS (CORS_ORIGINS below; docs/SECURITY.md, "CORS").
 std::vector<std::pair<std::string, std::string>> worker_environment(const Config& c,
                                                                     const fs::path& cache_dir) {
-    std::vector<std::pair<std::string, std::string>> env = {
-        {"MEDIMG_DATA_ROOT", c.data_root.string()},
-        {"MEDIMG_CACHE_DIR", cache_dir.string()},
-        {"MEDIMG_THREADS", std::to_string(c.threads)},
-        {"MEDIMG_DIR_LISTING", c.dir_listing ? "true" : "false"},
-        {"MEDIMG_GZIP_LEVEL", std::to_string(c.gzip_level)},
-        {"MEDIMG_CACHE_ENABLED", c.cache_enabled ? "true" : "false"},
-        {"MEDIMG_CACHE_MAX_BYTES", std::to_string(c.cache_max_bytes)},
-        // lighttpd sends cached results itself (Range, conditional GET).
-        {"MEDIMG_SENDFILE_HEADER", c.cache_enabled ? "X-Sendfile" : "none"},
-        {"MEDIMG_MAX_VOXELS", std::to_string(c.max_voxels)},
-        {"MEDIMG_MAX_LABEL_IDS", std::to_string(c.max_label_ids)},
-        {"MEDIMG_MAX_QUEUE", std::to_string(c.max_queue)},
-        {"MEDIMG_REQUEST_TIMEOUT", std::to_string(c.request_timeout.count() / 1000.0)},
-        {"MEDIMG_SEND_TIMEOUT", std::to_string(c.send_timeout.count() / 1000.0)},
-    };
-    if (!c.label_dict.empty()) env.emplace_back("MEDIMG_LABEL_DICT", c.label_dict.string());
-    if (!c.label_colors.empty()) env.emplace_back("MEDIMG_LABEL_COLORS", c.label_colors.string());
-    if (!c.www_root.empty()) env.emplace_back("MEDIMG_WWW_ROOT", c.www_root.string());
-    return env;
+    Config worker = c;
+    worker.cache_dir = cache_dir;
+    // lighttpd sends cached results itself (Range, conditional GET).
+    worker.sendfile_header = c.cache_enabled ? SendfileHeader::XSendfile : SendfileHeader::None;
+    return config_environment(worker);
 }
 
 // ---------------------------------------------------------------------------

@@ -12,6 +12,8 @@
 #include <fstream>
 #include <limits>
 #include <system_error>
+#include <type_traits>
+#include <variant>
 
 #include <ini.h>
 
@@ -24,35 +26,84 @@ namespace {
 
 namespace stdfs = std::filesystem;
 
-struct KeyRow {
-    const char* section;
-    const char* key;
-    const char* env;   // MEDIMG_ name
-};
 
-constexpr std::array kKeys = {
-    KeyRow{"paths", "data_root", "MEDIMG_DATA_ROOT"},
-    KeyRow{"paths", "cache_dir", "MEDIMG_CACHE_DIR"},
-    KeyRow{"paths", "label_dict", "MEDIMG_LABEL_DICT"},
-    KeyRow{"paths", "label_colors", "MEDIMG_LABEL_COLORS"},
-    KeyRow{"paths", "www_root", "MEDIMG_WWW_ROOT"},
-    KeyRow{"server", "host", "MEDIMG_HOST"},
-    KeyRow{"server", "port", "MEDIMG_PORT"},
-    KeyRow{"server", "workers", "MEDIMG_WORKERS"},
-    KeyRow{"server", "threads", "MEDIMG_THREADS"},
-    KeyRow{"server", "dir_listing", "MEDIMG_DIR_LISTING"},
-    KeyRow{"server", "cors_origins", "MEDIMG_CORS_ORIGINS"},
-    KeyRow{"filter", "gzip_level", "MEDIMG_GZIP_LEVEL"},
-    KeyRow{"cache", "enabled", "MEDIMG_CACHE_ENABLED"},
-    KeyRow{"cache", "max_bytes", "MEDIMG_CACHE_MAX_BYTES"},
-    KeyRow{"cache", "group", "MEDIMG_CACHE_GROUP"},
-    KeyRow{"cache", "sendfile_header", "MEDIMG_SENDFILE_HEADER"},
-    KeyRow{"limits", "max_voxels", "MEDIMG_MAX_VOXELS"},
-    KeyRow{"limits", "max_label_ids", "MEDIMG_MAX_LABEL_IDS"},
-    KeyRow{"limits", "max_queue", "MEDIMG_MAX_QUEUE"},
-    KeyRow{"limits", "request_timeout", "MEDIMG_REQUEST_TIMEOUT"},
-    KeyRow{"limits", "send_timeout", "MEDIMG_SEND_TIMEOUT"},
-};
+using P = stdfs::path Config::*;
+
+}  // namespace
+
+// The schema. Order: the ini's order. Defaults are written here only.
+const std::vector<ConfigKey>& config_schema() {
+    static const std::vector<ConfigKey> schema = {
+    {.section = "paths", .name = "data_root", .env = "MEDIMG_DATA_ROOT", .type = KeyType::Path,
+     .field = P{&Config::data_root}, .default_value = "output", .required = true,
+     .help = "per-patient tree {patient_id}/{nifti,scans,voxels/{scan}/original}/"},
+    {.section = "paths", .name = "cache_dir", .env = "MEDIMG_CACHE_DIR", .type = KeyType::Path,
+     .field = P{&Config::cache_dir}, .default_value = "",
+     .help = "computed results; default {temp}/medimg-cache-{uid}"},
+    {.section = "paths", .name = "label_dict", .env = "MEDIMG_LABEL_DICT", .type = KeyType::Path,
+     .field = P{&Config::label_dict}, .default_value = "",
+     .help = "label names {\"name\": id}; default the VISTA3D table in conf/"},
+    {.section = "paths", .name = "label_colors", .env = "MEDIMG_LABEL_COLORS",
+     .type = KeyType::Path, .field = P{&Config::label_colors}, .default_value = "",
+     .help = "label colours; default the VISTA3D table in conf/"},
+    {.section = "paths", .name = "www_root", .env = "MEDIMG_WWW_ROOT", .type = KeyType::Path,
+     .field = P{&Config::www_root}, .default_value = "",
+     .help = "the viewer and listing styles; default www/ next to conf/"},
+    {.section = "server", .name = "host", .env = "MEDIMG_HOST", .type = KeyType::Text,
+     .field = &Config::host, .default_value = "localhost", .forbidden = " /\t",
+     .required = true, .help = "the one address `medimg serve` binds"},
+    {.section = "server", .name = "port", .env = "MEDIMG_PORT", .type = KeyType::Integer,
+     .field = &Config::port, .default_value = "8888", .min = 1, .max = 65535,
+     .help = "TCP port of `medimg serve`"},
+    {.section = "server", .name = "workers", .env = "MEDIMG_WORKERS", .type = KeyType::Integer,
+     .field = &Config::workers, .default_value = "2", .min = 1, .max = 256,
+     .help = "worker processes"},
+    {.section = "server", .name = "threads", .env = "MEDIMG_THREADS", .type = KeyType::Integer,
+     .field = &Config::threads, .default_value = "4", .min = 1, .max = 256,
+     .help = "request threads in each worker process"},
+    {.section = "server", .name = "dir_listing", .env = "MEDIMG_DIR_LISTING",
+     .type = KeyType::Boolean, .field = &Config::dir_listing, .default_value = "true",
+     .help = "directory listings under /output/"},
+    {.section = "server", .name = "cors_origins", .env = "MEDIMG_CORS_ORIGINS",
+     .type = KeyType::Origins, .field = &Config::cors_origins, .default_value = "",
+     .help = "CORS allow-list applied by `medimg serve`; empty: no CORS headers"},
+    {.section = "filter", .name = "gzip_level", .env = "MEDIMG_GZIP_LEVEL",
+     .type = KeyType::Integer, .field = &Config::gzip_level, .default_value = "1", .min = 1,
+     .max = 9, .help = "gzip level of filtered .nii.gz results (1 is what nibabel writes)"},
+    {.section = "cache", .name = "enabled", .env = "MEDIMG_CACHE_ENABLED",
+     .type = KeyType::Boolean, .field = &Config::cache_enabled, .default_value = "true",
+     .help = "keep computed results in cache_dir"},
+    {.section = "cache", .name = "max_bytes", .env = "MEDIMG_CACHE_MAX_BYTES",
+     .type = KeyType::Size, .field = &Config::cache_max_bytes, .default_value = "2G",
+     .min = 0, .max = INT64_MAX, .help = "upper bound of the cache directory"},
+    {.section = "cache", .name = "group", .env = "MEDIMG_CACHE_GROUP", .type = KeyType::Text,
+     .field = &Config::cache_group, .default_value = "", .forbidden = " \t:/",
+     .help = "the group besides the owner that may read cached results; empty: nobody"},
+    {.section = "cache", .name = "sendfile_header", .env = "MEDIMG_SENDFILE_HEADER",
+     .type = KeyType::Choice, .field = &Config::sendfile_header, .default_value = "none",
+     .choices = "none|X-Sendfile|X-Accel-Redirect",
+     .help = "how the web server is told to send a cached result"},
+    {.section = "limits", .name = "max_voxels", .env = "MEDIMG_MAX_VOXELS",
+     .type = KeyType::Size, .field = &Config::max_voxels, .default_value = "536870912",
+     .min = 1, .max = INT64_MAX, .help = "largest image accepted, in voxels"},
+    {.section = "limits", .name = "max_label_ids", .env = "MEDIMG_MAX_LABEL_IDS",
+     .type = KeyType::Integer, .field = &Config::max_label_ids, .default_value = "100000",
+     .min = 1, .max = 1ll << 40, .help = "most distinct label ids one request selects"},
+    {.section = "limits", .name = "max_queue", .env = "MEDIMG_MAX_QUEUE",
+     .type = KeyType::Integer, .field = &Config::max_queue, .default_value = "64", .min = 0,
+     .max = 100000, .help = "requests waiting for a thread before 503"},
+    {.section = "limits", .name = "request_timeout", .env = "MEDIMG_REQUEST_TIMEOUT",
+     .type = KeyType::Seconds, .field = &Config::request_timeout, .default_value = "120",
+     .min = 0, .max = 86400, .help = "seconds one request may read image data; 0: no limit"},
+    {.section = "limits", .name = "send_timeout", .env = "MEDIMG_SEND_TIMEOUT",
+     .type = KeyType::Seconds, .field = &Config::send_timeout, .default_value = "30",
+     .min = 0, .max = 86400,
+     .help = "seconds a streamed answer may wait for the client; 0: no limit"},
+    };
+    return schema;
+}
+
+namespace {
 
 std::string trim(std::string_view s) {
     auto b = s.find_first_not_of(" \t\r\n");
@@ -74,10 +125,10 @@ std::string lower(std::string_view s) {
                                              "\": " + std::string(why));
 }
 
-template <typename T>
-T parse_int(std::string_view section, std::string_view key, std::string_view text, T lo, T hi) {
+std::int64_t parse_integer(std::string_view section, std::string_view key,
+                           std::string_view text, std::int64_t lo, std::int64_t hi) {
     std::string t = trim(text);
-    T v{};
+    std::int64_t v{};
     auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
     if (t.empty() || ec != std::errc() || p != t.data() + t.size())
         bad(section, key, text, "not an integer");
@@ -88,16 +139,6 @@ T parse_int(std::string_view section, std::string_view key, std::string_view tex
 }
 
 // Seconds, decimals allowed ("0.5"), 0 to 86400.
-std::chrono::milliseconds parse_seconds(std::string_view section, std::string_view key,
-                                        std::string_view text) {
-    const std::string v = trim(text);
-    char* end = nullptr;
-    const double secs = v.empty() ? -1 : std::strtod(v.c_str(), &end);
-    if (v.empty() || end != v.c_str() + v.size() || !(secs >= 0 && secs <= 86400))
-        bad(section, key, text, "expected seconds from 0 to 86400");
-    return std::chrono::milliseconds(static_cast<std::int64_t>(secs * 1000 + 0.5));
-}
-
 bool parse_bool(std::string_view section, std::string_view key, std::string_view text) {
     std::string t = lower(trim(text));
     if (t == "1" || t == "true" || t == "yes" || t == "on" || t == "enable") return true;
@@ -166,15 +207,9 @@ void apply_image_server(Config& c, std::string_view value) {
     c.host = host;
     c.origin["server.host"] = "environment IMAGE_SERVER";
     if (!port.empty()) {
-        c.port = parse_int<int>("server", "IMAGE_SERVER", port, 1, 65535);
+        c.port = static_cast<int>(parse_integer("server", "IMAGE_SERVER", port, 1, 65535));
         c.origin["server.port"] = "environment IMAGE_SERVER";
     }
-}
-
-const KeyRow* find_key(std::string_view section, std::string_view key) {
-    for (const auto& row : kKeys)
-        if (section == row.section && key == row.key) return &row;
-    return nullptr;
 }
 
 // Applies MEDIMG_* and the old names from one KEY=VALUE map (environment or .env).
@@ -187,11 +222,12 @@ void apply_env_map(Config& c, const std::map<std::string, std::string>& env,
     }
     if (auto it = env.find("IMAGE_SERVER"); it != env.end() && !trim(it->second).empty())
         apply_image_server(c, it->second);
-    for (const auto& row : kKeys) {
-        auto it = env.find(row.env);
+    for (const auto& row : config_schema()) {
+        auto it = env.find(std::string(row.env));
         if (it == env.end()) continue;
-        set_config_value(c, row.section, row.key, it->second, relative_to);
-        c.origin[std::string(row.section) + "." + row.key] = label + " " + row.env;
+        set_config_value(c, row.section, row.name, it->second, relative_to);
+        c.origin[std::string(row.section) + "." + std::string(row.name)] =
+            label + " " + std::string(row.env);
     }
 }
 
@@ -236,9 +272,9 @@ int ini_handler(void* user, const char* section, const char* name, const char* v
 ) {
     auto* st = static_cast<IniState*>(user);
     try {
-        if (!find_key(section, name)) {
+        if (!find_config_key(section, name)) {
             bool known_section = false;
-            for (const auto& row : kKeys) known_section |= std::string_view(section) == row.section;
+            for (const auto& row : config_schema()) known_section |= std::string_view(section) == row.section;
             throw Error(ErrorCode::BadParameter,
                         "configuration: " +
                             (known_section ? "unknown key \"" + std::string(name) +
@@ -260,7 +296,8 @@ int ini_handler(void* user, const char* section, const char* name, const char* v
 const std::vector<std::string>& config_keys() {
     static const std::vector<std::string> keys = [] {
         std::vector<std::string> k;
-        for (const auto& row : kKeys) k.push_back(std::string(row.section) + "." + row.key);
+        for (const auto& row : config_schema())
+            k.push_back(std::string(row.section) + "." + std::string(row.name));
         return k;
     }();
     return keys;
@@ -287,74 +324,131 @@ std::optional<std::uint64_t> parse_size(std::string_view text) {
     return v << shift;
 }
 
+const ConfigKey* find_config_key(std::string_view section, std::string_view name) {
+    for (const auto& row : config_schema())
+        if (section == row.section && name == row.name) return &row;
+    return nullptr;
+}
+
 void set_config_value(Config& c, std::string_view section, std::string_view key,
                       std::string_view value, const stdfs::path& relative_to) {
-    if (!find_key(section, key))
+    const ConfigKey* row = find_config_key(section, key);
+    if (!row)
         throw Error(ErrorCode::BadParameter, "configuration: unknown key [" +
                                                  std::string(section) + "] " + std::string(key));
-    const std::string k = std::string(section) + "." + std::string(key);
-    if (k == "paths.data_root") {
-        c.data_root = parse_path(section, key, value, relative_to);
-        if (c.data_root.empty()) bad(section, key, value, "empty path");
-    } else if (k == "paths.cache_dir") {
-        c.cache_dir = parse_path(section, key, value, relative_to);
-    } else if (k == "paths.label_dict") {
-        c.label_dict = parse_path(section, key, value, relative_to);
-    } else if (k == "paths.label_colors") {
-        c.label_colors = parse_path(section, key, value, relative_to);
-    } else if (k == "paths.www_root") {
-        c.www_root = parse_path(section, key, value, relative_to);
-    } else if (k == "server.host") {
-        std::string h = trim(value);
-        if (h.empty() || h.find_first_of(" /\t") != std::string::npos)
-            bad(section, key, value, "not a host name or address");
-        c.host = h;
-    } else if (k == "server.port") {
-        c.port = parse_int<int>(section, key, value, 1, 65535);
-    } else if (k == "server.workers") {
-        c.workers = parse_int<int>(section, key, value, 1, 256);
-    } else if (k == "server.threads") {
-        c.threads = parse_int<int>(section, key, value, 1, 256);
-    } else if (k == "server.dir_listing") {
-        c.dir_listing = parse_bool(section, key, value);
-    } else if (k == "server.cors_origins") {
-        c.cors_origins = parse_origins(section, key, value);
-    } else if (k == "filter.gzip_level") {
-        c.gzip_level = parse_int<int>(section, key, value, 1, 9);
-    } else if (k == "cache.enabled") {
-        c.cache_enabled = parse_bool(section, key, value);
-    } else if (k == "cache.max_bytes") {
-        auto v = parse_size(value);
-        if (!v) bad(section, key, value, "not a size (bytes, or with suffix K, M, G, T)");
-        c.cache_max_bytes = *v;
-    } else if (k == "cache.group") {
-        c.cache_group = trim(value);
-        if (c.cache_group.find_first_of(" \t:/") != std::string::npos)
-            bad(section, key, value, "not a group name or number");
-    } else if (k == "cache.sendfile_header") {
-        std::string v = lower(trim(value));
-        if (v == "x-sendfile") c.sendfile_header = SendfileHeader::XSendfile;
-        else if (v == "x-accel-redirect") c.sendfile_header = SendfileHeader::XAccelRedirect;
-        else if (v == "none" || v.empty()) c.sendfile_header = SendfileHeader::None;
-        else bad(section, key, value, "expected X-Sendfile, X-Accel-Redirect or none");
-    } else if (k == "limits.max_voxels") {
-        auto v = parse_size(value);   // plain counts; suffixes as powers of 1024
-        if (!v || *v == 0) bad(section, key, value, "not a positive count");
-        c.max_voxels = *v;
-    } else if (k == "limits.max_label_ids") {
-        c.max_label_ids = parse_int<std::uint64_t>(section, key, value, 1, 1ull << 40);
-    } else if (k == "limits.max_queue") {
-        c.max_queue = parse_int<int>(section, key, value, 0, 100000);
-    } else if (k == "limits.request_timeout") {
-        c.request_timeout = parse_seconds(section, key, value);
-    } else if (k == "limits.send_timeout") {
-        c.send_timeout = parse_seconds(section, key, value);
+    const std::string t = trim(value);
+    std::visit(
+        [&](auto member) {
+            using T = std::remove_reference_t<decltype(c.*member)>;
+            T& field = c.*member;
+            if constexpr (std::is_same_v<T, stdfs::path>) {
+                field = parse_path(section, key, value, relative_to);
+                if (row->required && field.empty()) bad(section, key, value, "empty path");
+            } else if constexpr (std::is_same_v<T, std::string>) {
+                if ((row->required && t.empty()) ||
+                    (!row->forbidden.empty() && t.find_first_of(row->forbidden) != std::string::npos))
+                    bad(section, key, value,
+                        row->name == "host" ? "not a host name or address"
+                                            : "not a group name or number");
+                field = t;
+            } else if constexpr (std::is_same_v<T, bool>) {
+                field = parse_bool(section, key, value);
+            } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+                field = parse_origins(section, key, value);
+            } else if constexpr (std::is_same_v<T, SendfileHeader>) {
+                // Choices in the order of the enum.
+                const std::string v = lower(t);
+                std::size_t index = 0, pos = 0;
+                std::string_view choices = row->choices;
+                for (;;) {
+                    const auto bar = choices.find('|', pos);
+                    const std::string choice(choices.substr(pos, bar - pos));
+                    if (lower(choice) == v || (v.empty() && row->default_value == choice)) break;
+                    if (bar == std::string_view::npos) {
+                        std::string list(choices);
+                        for (auto& ch : list)
+                            if (ch == '|') ch = ',';
+                        bad(section, key, value, "expected one of " + list);
+                    }
+                    pos = bar + 1;
+                    ++index;
+                }
+                constexpr SendfileHeader order[] = {SendfileHeader::None, SendfileHeader::XSendfile,
+                                                    SendfileHeader::XAccelRedirect};
+                field = order[index];
+            } else if constexpr (std::is_same_v<T, std::chrono::milliseconds>) {
+                char* end = nullptr;
+                const double secs = t.empty() ? -1 : std::strtod(t.c_str(), &end);
+                if (t.empty() || end != t.c_str() + t.size() ||
+                    !(secs >= static_cast<double>(row->min) && secs <= static_cast<double>(row->max)))
+                    bad(section, key, value,
+                        "expected seconds from " + std::to_string(row->min) + " to " +
+                            std::to_string(row->max));
+                field = std::chrono::milliseconds(static_cast<std::int64_t>(secs * 1000 + 0.5));
+            } else if (row->type == KeyType::Size) {
+                auto v = parse_size(value);
+                if (!v || *v < static_cast<std::uint64_t>(row->min) ||
+                    *v > static_cast<std::uint64_t>(row->max))
+                    bad(section, key, value,
+                        row->min > 0 ? "not a positive count"
+                                     : "not a size (bytes, or with suffix K, M, G, T)");
+                field = static_cast<T>(*v);
+            } else {
+                field = static_cast<T>(parse_integer(section, key, value, row->min, row->max));
+            }
+        },
+        row->field);
+}
+
+std::string config_value_text(const Config& c, const ConfigKey& row) {
+    return std::visit(
+        [&](auto member) -> std::string {
+            using T = std::remove_cvref_t<decltype(c.*member)>;
+            const T& field = c.*member;
+            if constexpr (std::is_same_v<T, stdfs::path>) {
+                return field.string();
+            } else if constexpr (std::is_same_v<T, std::string>) {
+                return field;
+            } else if constexpr (std::is_same_v<T, bool>) {
+                return field ? "true" : "false";
+            } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+                std::string out;
+                for (const auto& o : field) out += (out.empty() ? "" : " ") + o;
+                return out;
+            } else if constexpr (std::is_same_v<T, SendfileHeader>) {
+                std::string_view choices = row.choices;
+                for (int i = 0; i < static_cast<int>(field); ++i)
+                    choices.remove_prefix(choices.find('|') + 1);
+                return std::string(choices.substr(0, choices.find('|')));
+            } else if constexpr (std::is_same_v<T, std::chrono::milliseconds>) {
+                char buf[32];
+                std::snprintf(buf, sizeof buf, "%.3f", static_cast<double>(field.count()) / 1000);
+                std::string s = buf;
+                while (s.back() == '0') s.pop_back();
+                if (s.back() == '.') s.pop_back();
+                return s;
+            } else {
+                return std::to_string(field);
+            }
+        },
+        row.field);
+}
+
+std::vector<std::pair<std::string, std::string>> config_environment(const Config& c) {
+    std::vector<std::pair<std::string, std::string>> out;
+    for (const auto& row : config_schema()) out.emplace_back(row.env, config_value_text(c, row));
+    return out;
+}
+
+Config::Config() {
+    for (const auto& row : config_schema()) {
+        set_config_value(*this, row.section, row.name, row.default_value, {});
+        origin[std::string(row.section) + "." + std::string(row.name)] = "default";
     }
 }
 
 Config load_config(const ConfigSources& src) {
     Config c;
-    for (const auto& k : config_keys()) c.origin[k] = "default";
 
     std::optional<stdfs::path> ini = src.ini_file;
     if (!ini) {

@@ -5,12 +5,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <charconv>
 #include <ctime>
 
 #include "cache/result_cache.hpp"
 #include "error.hpp"
 #include "labels/filter.hpp"
+#include "labels/filter_options.hpp"
 #include "labels/label_set.hpp"
 #include "nifti/reader.hpp"
 #include "nifti/writer.hpp"
@@ -67,49 +67,27 @@ struct FilterQuery {
     std::string canonical;   // for keys and ETags
 };
 
-std::int64_t parse_margin(const std::string& text) {
-    std::int64_t v = 0;
-    auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-    if (text.empty() || ec != std::errc() || p != text.data() + text.size() || v < 0 || v > 1000)
-        throw Error(ErrorCode::BadParameter,
-                    "margin must be an integer from 0 to 1000, got \"" + text + "\"");
-    return v;
-}
-
 FilterQuery parse_filter_query(const std::vector<std::pair<std::string, std::string>>& params,
                                const Context& ctx, const source::ImageSource& image) {
+    using labels::FilterOption;
+    labels::FilterOptionSources src;
+    src.value = [&](FilterOption option) -> std::optional<std::string> {
+        switch (option) {
+            case FilterOption::LabelIds: return query_value(params, "label_ids");
+            case FilterOption::Names: return query_value(params, "labels");
+            case FilterOption::Mode: return query_value(params, "mode");
+            case FilterOption::Crop: return query_value(params, "crop");
+            case FilterOption::Margin: return query_value(params, "margin");
+            case FilterOption::Level: return std::nullopt;   // [filter] gzip_level only
+        }
+        return std::nullopt;
+    };
+    src.dictionary = [&] { return image.dictionary(ctx.dictionary); };
+    src.max_label_ids = ctx.config.max_label_ids;
+    src.default_level = ctx.config.gzip_level;
     FilterQuery q;
-    auto& o = q.options;
-    o.gzip_level = ctx.config.gzip_level;
-    if (auto mode = query_value(params, "mode")) {
-        if (*mode == "keep") o.mode = labels::Mode::Keep;
-        else if (*mode == "mask") o.mode = labels::Mode::Mask;
-        else throw Error(ErrorCode::BadParameter, "mode must be keep or mask, got \"" + *mode + "\"");
-    }
-    if (auto crop = query_value(params, "crop")) {
-        if (*crop == "1" || *crop == "true") o.crop = true;
-        else if (*crop == "0" || *crop == "false") o.crop = false;
-        else throw Error(ErrorCode::BadParameter, "crop must be 0, 1, true or false, got \"" + *crop + "\"");
-    }
-    if (auto margin = query_value(params, "margin")) o.margin = parse_margin(*margin);
-    auto ids = query_value(params, "label_ids");
-    auto names = query_value(params, "labels");
-    if (!ids && !names)
-        throw Error(ErrorCode::BadLabelIds, "label_ids is required (e.g. label_ids=1,5,10-12)");
-    const std::uint64_t max_ids = ctx.config.max_label_ids;
-    if (ids) o.labels = labels::LabelSet::parse(*ids, max_ids);
-    if (names) {
-        auto dict = image.dictionary(ctx.dictionary);
-        o.labels.merge(labels::LabelSet::parse_names(*names, dict, max_ids));
-        if (o.labels.count() > max_ids)
-            throw Error(ErrorCode::TooManyLabels,
-                        "more than " + std::to_string(max_ids) + " label ids requested");
-    }
-    q.canonical = "ids=" + o.labels.canonical() +
-                  ";mode=" + (o.mode == labels::Mode::Mask ? "mask" : "keep") +
-                  ";crop=" + (o.crop ? "1" : "0") +
-                  ";margin=" + (o.crop ? std::to_string(o.margin) : "0") +
-                  ";level=" + std::to_string(o.gzip_level);
+    q.options = labels::parse_filter_options(src, labels::kQuerySyntax);
+    q.canonical = labels::canonical_filter_options(q.options);
     return q;
 }
 

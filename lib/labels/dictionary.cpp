@@ -2,6 +2,8 @@
 // ({file}.labels.json, ITK-SNAP label description {stem}.txt).
 #include "labels/dictionary.hpp"
 
+#include <algorithm>
+
 #include <charconv>
 #include <cmath>
 #include <fstream>
@@ -255,10 +257,68 @@ void Dictionary::set(std::int64_t id, std::string name, std::optional<Rgb> color
     entries_[id] = Entry{std::move(name), color};
 }
 
+namespace {
+
+// A name as users type it (DESIGN.md §5): lower case, '_' and space alike,
+// runs of them one, none at the ends ("Right_Kidney " = "right kidney").
+std::string folded(std::string_view name) {
+    std::string out;
+    for (char c : name) {
+        if (c == '_' || c == ' ' || c == '\t') {
+            if (!out.empty() && out.back() != ' ') out += ' ';
+        } else {
+            out += lower(c);
+        }
+    }
+    if (!out.empty() && out.back() == ' ') out.pop_back();
+    return out;
+}
+
+std::size_t edit_distance(const std::string& a, const std::string& b) {
+    std::vector<std::size_t> row(b.size() + 1);
+    for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+    for (std::size_t i = 1; i <= a.size(); ++i) {
+        std::size_t diagonal = row[0];
+        row[0] = i;
+        for (std::size_t j = 1; j <= b.size(); ++j) {
+            const std::size_t up = row[j];
+            row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] != b[j - 1])});
+            diagonal = up;
+        }
+    }
+    return row[b.size()];
+}
+
+}  // namespace
+
 std::optional<std::int64_t> Dictionary::find(std::string_view name) const {
     for (const auto& [id, entry] : entries_)
         if (iequal(entry.name, name)) return id;
+    const std::string want = folded(name);
+    for (const auto& [id, entry] : entries_)
+        if (folded(entry.name) == want) return id;
     return std::nullopt;
+}
+
+std::vector<std::string> Dictionary::closest(std::string_view name, std::size_t n) const {
+    const std::string want = folded(name);
+    if (want.size() > 256) return {};   // bounded work for absurd input
+    std::vector<std::pair<std::size_t, std::string>> scored;
+    for (const auto& [id, entry] : entries_) {
+        const std::string have = folded(entry.name);
+        std::size_t d = edit_distance(want, have);
+        // A name that contains what was typed ("kidney") is close too.
+        if (!want.empty() && have.find(want) != std::string::npos) d = std::min<std::size_t>(d, 1);
+        if (d <= std::max<std::size_t>(2, want.size() / 3)) scored.emplace_back(d, entry.name);
+    }
+    std::stable_sort(scored.begin(), scored.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::vector<std::string> out;
+    for (const auto& [d, n_] : scored) {
+        if (out.size() == n) break;
+        out.push_back(n_);
+    }
+    return out;
 }
 
 const Dictionary::Entry* Dictionary::entry(LabelId id) const {

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "labels/label_id.hpp"
 
@@ -47,8 +48,12 @@ public:
 
     void set(std::int64_t id, std::string name, std::optional<Rgb> color);
 
-    // Case-insensitive (ASCII) exact name match.
+    // Case-insensitive (ASCII) name match, '_' and space equivalent
+    // ("right_kidney" finds "right kidney").
     std::optional<std::int64_t> find(std::string_view name) const;
+    // Up to n known names closest to `name` (edit distance on the folded
+    // spelling; names containing it count as close), closest first.
+    std::vector<std::string> closest(std::string_view name, std::size_t n) const;
     // The name, or the id as a string ("133") when unknown (always for ids
     // outside int64, which no dictionary names).
     std::string name_of(LabelId id) const;

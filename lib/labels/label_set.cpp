@@ -125,7 +125,14 @@ LabelSet LabelSet::parse_names(std::string_view text, const Dictionary& dict,
             throw Error(ErrorCode::BadLabelIds,
                         "label name " + std::to_string(position) + " is empty");
         const auto id = dict.find(name);
-        if (!id) throw Error(ErrorCode::UnknownLabel, "unknown label name " + quoted(name));
+        if (!id) {
+            std::string known;
+            for (const auto& n : dict.closest(name, 3))
+                known += std::string(known.empty() ? "" : ", ") + "\"" + n + "\"";
+            throw Error(ErrorCode::UnknownLabel,
+                        "unknown label name " + quoted(name) +
+                            (known.empty() ? "" : "; closest known: " + known));
+        }
         set.ranges_.emplace_back(*id, *id);
         if (comma == std::string_view::npos) break;
         rest.remove_prefix(comma + 1);

@@ -361,7 +361,7 @@ def test_batch_quiet_and_not_a_tty_print_nothing(tmp_path, good):
     outdir = tmp_path / "out"
     p = run("filter", "--labels", "1", "--outdir", outdir, good, check=0)
     assert p.stderr == "" and p.stdout == b""
-    p = run("filter", "--labels", "1", "--outdir", outdir, "--quiet", good, check=0)
+    p = run("filter", "--labels", "1", "--outdir", outdir, "--quiet", "--force", good, check=0)
     assert p.stderr == ""
 
 

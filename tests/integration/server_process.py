@@ -9,6 +9,7 @@ import http.client
 import os
 import signal
 import socket
+import struct
 import subprocess
 import time
 from pathlib import Path
@@ -143,3 +144,55 @@ def terminate(proc, timeout):
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(5)
+
+
+def fcgi_request(address, params):
+    """One FastCGI RESPONDER request; returns (status, headers, body)."""
+    def record(kind, content):
+        return struct.pack(">BBHHBx", 1, kind, 1, len(content), 0) + content
+
+    def pair(name, value):
+        out = b""
+        for n in (len(name), len(value)):
+            out += bytes([n]) if n < 128 else struct.pack(">I", n | 0x80000000)
+        return out + name + value
+
+    body = b"".join(pair(k.encode(), v.encode()) for k, v in params.items())
+    with socket.create_connection(address, timeout=30) as sock:
+        sock.sendall(record(1, struct.pack(">HB5x", 1, 0)) + record(4, body) + record(4, b"")
+                     + record(5, b""))
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    out, pos = b"", 0
+    while pos + 8 <= len(data):
+        _, kind, _, length, padding = struct.unpack(">BBHHBx", data[pos:pos + 8])
+        if kind == 6:
+            out += data[pos + 8:pos + 8 + length]
+        pos += 8 + length + padding
+        if kind == 3:
+            break
+    head, _, payload = out.partition(b"\r\n\r\n")
+    headers = [line.split(":", 1) for line in head.decode().split("\r\n") if ":" in line]
+    headers = [(k.strip().lower(), v.strip()) for k, v in headers]
+    status = next((int(v.split()[0]) for k, v in headers if k == "status"), 200)
+    return status, headers, payload
+
+
+def wait_listening(proc, port, timeout=10):
+    """Waits until `proc` accepts on 127.0.0.1:port; fails the test with its
+    stderr when it exits first."""
+    import pytest
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail(proc.stderr.read().decode(errors="replace"))
+            time.sleep(0.05)
+    pytest.fail(f"nothing listens on 127.0.0.1:{port} after {timeout} s")

@@ -10,13 +10,11 @@ be exactly what the contract gives, computed from apache/cors-headers.conf.
 
 import os
 import re
-import socket
-import struct
 import subprocess
-import time
 
 import pytest
 
+from server_process import fcgi_request, wait_listening
 from conftest import (ALLOWED_ORIGIN, BUILD, PATIENT, SCAN, SOURCE, WORKER, free_port, request,
                       selected_kinds, start_server, terminate)
 
@@ -204,42 +202,6 @@ def test_source_and_packaged_ini_default_to_no_cors():
 
 # --- the worker itself --------------------------------------------------------
 
-def fcgi_request(address, params):
-    """One FastCGI RESPONDER request; returns (status, headers, body)."""
-    def record(kind, content):
-        return struct.pack(">BBHHBx", 1, kind, 1, len(content), 0) + content
-
-    def pair(name, value):
-        out = b""
-        for n in (len(name), len(value)):
-            out += bytes([n]) if n < 128 else struct.pack(">I", n | 0x80000000)
-        return out + name + value
-
-    body = b"".join(pair(k.encode(), v.encode()) for k, v in params.items())
-    with socket.create_connection(address, timeout=30) as sock:
-        sock.sendall(record(1, struct.pack(">HB5x", 1, 0)) + record(4, body) + record(4, b"")
-                     + record(5, b""))
-        data = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    out, pos = b"", 0
-    while pos + 8 <= len(data):
-        _, kind, _, length, padding = struct.unpack(">BBHHBx", data[pos:pos + 8])
-        if kind == 6:
-            out += data[pos + 8:pos + 8 + length]
-        pos += 8 + length + padding
-        if kind == 3:
-            break
-    head, _, payload = out.partition(b"\r\n\r\n")
-    headers = [line.split(":", 1) for line in head.decode().split("\r\n") if ":" in line]
-    headers = [(k.strip().lower(), v.strip()) for k, v in headers]
-    status = next((int(v.split()[0]) for k, v in headers if k == "status"), 200)
-    return status, headers, payload
-
-
 @pytest.mark.parametrize("configured", ["http://viewer.example", "*"])
 def test_worker_sends_no_cors_whatever_its_configuration(tree, configured):
     """Behind any web server the worker adds nothing to CORS, even with
@@ -254,14 +216,7 @@ def test_worker_sends_no_cors_whatever_its_configuration(tree, configured):
                             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, start_new_session=True)
     try:
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    pytest.fail(proc.stderr.read().decode(errors="replace"))
-                time.sleep(0.05)
+        wait_listening(proc, port)
         for path in (*DYNAMIC, MISSING[1]):
             for method in ("GET", "OPTIONS"):
                 for origin in ("http://viewer.example", OTHER_ORIGIN, ""):

@@ -4,6 +4,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <regex>
+#include <set>
 #include <string>
 
 #include "catch.hpp"
@@ -214,6 +217,110 @@ TEST_CASE("config: data directories found from a build-tree executable", "[confi
     auto installed = medimg::find_data_dirs("/usr/bin/medimg-fcgi");
     CHECK(installed.conf_dir == "/etc/medimg");
     CHECK(installed.share_dir == "/usr/share/medimg");
+}
+
+// --- the schema ----------------------------------------------------------------
+
+TEST_CASE("config: every key is declared once, with an env name after it", "[config][schema]") {
+    std::set<std::string> keys, envs;
+    for (const auto& k : medimg::config_schema()) {
+        INFO(k.section << "." << k.name);
+        CHECK(keys.insert(std::string(k.section) + "." + std::string(k.name)).second);
+        CHECK(envs.insert(std::string(k.env)).second);
+        CHECK(k.env.starts_with("MEDIMG_"));
+        CHECK_FALSE(k.help.empty());
+        if (k.type == medimg::KeyType::Integer || k.type == medimg::KeyType::Size ||
+            k.type == medimg::KeyType::Seconds)
+            CHECK(k.min <= k.max);
+    }
+    CHECK(keys.size() == medimg::config_keys().size());
+}
+
+TEST_CASE("config: defaults come from the schema, and every value reads back", "[config][schema]") {
+    const Config defaults;
+    for (const auto& k : medimg::config_schema()) {
+        INFO(k.section << "." << k.name);
+        // The default text gives the default value ...
+        Config c;
+        medimg::set_config_value(c, k.section, k.name, k.default_value, {});
+        CHECK(medimg::config_value_text(c, k) == medimg::config_value_text(defaults, k));
+        // ... and the rendered text of any value reads back to it.
+        Config d;
+        medimg::set_config_value(d, k.section, k.name, medimg::config_value_text(defaults, k), {});
+        CHECK(medimg::config_value_text(d, k) == medimg::config_value_text(defaults, k));
+        // Limits are enforced, one past each end.
+        if (k.type == medimg::KeyType::Integer) {
+            for (auto v : {k.min - 1, k.max + 1}) {
+                Config e;
+                CHECK_THROWS_AS(
+                    medimg::set_config_value(e, k.section, k.name, std::to_string(v), {}), Error);
+            }
+        }
+    }
+    CHECK(defaults.max_voxels == 536870912u);
+    CHECK(defaults.max_label_ids == 100000u);
+    CHECK(defaults.gzip_level == 1);
+}
+
+TEST_CASE("config: config_environment() reproduces a configuration in another process",
+          "[config][schema]") {
+    ConfigDir d;
+    ConfigSources src;
+    src.ini_file = d.write("a.ini",
+                           "[server]\nthreads = 7\ncors_origins = https://a.example https://b.example\n"
+                           "[cache]\nmax_bytes = 3M\nsendfile_header = X-Accel-Redirect\n"
+                           "[limits]\nrequest_timeout = 2.5\nmax_label_ids = 12\n"
+                           "[paths]\nlabel_dict = /x/dict.json\n");
+    const Config original = medimg::load_config(src);
+    ConfigSources again;
+    for (const auto& [name, value] : medimg::config_environment(original))
+        again.environment[name] = value;
+    const Config copy = medimg::load_config(again);
+    for (const auto& k : medimg::config_schema()) {
+        INFO(k.section << "." << k.name);
+        CHECK(medimg::config_value_text(copy, k) == medimg::config_value_text(original, k));
+    }
+    CHECK(copy.threads == 7);
+    CHECK(copy.cache_max_bytes == 3u << 20);
+    CHECK(copy.request_timeout.count() == 2500);
+    CHECK(copy.sendfile_header == medimg::SendfileHeader::XAccelRedirect);
+}
+
+// conf/medimg.ini documents every key of the schema, in its section, once,
+// set to the default value or commented out as an example (paths excepted:
+// they resolve against the file), and names nothing else.
+TEST_CASE("config: conf/medimg.ini matches the schema", "[config][schema]") {
+    std::ifstream in(stdfs::path(MEDIMG_SOURCE_DIR) / "conf" / "medimg.ini");
+    REQUIRE(in);
+    std::map<std::string, std::string> found;   // "section.key" -> value
+    std::set<std::string> commented;            // ";key = example"
+    std::string line, section;
+    const std::regex section_re(R"(^\[(\w+)\]\s*$)");
+    const std::regex key_re(R"(^;?([a-z_]+)\s*=\s*(.*?)\s*$)");   // ";key = x": an example
+    std::smatch m;
+    while (std::getline(in, line)) {
+        if (std::regex_match(line, m, section_re)) {
+            section = m[1];
+        } else if (std::regex_match(line, m, key_re)) {
+            const std::string key = section + "." + std::string(m[1]);
+            INFO(line);
+            CHECK(found.emplace(key, m[2]).second);
+            if (line[0] == ';') commented.insert(key);
+        }
+    }
+    for (const auto& k : medimg::config_schema()) {
+        const std::string key = std::string(k.section) + "." + std::string(k.name);
+        INFO(key);
+        REQUIRE(found.count(key));
+        if (k.type != medimg::KeyType::Path && !commented.count(key)) {
+            Config from_file, from_schema;
+            medimg::set_config_value(from_file, k.section, k.name, found[key], {});
+            CHECK(medimg::config_value_text(from_file, k) ==
+                  medimg::config_value_text(from_schema, k));
+        }
+        found.erase(key);
+    }
+    CHECK(found.empty());   // keys the schema does not know
 }
 
 TEST_CASE("config: the default cache directory is private to the user", "[config][cache]") {
