@@ -12,6 +12,7 @@
 #include "commands.hpp"
 #include "error.hpp"
 #include "labels/filter.hpp"
+#include "labels/label_map.hpp"
 #include "labels/label_set.hpp"
 #include "nifti/reader.hpp"
 
@@ -33,6 +34,8 @@ constexpr const char* kUsage =
     "  --labels IDS        ids and inclusive ranges, e.g. 1,5,10-12 ('' = none)\n"
     "  --names NAMES       label names from the dictionary, e.g. aorta,liver\n"
     "                      (case-insensitive; combined with --labels)\n"
+    "  --map RULES         new ids for selected ids, e.g. 6:1,28-32:2 (keep mode;\n"
+    "                      without --labels/--names the sources are the selection)\n"
     "  --mode keep|mask    keep ids (default) or write uint8 0/1\n"
     "  --crop              crop to the bounding box of the selected voxels\n"
     "  --margin N          voxels kept around that box (with --crop)\n"
@@ -49,7 +52,7 @@ constexpr const char* kUsage =
     "in batch mode the highest status of all files.\n";
 
 const std::vector<OptionSpec> kOptions = {
-    {"--labels", true},     {"--names", true},      {"--mode", true},
+    {"--labels", true},     {"--names", true},      {"--map", true},        {"--mode", true},
     {"--crop", false},      {"--margin", true},     {"--level", true},
     {"--max-voxels", true}, {"--outdir", true},     {"--quiet", false},
     {"--label-dict", true}, {"--label-colors", true},
@@ -64,9 +67,12 @@ Job parse_job(const ParsedArgs& parsed) {
     Job job;
     const auto ids = parsed.value("--labels");
     const auto names = parsed.value("--names");
-    if (!ids && !names)
-        throw Error(ErrorCode::BadParameter, "--labels or --names is required");
-    labels::LabelSet set;
+    const auto map = parsed.value("--map");
+    if (!ids && !names && !map)
+        throw Error(ErrorCode::BadParameter, "--labels, --names or --map is required");
+    if (map) job.options.map = labels::LabelMap::parse(*map, kMaxLabelIds);
+    // Without --labels/--names the map's sources are the selection.
+    labels::LabelSet set = ids || names ? labels::LabelSet{} : job.options.map.sources();
     if (ids) set = labels::LabelSet::parse(*ids, kMaxLabelIds);
     if (names) {
         const labels::Dictionary dict = load_dictionary(parsed);

@@ -11,6 +11,7 @@
 #include "cache/result_cache.hpp"
 #include "error.hpp"
 #include "labels/filter.hpp"
+#include "labels/label_map.hpp"
 #include "labels/label_set.hpp"
 #include "nifti/reader.hpp"
 #include "nifti/writer.hpp"
@@ -94,9 +95,14 @@ FilterQuery parse_filter_query(const std::vector<std::pair<std::string, std::str
     if (auto margin = query_value(params, "margin")) o.margin = parse_margin(*margin);
     auto ids = query_value(params, "label_ids");
     auto names = query_value(params, "labels");
-    if (!ids && !names)
-        throw Error(ErrorCode::BadLabelIds, "label_ids is required (e.g. label_ids=1,5,10-12)");
+    auto map = query_value(params, "map");
+    if (!ids && !names && !map)
+        throw Error(ErrorCode::BadLabelIds,
+                    "label_ids is required (e.g. label_ids=1,5,10-12), or map (e.g. map=6:1,28-32:2)");
     const std::uint64_t max_ids = ctx.config.max_label_ids;
+    if (map) o.map = labels::LabelMap::parse(*map, max_ids);
+    // Without label_ids or labels the map's sources are the selection (DESIGN.md §4).
+    if (!ids && !names) o.labels = o.map.sources();
     if (ids) o.labels = labels::LabelSet::parse(*ids, max_ids);
     if (names) {
         auto dict = image.dictionary(ctx.dictionary);
@@ -109,7 +115,8 @@ FilterQuery parse_filter_query(const std::vector<std::pair<std::string, std::str
                   ";mode=" + (o.mode == labels::Mode::Mask ? "mask" : "keep") +
                   ";crop=" + (o.crop ? "1" : "0") +
                   ";margin=" + (o.crop ? std::to_string(o.margin) : "0") +
-                  ";level=" + std::to_string(o.gzip_level);
+                  ";level=" + std::to_string(o.gzip_level) +
+                  (o.map.empty() ? "" : ";map=" + o.map.canonical());
     return q;
 }
 

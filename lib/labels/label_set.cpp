@@ -75,26 +75,18 @@ LabelSet LabelSet::parse(std::string_view text, std::uint64_t max_ids) {
         if (item.empty())
             throw Error(ErrorCode::BadLabelIds,
                         "label_ids item " + std::to_string(position) + " is empty");
-        // A range separator is a '-' that follows a digit; a leading '-' or
-        // one after the separator is a sign ("-5--3").
-        std::size_t sep = std::string_view::npos;
-        for (std::size_t i = 1; i < item.size(); ++i)
-            if (item[i] == '-' && item[i - 1] >= '0' && item[i - 1] <= '9') {
-                sep = i;
-                break;
-            }
-        const auto a = parse_label_id(item.substr(0, sep));
-        const auto b = sep == std::string_view::npos ? a : parse_label_id(item.substr(sep + 1));
-        if (!a || !b)
+        const auto range = parse_label_range(item);
+        if (!range)
             throw Error(ErrorCode::BadLabelIds,
                         "label_ids item " + std::to_string(position) + " " + quoted(item) +
                             " is not an integer from " + to_string(kMinLabelId) + " to " +
                             to_string(kMaxLabelId) + " or a range a-b of such integers");
-        if (*a > *b)
+        const auto [a, b] = *range;
+        if (a > b)
             throw Error(ErrorCode::BadLabelIds,
                         "label_ids range " + quoted(item) + " (item " + std::to_string(position) +
                             ") ends before it starts");
-        set.ranges_.emplace_back(*a, *b);
+        set.ranges_.emplace_back(a, b);
         // Bound the work on hostile input: normalise as we go once large.
         if (set.ranges_.size() >= 4096 && (set.ranges_.size() & 4095) == 0) {
             normalise(set.ranges_);
@@ -139,6 +131,13 @@ LabelSet LabelSet::from_ids(const std::vector<LabelId>& ids) {
     LabelSet set;
     set.ranges_.reserve(ids.size());
     for (auto id : ids) set.ranges_.emplace_back(id, id);
+    normalise(set.ranges_);
+    return set;
+}
+
+LabelSet LabelSet::from_ranges(std::vector<std::pair<LabelId, LabelId>> ranges) {
+    LabelSet set;
+    set.ranges_ = std::move(ranges);
     normalise(set.ranges_);
     return set;
 }
