@@ -642,6 +642,7 @@ TEST_CASE("filter: map gives the rules' new ids for every label datatype", "[lab
         {"-", "5:1,6-9:2"},           // no label_ids: the sources select
         {"1-20", "5:1,6-9:2"},        // unmatched selected ids keep theirs
         {"-", "1:300,2-3:-2"},        // widening, negative new ids
+        {"-", "100:-1"},              // unsigned inputs narrow to int8
         {"1-200", "100:-1,13:0"},     // negative new id next to kept ids up to 200
         {"-3,1-3", "-3:40000"},       // int16 cannot hold 40000
         {"2,20", "5:1,6-9:2"},        // no rule matches a selected id: the plain filter
