@@ -18,16 +18,21 @@ def map_args(label_ids, map_text):
     return (["--labels", label_ids] if label_ids is not None else []) + ["--map", map_text]
 
 
+def filtered(tmp_path, d, *args, suffix=".nii.gz"):
+    """Writes d with nibabel, filters it with args; (input path, output image, its array)."""
+    src = tmp_path / f"seg{suffix}"
+    write_nifti(src, d)
+    out = tmp_path / f"out{suffix}"
+    run("filter", src, out, *args, check=0)
+    return (src, *load(out))
+
+
 @pytest.mark.parametrize("dtype", INT_DTYPES)
 @pytest.mark.parametrize("label_ids,map_text,what", CASES)
 def test_map_matches_np_select(tmp_path, dtype, label_ids, map_text, what):
     d = label_maps.volume(dtype)
-    src = tmp_path / "seg.nii.gz"
-    write_nifti(src, d)
-    out = tmp_path / "out.nii.gz"
-    run("filter", src, out, *map_args(label_ids, map_text), check=0)
+    src, out_img, got = filtered(tmp_path, d, *map_args(label_ids, map_text))
     in_img, _ = load(src)
-    out_img, got = load(out)
     assert got.dtype == label_maps.expected_dtype(dtype, label_ids, map_text), what
     np.testing.assert_array_equal(got.astype(np.int64), label_maps.expected(d, label_ids, map_text))
     # Never through float: the header holds no scaling nibabel would apply.
@@ -38,11 +43,7 @@ def test_map_matches_np_select(tmp_path, dtype, label_ids, map_text, what):
 
 def test_widening_uint8_to_int16(tmp_path):
     d = label_maps.volume("uint8")
-    src = tmp_path / "seg.nii"
-    write_nifti(src, d)
-    out = tmp_path / "out.nii"
-    run("filter", src, out, "--map", "6:300,7:-7", check=0)
-    img, got = load(out)
+    _, img, got = filtered(tmp_path, d, "--map", "6:300,7:-7", suffix=".nii")
     assert img.header.get_data_dtype() == np.dtype("int16")
     assert set(np.unique(got)) == {0, 300, -7}
     assert np.array_equal(got == 300, d == 6) and np.array_equal(got == -7, d == 7)
@@ -50,11 +51,8 @@ def test_widening_uint8_to_int16(tmp_path):
 
 def test_big_endian_int32(tmp_path):
     d = label_maps.volume(">i4")
-    src = tmp_path / "be.nii"
-    write_nifti(src, d)
-    out = tmp_path / "out.nii"
-    run("filter", src, out, "--labels", "1-100", "--map", "100:-1,5:70000", check=0)
-    img, got = load(out)
+    _, img, got = filtered(tmp_path, d, "--labels", "1-100", "--map", "100:-1,5:70000",
+                           suffix=".nii")
     assert img.header.endianness == ">"
     assert got.dtype == np.dtype(">i4")
     np.testing.assert_array_equal(got, label_maps.expected(d, "1-100", "100:-1,5:70000"))
@@ -62,11 +60,7 @@ def test_big_endian_int32(tmp_path):
 
 def test_mask_ignores_new_ids(tmp_path):
     d = label_maps.volume("int16")
-    src = tmp_path / "seg.nii.gz"
-    write_nifti(src, d)
-    out = tmp_path / "out.nii.gz"
-    run("filter", src, out, "--map", "28-32:2,6:300", "--mode", "mask", check=0)
-    _, got = load(out)
+    _, _, got = filtered(tmp_path, d, "--map", "28-32:2,6:300", "--mode", "mask")
     assert got.dtype == np.uint8
     np.testing.assert_array_equal(got, np.isin(d, [6, 28, 30, 32]).astype(np.uint8))
 
@@ -74,11 +68,7 @@ def test_mask_ignores_new_ids(tmp_path):
 @pytest.mark.parametrize("dtype", ["uint8", "int32"])
 def test_crop_to_the_selection(tmp_path, dtype):
     d = label_maps.volume(dtype)
-    src = tmp_path / "seg.nii.gz"
-    write_nifti(src, d)
-    out = tmp_path / "out.nii.gz"
-    run("filter", src, out, "--map", "100:-5", "--crop", check=0)
-    img, got = load(out)
+    src, img, got = filtered(tmp_path, d, "--map", "100:-5", "--crop")
     box = label_maps.crop_box(d == 100)
     np.testing.assert_array_equal(got, label_maps.expected(d, None, "100:-5")[box])
     # The first kept voxel keeps its world coordinate.

@@ -182,6 +182,20 @@ std::vector<double> reference(const std::vector<std::int64_t>& ids,
     return out;
 }
 
+// A 7x5x4 map with labels in an interior block (so the crop box is a proper
+// sub-box), and id -3 once where the datatype is signed.
+std::vector<std::int64_t> interior_labels(int code) {
+    const bool is_signed = code == 256 || code == 4 || code == 8 || code == 1024 || code == 16 || code == 64;
+    std::vector<std::int64_t> ids(7 * 5 * 4, 0);
+    const std::vector<std::int64_t> palette = {1, 2, 3, 5, 6, 7, 9, 13, 20, 100};
+    for (std::int64_t k = 1; k < 3; ++k)
+        for (std::int64_t j = 1; j < 4; ++j)
+            for (std::int64_t i = 2; i < 6; ++i)
+                ids[(k * 5 + j) * 7 + i] = palette[(i * 3 + j * 5 + k) % palette.size()];
+    ids[(1 * 5 + 2) * 7 + 3] = is_signed ? -3 : 0;
+    return ids;
+}
+
 std::array<double, 3> world(const Header& h, double i, double j, double k) {
     const auto a = h.affine();
     std::array<double, 3> w{};
@@ -204,21 +218,12 @@ TEST_CASE("filter: keep and mask match the reference for every label datatype",
         SUCCEED("margin only applies with crop");
         return;
     }
-    const bool is_signed = code == 256 || code == 4 || code == 8 || code == 1024 || code == 16 || code == 64;
     INFO("datatype " << code << (order == ByteOrder::Big ? " big" : " little") << " mode "
                      << (mode == Mode::Keep ? "keep" : "mask") << " crop " << crop << " margin "
                      << margin << " ids " << ids_text);
 
     const std::vector<std::int64_t> dims = {7, 5, 4};
-    std::vector<std::int64_t> ids(7 * 5 * 4, 0);
-    const std::vector<std::int64_t> palette = {1, 2, 3, 5, 6, 7, 9, 13, 20, 100};
-    // Labels in an interior block, so the crop box is a proper sub-box.
-    for (std::int64_t k = 1; k < 3; ++k)
-        for (std::int64_t j = 1; j < 4; ++j)
-            for (std::int64_t i = 2; i < 6; ++i)
-                ids[(k * 5 + j) * 7 + i] = palette[(i * 3 + j * 5 + k) % palette.size()];
-    ids[(1 * 5 + 2) * 7 + 3] = is_signed ? -3 : 0;
-
+    const std::vector<std::int64_t> ids = interior_labels(code);
     NiftiSpec spec;
     spec.byte_order = order;
     spec.dims = dims;
@@ -650,20 +655,12 @@ TEST_CASE("filter: map gives the rules' new ids for every label datatype", "[lab
         {"-", "1-100000:1"},          // a binary map of everything but 0
     }));
     const Mode mode = GENERATE(Mode::Keep, Mode::Mask);
-    const bool is_signed = code == 256 || code == 4 || code == 8 || code == 1024 || code == 16 || code == 64;
     INFO("datatype " << code << (order == ByteOrder::Big ? " big" : " little") << " crop " << crop
                      << " label_ids " << ids_text << " map " << map_text << " mode "
                      << (mode == Mode::Keep ? "keep" : "mask"));
 
     const std::vector<std::int64_t> dims = {7, 5, 4};
-    std::vector<std::int64_t> ids(7 * 5 * 4, 0);
-    const std::vector<std::int64_t> palette = {1, 2, 3, 5, 6, 7, 9, 13, 20, 100};
-    for (std::int64_t k = 1; k < 3; ++k)
-        for (std::int64_t j = 1; j < 4; ++j)
-            for (std::int64_t i = 2; i < 6; ++i)
-                ids[(k * 5 + j) * 7 + i] = palette[(i * 3 + j * 5 + k) % palette.size()];
-    ids[(1 * 5 + 2) * 7 + 3] = is_signed ? -3 : 0;
-
+    const std::vector<std::int64_t> ids = interior_labels(code);
     NiftiSpec spec;
     spec.byte_order = order;
     spec.dims = dims;
