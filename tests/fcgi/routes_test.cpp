@@ -262,6 +262,14 @@ TEST_CASE("fcgi routes: filtered scan answers", "[fcgi][filter]") {
         CHECK(other["etag"] != k["etag"]);
         CHECK(plain.body != k.body);
         CHECK(other.body != k.body);
+        // Streamed by the worker without a cache: the same bytes.
+        Fixture uncached([](Config& c) {
+            c.cache_enabled = false;
+            c.sendfile_header = medimg::SendfileHeader::None;
+        });
+        auto s = uncached.get("/filtered-scans/PA01/all.nii.gz?label_ids=1-12&map=5-6:2");
+        REQUIRE(s.status == 200);
+        CHECK(s.body == k.body);   // (another fixture's file: another ETag)
     }
 }
 
