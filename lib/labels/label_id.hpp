@@ -42,6 +42,23 @@ inline std::optional<LabelId> parse_label_id(std::string_view s) noexcept {
     return v;
 }
 
+// The text without spaces and tabs (the query grammars ignore them).
+inline std::string without_blanks(std::string_view text) {
+    std::string out;
+    out.reserve(text.size());
+    for (char c : text)
+        if (c != ' ' && c != '\t') out.push_back(c);
+    return out;
+}
+
+// An item quoted for an error message, shortened so that a huge query cannot
+// produce a huge message.
+inline std::string quoted_item(std::string_view item) {
+    constexpr std::size_t kMax = 40;
+    if (item.size() > kMax) return "\"" + std::string(item.substr(0, kMax)) + "...\"";
+    return "\"" + std::string(item) + "\"";
+}
+
 // An id or an inclusive range "a-b" of ids ("-5--3": a range separator is a
 // '-' that follows a digit; a leading '-' or one after the separator is a
 // sign); nullopt unless both ends parse. a > b is returned as is.

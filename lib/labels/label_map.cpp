@@ -15,12 +15,6 @@ struct Item {
     std::string text;       // for error messages, shortened
 };
 
-std::string shortened(std::string_view item) {
-    constexpr std::size_t kMax = 40;
-    if (item.size() > kMax) return "\"" + std::string(item.substr(0, kMax)) + "...\"";
-    return "\"" + std::string(item) + "\"";
-}
-
 [[noreturn]] void bad(std::size_t position, const std::string& what) {
     throw Error(ErrorCode::BadParameter, "map rule " + std::to_string(position) + " " + what);
 }
@@ -28,10 +22,7 @@ std::string shortened(std::string_view item) {
 }  // namespace
 
 LabelMap LabelMap::parse(std::string_view text, std::uint64_t max_ids) {
-    std::string compact;
-    compact.reserve(text.size());
-    for (char c : text)
-        if (c != ' ' && c != '\t') compact.push_back(c);
+    const std::string compact = without_blanks(text);
     LabelMap map;
     if (compact.empty()) return map;
 
@@ -43,20 +34,20 @@ LabelMap LabelMap::parse(std::string_view text, std::uint64_t max_ids) {
         if (item.empty()) bad(position, "is empty (rules are SOURCE:NEW_ID, e.g. 6:1,28-32:2)");
         const std::size_t colon = item.rfind(':');
         if (colon == std::string_view::npos)
-            bad(position, shortened(item) + " has no ':' (rules are SOURCE:NEW_ID, e.g. 6:1 or 28-32:2)");
+            bad(position, quoted_item(item) + " has no ':' (rules are SOURCE:NEW_ID, e.g. 6:1 or 28-32:2)");
         const auto source = parse_label_range(item.substr(0, colon));
         if (!source)
-            bad(position, shortened(item) + ": the source is not an integer from " +
+            bad(position, quoted_item(item) + ": the source is not an integer from " +
                               to_string(kMinLabelId) + " to " + to_string(kMaxLabelId) +
                               " or a range a-b of such integers");
         if (source->first > source->second)
-            bad(position, shortened(item) + ": the source range ends before it starts");
+            bad(position, quoted_item(item) + ": the source range ends before it starts");
         const auto to = parse_label_id(item.substr(colon + 1));
         if (!to || !fits_int64(*to))
-            bad(position, shortened(item) + ": the new id is not an integer from " +
+            bad(position, quoted_item(item) + ": the new id is not an integer from " +
                               to_string(INT64_MIN) + " to " + to_string(INT64_MAX));
         items.push_back(Item{MapRule{source->first, source->second, static_cast<std::int64_t>(*to)},
-                             position, shortened(item)});
+                             position, quoted_item(item)});
         if (comma == std::string_view::npos) break;
         rest.remove_prefix(comma + 1);
         if (rest.empty()) bad(position + 1, "is empty (rules are SOURCE:NEW_ID, e.g. 6:1,28-32:2)");

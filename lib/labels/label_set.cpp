@@ -31,14 +31,6 @@ void normalise(std::vector<Range>& ranges) {
     ranges.swap(out);
 }
 
-// Quotes an item for an error message, shortened so a huge query cannot
-// produce a huge message.
-std::string quoted(std::string_view item) {
-    constexpr std::size_t kMax = 40;
-    if (item.size() > kMax) return "\"" + std::string(item.substr(0, kMax)) + "...\"";
-    return "\"" + std::string(item) + "\"";
-}
-
 void check_count(const LabelSet& set, std::uint64_t max_ids) {
     if (set.count() > max_ids)
         throw Error(ErrorCode::TooManyLabels,
@@ -58,11 +50,7 @@ std::string_view trim(std::string_view s) {
 }  // namespace
 
 LabelSet LabelSet::parse(std::string_view text, std::uint64_t max_ids) {
-    std::string compact;
-    compact.reserve(text.size());
-    for (char c : text)
-        if (c != ' ' && c != '\t') compact.push_back(c);
-
+    const std::string compact = without_blanks(text);
     LabelSet set;
     if (compact.empty()) return set;
 
@@ -78,13 +66,13 @@ LabelSet LabelSet::parse(std::string_view text, std::uint64_t max_ids) {
         const auto range = parse_label_range(item);
         if (!range)
             throw Error(ErrorCode::BadLabelIds,
-                        "label_ids item " + std::to_string(position) + " " + quoted(item) +
+                        "label_ids item " + std::to_string(position) + " " + quoted_item(item) +
                             " is not an integer from " + to_string(kMinLabelId) + " to " +
                             to_string(kMaxLabelId) + " or a range a-b of such integers");
         const auto [a, b] = *range;
         if (a > b)
             throw Error(ErrorCode::BadLabelIds,
-                        "label_ids range " + quoted(item) + " (item " + std::to_string(position) +
+                        "label_ids range " + quoted_item(item) + " (item " + std::to_string(position) +
                             ") ends before it starts");
         set.ranges_.emplace_back(a, b);
         // Bound the work on hostile input: normalise as we go once large.
@@ -117,7 +105,7 @@ LabelSet LabelSet::parse_names(std::string_view text, const Dictionary& dict,
             throw Error(ErrorCode::BadLabelIds,
                         "label name " + std::to_string(position) + " is empty");
         const auto id = dict.find(name);
-        if (!id) throw Error(ErrorCode::UnknownLabel, "unknown label name " + quoted(name));
+        if (!id) throw Error(ErrorCode::UnknownLabel, "unknown label name " + quoted_item(name));
         set.ranges_.emplace_back(*id, *id);
         if (comma == std::string_view::npos) break;
         rest.remove_prefix(comma + 1);
