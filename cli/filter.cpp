@@ -58,6 +58,8 @@ constexpr const char* kUsage =
     "  --labels IDS        ids and inclusive ranges, e.g. 1,5,10-12 ('' = none)\n"
     "  --names NAMES       label names from the dictionary, e.g. aorta,right_kidney\n"
     "                      (case-insensitive, '_' = space; combined with --labels)\n"
+    "  --map RULES         new ids for selected ids, e.g. 6:1,28-32:2 (keep mode;\n"
+    "                      without --labels/--names the sources are the selection)\n"
     "  --mode keep|mask    keep ids (default) or write uint8 0/1\n"
     "  --crop              crop to the bounding box of the selected voxels\n"
     "  --margin N          voxels kept around that box (with --crop; 0-1000)\n"
@@ -85,7 +87,7 @@ constexpr const char* kUsage =
     "the status of the first input that failed, in input order.\n";
 
 const std::vector<OptionSpec> kOptions = with_config_options({
-    {"--labels", true},     {"--names", true},      {"--mode", true},
+    {"--labels", true},     {"--names", true},      {"--map", true},        {"--mode", true},
     {"--crop", false},      {"--margin", true},     {"--level", true},
     {"--outdir", true},     {"--quiet", false},     {"--files-from", true},
     {"-j", true},           {"--jobs", true},       {"--keep-tree", false},
@@ -104,6 +106,7 @@ Job parse_job(const ParsedArgs& parsed, const Config& config) {
         switch (option) {
             case FilterOption::LabelIds: return parsed.value("--labels");
             case FilterOption::Names: return parsed.value("--names");
+            case FilterOption::Map: return parsed.value("--map");
             case FilterOption::Mode: return parsed.value("--mode");
             case FilterOption::Crop: return parsed.has("--crop") ? std::optional<std::string>("1")
                                                                   : std::nullopt;

@@ -75,6 +75,7 @@ FilterQuery parse_filter_query(const std::vector<std::pair<std::string, std::str
         switch (option) {
             case FilterOption::LabelIds: return query_value(params, "label_ids");
             case FilterOption::Names: return query_value(params, "labels");
+            case FilterOption::Map: return query_value(params, "map");
             case FilterOption::Mode: return query_value(params, "mode");
             case FilterOption::Crop: return query_value(params, "crop");
             case FilterOption::Margin: return query_value(params, "margin");

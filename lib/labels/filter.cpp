@@ -77,7 +77,8 @@ enum class Out { Mask, KeepRaw, KeepIds };
 // unselected output voxel) the input is checked in 64-byte groups first and
 // the output of all-zero groups is zero-filled: label maps are mostly
 // background, so most groups take the memset.
-template <typename Derived, typename U, Out M>
+template <typename Derived, typename U, Out M,
+          std::size_t OutBytes = (M == Out::Mask ? 1 : sizeof(U))>
 class BlockKernel : public Kernel {
 public:
     std::uint64_t run(const std::uint8_t* in, std::uint8_t* out, std::size_t n) const final {
@@ -105,7 +106,7 @@ public:
 
 protected:
     static constexpr std::size_t kIn = sizeof(U);
-    static constexpr std::size_t kOut = M == Out::Mask ? 1 : sizeof(U);
+    static constexpr std::size_t kOut = OutBytes;
     bool zero_fast_ = false;
 
 private:
@@ -280,6 +281,8 @@ public:
         : ranges_(std::move(ranges)), little_(little), scaled_(scaled), slope_(slope),
           inter_(inter), mode_(mode), zero_raw_(zero_raw), ot_(ot) {}
 
+    bool selects(K id) const noexcept { return contains(ranges_, id); }
+
     std::optional<K> id(const std::uint8_t* p) const noexcept {
         const T v = decode<T>(p, little_);
         if constexpr (std::is_integral_v<T>) {
@@ -444,14 +447,15 @@ std::unique_ptr<Kernel> lut_kernel(const Header& h, const LabelSet& set, Out mod
     return std::make_unique<LutKernel<U, E, Out::KeepRaw>>(std::move(table));
 }
 
-// The stored value that scales to exactly 0, as raw bytes in the file's
-// order; nullopt when the type has none.
+// The stored value of T whose scaled value is exactly the id `target`, as
+// raw bytes in the file's order; nullopt when the type has none. Scaled
+// headers only.
 template <typename T>
-std::optional<std::array<std::uint8_t, 8>> zero_stored(const Header& h) {
+std::optional<std::array<std::uint8_t, 8>> stored_for(const Header& h, std::int64_t target) {
     std::array<std::uint8_t, 8> raw{};
-    if (!h.scaled()) return raw;   // 0 in any byte order (and +0.0)
     const double slope = h.slope(), inter = h.inter();
-    const double q = -inter / slope;
+    // (-inter / slope for 0, as ever: a float type's zero keeps its sign.)
+    const double q = target == 0 ? -inter / slope : (static_cast<double>(target) - inter) / slope;
     if (!std::isfinite(q)) return std::nullopt;
     T s{};
     if constexpr (std::is_integral_v<T>) {
@@ -464,9 +468,36 @@ std::optional<std::array<std::uint8_t, 8>> zero_stored(const Header& h) {
     } else {
         s = static_cast<T>(q);
     }
-    if (static_cast<double>(s) * slope + inter != 0.0) return std::nullopt;
+    // Exactly the id a reader (and the selection) computes from s.
+    if (detail::id_of_double(static_cast<double>(s) * slope + inter) != target) return std::nullopt;
     nifti::byteorder::store<T>(raw.data(), s, h.byte_order() == nifti::ByteOrder::Little);
     return raw;
+}
+
+// The stored value that scales to exactly 0, as raw bytes in the file's
+// order; nullopt when the type has none.
+template <typename T>
+std::optional<std::array<std::uint8_t, 8>> zero_stored(const Header& h) {
+    if (!h.scaled()) return std::array<std::uint8_t, 8>{};   // 0 in any byte order (and +0.0)
+    return stored_for<T>(h, 0);
+}
+
+// The ids the stored values of an integer type can scale to (bounds; float
+// types: int64); nullopt when none is an id (detail::id_of_double).
+std::optional<Range> reachable_ids(const Header& h) {
+    const auto& t = h.datatype();
+    if (t.kind == TypeKind::Float) return Range{INT64_MIN, INT64_MAX};
+    const TypeRange tr = int_type_range(t);
+    if (!h.scaled()) return Range{tr.lo, tr.hi};
+    const double e1 = static_cast<double>(tr.lo) * h.slope() + h.inter();
+    const double e2 = static_cast<double>(tr.hi) * h.slope() + h.inter();
+    const double rlo = std::floor(std::min(e1, e2)), rhi = std::ceil(std::max(e1, e2));
+    // Scaled ids are int64 (detail::id_of_double).
+    if (!(rlo < 9223372036854775808.0) || rhi < -9223372036854775808.0) return std::nullopt;
+    Range r{INT64_MIN, INT64_MAX};
+    if (rlo > -9.2e18) r.first = static_cast<std::int64_t>(rlo);
+    if (rhi < 9.2e18) r.second = static_cast<std::int64_t>(rhi);
+    return r;
 }
 
 // The datatype for unscaled ids when no stored value scales to 0: the
@@ -477,15 +508,11 @@ OutType ids_type(const Header& h, const LabelSet& set) {
     if (set.empty()) return in_type;
     LabelId lo = set.ranges().front().first, hi = set.ranges().back().second;
     if (t.kind != TypeKind::Float) {
-        // Ids reachable from the type's stored values.
-        const TypeRange tr = int_type_range(t);
-        const double e1 = static_cast<double>(tr.lo) * h.slope() + h.inter();
-        const double e2 = static_cast<double>(tr.hi) * h.slope() + h.inter();
-        const double rlo = std::floor(std::min(e1, e2)), rhi = std::ceil(std::max(e1, e2));
-        // Scaled ids are int64 (detail::id_of_double): none reachable, none kept.
-        if (!(rlo < 9223372036854775808.0) || rhi < -9223372036854775808.0) return in_type;
-        if (rlo > -9.2e18) lo = std::max(lo, LabelId{static_cast<std::int64_t>(rlo)});
-        if (rhi < 9.2e18) hi = std::min(hi, LabelId{static_cast<std::int64_t>(rhi)});
+        // Ids reachable from the type's stored values: none reachable, none kept.
+        const auto reach = reachable_ids(h);
+        if (!reach) return in_type;
+        lo = std::max(lo, reach->first);
+        hi = std::min(hi, reach->second);
         if (lo > hi) return in_type;
         const TypeRange own = int_type_range(t);
         if (lo >= own.lo && hi <= own.hi) return in_type;
@@ -572,6 +599,264 @@ Plan make_plan(const Header& h, const LabelSet& set, Mode mode) {
     return plan;
 }
 
+// ---- Remapping (keep mode with a map, DESIGN.md §4) -----------------------
+// Off the plain path: make_plan's kernels stay as they are, and a map whose
+// rules match no selectable id uses them unchanged.
+
+// One voxel's output bytes: the stored zero when unselected, the rule's
+// precomputed bytes when a rule matches its id, else the input's own bytes
+// (same type and scaling) or its id written in the output type.
+template <typename T>
+class MapVoxel {
+public:
+    using K = IdOf<T>;
+    struct Rule {
+        K first, last;
+        std::array<std::uint8_t, 8> out;
+    };
+
+    MapVoxel(std::unique_ptr<ExactKernel<T>> select, std::vector<Rule> rules, bool keep_raw,
+             std::array<std::uint8_t, 8> zero_out, OutType ot, bool little)
+        : select_(std::move(select)), rules_(std::move(rules)), keep_raw_(keep_raw),
+          zero_out_(zero_out), ot_(ot), little_(little) {}
+
+    // Writes ot.bytes bytes at o; true when the voxel is selected.
+    bool one(const std::uint8_t* p, std::uint8_t* o) const noexcept {
+        const auto v = select_->id(p);
+        if (!v || !select_->selects(*v)) {
+            std::memcpy(o, zero_out_.data(), ot_.bytes);
+            return false;
+        }
+        if (const Rule* r = find(*v)) std::memcpy(o, r->out.data(), ot_.bytes);
+        else if (keep_raw_) std::memcpy(o, p, sizeof(T));
+        else store_id(o, static_cast<std::int64_t>(*v), ot_, little_);
+        return true;
+    }
+
+    // Selected with all-zero output bytes for all-zero input bytes.
+    bool zero_in_zero_out() const noexcept {
+        const std::uint8_t zero[8]{};
+        std::uint8_t out[8]{};
+        return !one(zero, out) && std::all_of(out, out + 8, [](std::uint8_t b) { return b == 0; });
+    }
+
+private:
+    const Rule* find(K id) const noexcept {
+        auto it = std::upper_bound(rules_.begin(), rules_.end(), id,
+                                   [](K v, const Rule& r) { return v < r.first; });
+        if (it == rules_.begin()) return nullptr;
+        --it;
+        return id <= it->last ? &*it : nullptr;
+    }
+
+    std::unique_ptr<ExactKernel<T>> select_;
+    std::vector<Rule> rules_;
+    bool keep_raw_;
+    std::array<std::uint8_t, 8> zero_out_;
+    OutType ot_;
+    bool little_;
+};
+
+// 8/16-bit inputs: MapVoxel evaluated once per raw value into a table.
+template <typename U, typename O>
+class MapLutKernel final : public BlockKernel<MapLutKernel<U, O>, U, Out::KeepIds, sizeof(O)> {
+public:
+    template <typename T>
+    explicit MapLutKernel(const MapVoxel<T>& voxel)
+        : out_(std::size_t{1} << (8 * sizeof(U))), sel_(out_.size()) {
+        for (std::size_t r = 0; r < out_.size(); ++r) {
+            const U raw = static_cast<U>(r);
+            std::uint8_t in[sizeof(U)], out[8]{};
+            std::memcpy(in, &raw, sizeof(U));
+            sel_[r] = voxel.one(in, out) ? 1 : 0;
+            out_[r] = load_raw<O>(out);
+        }
+        this->zero_fast_ = out_[0] == 0 && sel_[0] == 0;
+    }
+
+    std::uint32_t block(const std::uint8_t* ip, std::uint8_t* op, std::size_t k) const {
+        const O* t = out_.data();
+        const std::uint8_t* s = sel_.data();
+        std::uint32_t count = 0;
+        for (std::size_t i = 0; i < k; ++i) {
+            const U r = load_raw<U>(ip + i * sizeof(U));
+            store_raw<O>(op + i * sizeof(O), t[r]);
+            count += s[r];
+        }
+        return count;
+    }
+
+private:
+    std::vector<O> out_;
+    std::vector<std::uint8_t> sel_;
+};
+
+// 32/64-bit and float inputs: MapVoxel per voxel, background runs skipped.
+template <typename T, std::size_t OutBytes>
+class MapExactKernel final
+    : public BlockKernel<MapExactKernel<T, OutBytes>, T, Out::KeepIds, OutBytes> {
+public:
+    explicit MapExactKernel(MapVoxel<T> voxel) : voxel_(std::move(voxel)) {
+        this->zero_fast_ = voxel_.zero_in_zero_out();
+    }
+
+    std::uint32_t block(const std::uint8_t* ip, std::uint8_t* op, std::size_t k) const {
+        std::uint32_t count = 0;
+        for (std::size_t i = 0; i < k; ++i)
+            count += voxel_.one(ip + i * sizeof(T), op + i * OutBytes) ? 1 : 0;
+        return count;
+    }
+
+private:
+    MapVoxel<T> voxel_;
+};
+
+// The map's rules restricted to the selection and to the reachable ids.
+std::vector<MapRule> applicable_rules(const LabelMap& map, const std::vector<Range>& selected) {
+    std::vector<MapRule> out;
+    const auto& rules = map.rules();
+    std::size_t i = 0, j = 0;
+    while (i < rules.size() && j < selected.size()) {
+        const LabelId lo = std::max(rules[i].first, selected[j].first);
+        const LabelId hi = std::min(rules[i].last, selected[j].second);
+        if (lo <= hi) out.push_back(MapRule{lo, hi, rules[i].to});
+        if (rules[i].last < selected[j].second) ++i;
+        else ++j;
+    }
+    return out;
+}
+
+// Sorted disjoint ranges minus sorted disjoint rule sources.
+std::vector<Range> unmapped(const std::vector<Range>& ranges, const std::vector<MapRule>& rules) {
+    std::vector<Range> out;
+    std::size_t j = 0;
+    for (const auto& [lo, hi] : ranges) {
+        LabelId cur = lo;
+        while (j < rules.size() && rules[j].last < cur) ++j;
+        for (std::size_t k = j; k < rules.size() && rules[k].first <= hi && cur <= hi; ++k) {
+            if (rules[k].first > cur) out.emplace_back(cur, rules[k].first - 1);
+            cur = std::max(cur, rules[k].last + 1);
+        }
+        if (cur <= hi) out.emplace_back(cur, hi);
+    }
+    return out;
+}
+
+// The narrowest signed integer type holding [lo, hi].
+std::optional<OutType> narrowest_signed(LabelId lo, LabelId hi) {
+    if (lo >= INT8_MIN && hi <= INT8_MAX) return OutType{256, 1, TypeKind::Signed};
+    if (lo >= INT16_MIN && hi <= INT16_MAX) return OutType{4, 2, TypeKind::Signed};
+    if (lo >= INT32_MIN && hi <= INT32_MAX) return OutType{8, 4, TypeKind::Signed};
+    if (lo >= INT64_MIN && hi <= INT64_MAX) return OutType{1024, 8, TypeKind::Signed};
+    return std::nullopt;
+}
+
+// Can the type hold every id of [lo, hi] exactly, unscaled?
+bool holds(const nifti::DataType& t, LabelId lo, LabelId hi) {
+    if (t.kind == TypeKind::Float) {
+        const LabelId lim = t.bytes == 4 ? (LabelId{1} << 24) : (LabelId{1} << 53);
+        return lo >= -lim && hi <= lim;
+    }
+    const TypeRange tr = int_type_range(t);
+    return lo >= tr.lo && hi <= tr.hi;
+}
+
+template <typename T>
+std::unique_ptr<Kernel> map_kernel(MapVoxel<T> voxel, std::size_t out_bytes) {
+    if constexpr (sizeof(T) <= 2) {
+        using U = std::make_unsigned_t<T>;
+        switch (out_bytes) {
+        case 1: return std::make_unique<MapLutKernel<U, std::uint8_t>>(voxel);
+        case 2: return std::make_unique<MapLutKernel<U, std::uint16_t>>(voxel);
+        case 4: return std::make_unique<MapLutKernel<U, std::uint32_t>>(voxel);
+        default: return std::make_unique<MapLutKernel<U, std::uint64_t>>(voxel);
+        }
+    } else {
+        switch (out_bytes) {
+        case 1: return std::make_unique<MapExactKernel<T, 1>>(std::move(voxel));
+        case 2: return std::make_unique<MapExactKernel<T, 2>>(std::move(voxel));
+        case 4: return std::make_unique<MapExactKernel<T, 4>>(std::move(voxel));
+        default: return std::make_unique<MapExactKernel<T, 8>>(std::move(voxel));
+        }
+    }
+}
+
+// Keep mode with a map: make_plan's selection, verification and crop pass,
+// with the output kernel and type replaced when a rule can apply. The output
+// keeps the input's type and scaling when every new id has an exact stored
+// value (and the stored zero exists); else it is unscaled, in the input's
+// type when every id it can hold fits, else in the narrowest signed type.
+Plan make_map_plan(const Header& h, const LabelSet& set, const LabelMap& map) {
+    Plan plan = make_plan(h, set, Mode::Keep);
+    const auto reach = reachable_ids(h);
+    if (!reach) return plan;
+    const std::vector<Range> selectable = clip(set.ranges(), TypeRange{reach->first, reach->second});
+    const std::vector<MapRule> rules = applicable_rules(map, selectable);
+    if (rules.empty()) return plan;
+    const std::vector<Range> kept = unmapped(selectable, rules);
+    LabelId lo = 0, hi = 0;   // every id the output can hold, 0 included
+    for (const auto& r : rules) {
+        lo = std::min<LabelId>(lo, r.to);
+        hi = std::max<LabelId>(hi, r.to);
+    }
+    if (!kept.empty()) {
+        lo = std::min(lo, kept.front().first);
+        hi = std::max(hi, kept.back().second);
+    }
+
+    const auto& t = h.datatype();
+    const bool little = h.byte_order() == nifti::ByteOrder::Little;
+    plan.out_kernel = with_type(t, [&](auto tag) -> std::unique_ptr<Kernel> {
+        using T = decltype(tag);
+        using K = typename MapVoxel<T>::K;
+        const OutType in_type{t.code, t.bytes, t.kind};
+        std::vector<typename MapVoxel<T>::Rule> out_rules;
+        // Input type and scaling kept: each new id as a stored value.
+        auto zero = zero_stored<T>(h);
+        bool keep_raw = zero.has_value();
+        for (const auto& r : rules) {
+            if (!keep_raw) break;
+            std::optional<std::array<std::uint8_t, 8>> raw;
+            if (h.scaled()) {
+                raw = stored_for<T>(h, r.to);
+            } else if (holds(t, r.to, r.to)) {
+                raw.emplace();
+                store_id(raw->data(), r.to, in_type, little);
+            }
+            if (!raw) keep_raw = false;
+            else out_rules.push_back({static_cast<K>(r.first), static_cast<K>(r.last), *raw});
+        }
+        std::array<std::uint8_t, 8> zero_out{};
+        if (keep_raw) {
+            zero_out = *zero;
+            plan.out_type = in_type;
+            plan.unscale = false;
+        } else {
+            // Unscaled ids.
+            out_rules.clear();
+            if (holds(t, lo, hi)) {
+                plan.out_type = in_type;
+            } else if (const auto s = narrowest_signed(lo, hi)) {
+                plan.out_type = *s;
+            } else {
+                throw Error(ErrorCode::BadParameter,
+                            "the mapped image would hold ids from " + to_string(lo) + " to " +
+                                to_string(hi) + ", which no integer datatype holds");
+            }
+            plan.unscale = true;
+            for (const auto& r : rules) {
+                std::array<std::uint8_t, 8> raw{};
+                store_id(raw.data(), r.to, plan.out_type, little);
+                out_rules.push_back({static_cast<K>(r.first), static_cast<K>(r.last), raw});
+            }
+        }
+        MapVoxel<T> voxel(make_exact<T>(h, set, Out::Mask, zero_out, OutType{}),
+                          std::move(out_rules), keep_raw, zero_out, plan.out_type, little);
+        return map_kernel<T>(std::move(voxel), plan.out_type.bytes);
+    });
+    return plan;
+}
+
 // Quaternion rotation as the NIfTI-1 standard (and nifti_clib) builds it.
 std::array<std::array<double, 3>, 3> quatern_matrix(const Header& h) {
     const auto q = h.quatern();
@@ -615,7 +900,9 @@ FilterResult filter(nifti::Reader& in, nifti::ByteSink& sink, nifti::Container c
     const Header& h = in.header();
     if (options.margin < 0)
         throw Error(ErrorCode::BadParameter, "margin must be 0 or more voxels");
-    Plan plan = make_plan(h, options.labels, options.mode);
+    Plan plan = options.mode == Mode::Keep && !options.map.empty()
+                    ? make_map_plan(h, options.labels, options.map)
+                    : make_plan(h, options.labels, options.mode);
 
     const std::int64_t nx = h.dim(1), ny = h.dim(2), nz = h.dim(3);
     const std::uint64_t total = h.voxel_count();

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <string>
 
+#include "labels/label_map.hpp"
 #include "labels/label_set.hpp"
 #include "nifti/reader.hpp"
 #include "nifti/stream.hpp"
@@ -18,6 +19,10 @@ enum class Mode { Keep, Mask };
 
 struct FilterOptions {
     LabelSet labels;
+    // Applied after selection in keep mode: a selected voxel whose id a rule
+    // matches gets the rule's new id (DESIGN.md §4). Mask mode ignores it
+    // (1 where selected); the selection itself is always `labels`.
+    LabelMap map;
     Mode mode = Mode::Keep;
     bool crop = false;
     std::int64_t margin = 0;   // voxels around the bounding box when cropping (>= 0)
@@ -35,6 +40,10 @@ struct FilterResult {
 // written unscaled (DESIGN.md §10). Mask mode writes uint8 0/1, unscaled.
 // Crop moves qoffset and srow offsets so kept voxels keep their world
 // coordinates; an empty selection with crop gives a 1x1x1 zero volume.
+// With a map (keep mode), the output keeps the input's datatype (and its
+// scaling when every new id has an exact stored value) when every output id
+// fits; otherwise it is written unscaled in the narrowest signed integer type
+// that holds every id it can contain (BadParameter when none does).
 // Float inputs are checked to be integral and finite before anything is
 // written. Throws Error: UnsupportedDatatype, NonIntegralLabels, plus the
 // Reader's errors and the sink's Io.

@@ -5,20 +5,21 @@
 
 #include "error.hpp"
 #include "labels/dictionary.hpp"
+#include "labels/label_map.hpp"
 #include "labels/label_set.hpp"
 
 namespace medimg::labels {
 
 const FilterOptionSyntax kQuerySyntax = {
-    .label_ids = "label_ids", .names = "labels", .mode = "mode", .crop = "crop",
+    .label_ids = "label_ids", .names = "labels", .map = "map", .mode = "mode", .crop = "crop",
     .margin = "margin", .level = "level",
-    .missing_labels = "label_ids is required (e.g. label_ids=1,5,10-12)",
+    .missing_labels = "label_ids is required (e.g. label_ids=1,5,10-12), or map (e.g. map=6:1,28-32:2)",
     .missing_code = ErrorCode::BadLabelIds, .margin_needs_crop = false};
 
 const FilterOptionSyntax kCommandLineSyntax = {
-    .label_ids = "--labels", .names = "--names", .mode = "--mode", .crop = "--crop",
+    .label_ids = "--labels", .names = "--names", .map = "--map", .mode = "--mode", .crop = "--crop",
     .margin = "--margin", .level = "--level",
-    .missing_labels = "--labels or --names is required",
+    .missing_labels = "--labels, --names or --map is required",
     .missing_code = ErrorCode::BadParameter, .margin_needs_crop = true};
 
 namespace {
@@ -61,11 +62,15 @@ FilterOptions parse_filter_options(const FilterOptionSources& src, const FilterO
     if (auto level = src.value(FilterOption::Level))
         o.gzip_level = static_cast<int>(whole_number(*level, syn.level, 0, 9));
 
-    // The selection: ids, names, or both (their union).
+    // The selection: ids, names, or both (their union); without either, the
+    // sources of the map's rules.
     const auto ids = src.value(FilterOption::LabelIds);
     const auto names = src.value(FilterOption::Names);
-    if (!ids && !names) throw Error(syn.missing_code, std::string(syn.missing_labels));
+    const auto map = src.value(FilterOption::Map);
+    if (!ids && !names && !map) throw Error(syn.missing_code, std::string(syn.missing_labels));
     const std::uint64_t max_ids = src.max_label_ids;
+    if (map) o.map = LabelMap::parse(*map, max_ids);
+    if (!ids && !names) o.labels = o.map.sources();
     if (ids) o.labels = LabelSet::parse(*ids, max_ids);
     if (names) {
         o.labels.merge(LabelSet::parse_names(*names, src.dictionary(), max_ids));
@@ -80,7 +85,7 @@ std::string canonical_filter_options(const FilterOptions& o) {
     return "ids=" + o.labels.canonical() + ";mode=" + (o.mode == Mode::Mask ? "mask" : "keep") +
            ";crop=" + (o.crop ? "1" : "0") +
            ";margin=" + (o.crop ? std::to_string(o.margin) : "0") +
-           ";level=" + std::to_string(o.gzip_level);
+           ";level=" + std::to_string(o.gzip_level) + (o.map.empty() ? "" : ";map=" + o.map.canonical());
 }
 
 }  // namespace medimg::labels

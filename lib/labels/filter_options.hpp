@@ -1,6 +1,7 @@
 // The one parser of filter options for every front end: the HTTP query of
-// /filtered-scans (label_ids, labels, mode, crop, margin) and the options
-// of `medimg filter` (--labels, --names, --mode, --crop, --margin, --level).
+// /filtered-scans (label_ids, labels, map, mode, crop, margin) and the options
+// of `medimg filter` (--labels, --names, --map, --mode, --crop, --margin,
+// --level).
 // Same rules and limits for both (DESIGN.md §4 and §5); only the names in
 // the messages differ. The canonical text of the result keys the results
 // cache and the ETag.
@@ -19,14 +20,14 @@ namespace medimg::labels {
 
 class Dictionary;
 
-// The options by their query names: "label_ids", "labels", "mode", "crop",
-// "margin", "level". A front end answers each with its own spelling.
-enum class FilterOption { LabelIds, Names, Mode, Crop, Margin, Level };
+// The options by their query names: "label_ids", "labels", "map", "mode",
+// "crop", "margin", "level". A front end answers each with its own spelling.
+enum class FilterOption { LabelIds, Names, Map, Mode, Crop, Margin, Level };
 
 // How one front end spells the options in its messages, and its own rules.
 struct FilterOptionSyntax {
-    std::string_view label_ids, names, mode, crop, margin, level;
-    std::string_view missing_labels;   // the message when neither ids nor names are given
+    std::string_view label_ids, names, map, mode, crop, margin, level;
+    std::string_view missing_labels;   // the message when no ids, names or map are given
     ErrorCode missing_code;
     bool margin_needs_crop;            // margin without crop: refused (else ignored)
 };
@@ -53,7 +54,8 @@ struct FilterOptionSources {
 FilterOptions parse_filter_options(const FilterOptionSources& sources,
                                    const FilterOptionSyntax& syntax);
 
-// "ids=1,5;mode=keep;crop=0;margin=0;level=1": equal options, equal text.
+// "ids=1,5;mode=keep;crop=0;margin=0;level=1", then ";map=6:1,28-32:2" when
+// a map is given: equal options, equal text.
 std::string canonical_filter_options(const FilterOptions& options);
 
 }  // namespace medimg::labels

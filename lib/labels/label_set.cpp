@@ -31,14 +31,6 @@ void normalise(std::vector<Range>& ranges) {
     ranges.swap(out);
 }
 
-// Quotes an item for an error message, shortened so a huge query cannot
-// produce a huge message.
-std::string quoted(std::string_view item) {
-    constexpr std::size_t kMax = 40;
-    if (item.size() > kMax) return "\"" + std::string(item.substr(0, kMax)) + "...\"";
-    return "\"" + std::string(item) + "\"";
-}
-
 void check_count(const LabelSet& set, std::uint64_t max_ids) {
     if (set.count() > max_ids)
         throw Error(ErrorCode::TooManyLabels,
@@ -58,11 +50,7 @@ std::string_view trim(std::string_view s) {
 }  // namespace
 
 LabelSet LabelSet::parse(std::string_view text, std::uint64_t max_ids) {
-    std::string compact;
-    compact.reserve(text.size());
-    for (char c : text)
-        if (c != ' ' && c != '\t') compact.push_back(c);
-
+    const std::string compact = without_blanks(text);
     LabelSet set;
     if (compact.empty()) return set;
 
@@ -75,26 +63,18 @@ LabelSet LabelSet::parse(std::string_view text, std::uint64_t max_ids) {
         if (item.empty())
             throw Error(ErrorCode::BadLabelIds,
                         "label_ids item " + std::to_string(position) + " is empty");
-        // A range separator is a '-' that follows a digit; a leading '-' or
-        // one after the separator is a sign ("-5--3").
-        std::size_t sep = std::string_view::npos;
-        for (std::size_t i = 1; i < item.size(); ++i)
-            if (item[i] == '-' && item[i - 1] >= '0' && item[i - 1] <= '9') {
-                sep = i;
-                break;
-            }
-        const auto a = parse_label_id(item.substr(0, sep));
-        const auto b = sep == std::string_view::npos ? a : parse_label_id(item.substr(sep + 1));
-        if (!a || !b)
+        const auto range = parse_label_range(item);
+        if (!range)
             throw Error(ErrorCode::BadLabelIds,
-                        "label_ids item " + std::to_string(position) + " " + quoted(item) +
+                        "label_ids item " + std::to_string(position) + " " + quoted_item(item) +
                             " is not an integer from " + to_string(kMinLabelId) + " to " +
                             to_string(kMaxLabelId) + " or a range a-b of such integers");
-        if (*a > *b)
+        const auto [a, b] = *range;
+        if (a > b)
             throw Error(ErrorCode::BadLabelIds,
-                        "label_ids range " + quoted(item) + " (item " + std::to_string(position) +
+                        "label_ids range " + quoted_item(item) + " (item " + std::to_string(position) +
                             ") ends before it starts");
-        set.ranges_.emplace_back(*a, *b);
+        set.ranges_.emplace_back(a, b);
         // Bound the work on hostile input: normalise as we go once large.
         if (set.ranges_.size() >= 4096 && (set.ranges_.size() & 4095) == 0) {
             normalise(set.ranges_);
@@ -130,7 +110,7 @@ LabelSet LabelSet::parse_names(std::string_view text, const Dictionary& dict,
             for (const auto& n : dict.closest(name, 3))
                 known += std::string(known.empty() ? "" : ", ") + "\"" + n + "\"";
             throw Error(ErrorCode::UnknownLabel,
-                        "unknown label name " + quoted(name) +
+                        "unknown label name " + quoted_item(name) +
                             (known.empty() ? "" : "; closest known: " + known));
         }
         set.ranges_.emplace_back(*id, *id);
@@ -146,6 +126,13 @@ LabelSet LabelSet::from_ids(const std::vector<LabelId>& ids) {
     LabelSet set;
     set.ranges_.reserve(ids.size());
     for (auto id : ids) set.ranges_.emplace_back(id, id);
+    normalise(set.ranges_);
+    return set;
+}
+
+LabelSet LabelSet::from_ranges(std::vector<std::pair<LabelId, LabelId>> ranges) {
+    LabelSet set;
+    set.ranges_ = std::move(ranges);
     normalise(set.ranges_);
     return set;
 }

@@ -29,6 +29,8 @@ public:
     static LabelSet parse_names(std::string_view text, const Dictionary& dict,
                                 std::uint64_t max_ids);
     static LabelSet from_ids(const std::vector<LabelId>& ids);
+    // Inclusive ranges (a <= b each), in any order, overlaps allowed.
+    static LabelSet from_ranges(std::vector<std::pair<LabelId, LabelId>> ranges);
 
     LabelSet& merge(const LabelSet& other);
 

@@ -243,6 +243,34 @@ TEST_CASE("fcgi routes: filtered scan answers", "[fcgi][filter]") {
         CHECK(m.status == 200);
         CHECK(m["etag"] != g["etag"]);
     }
+    SECTION("map: its sources select without label_ids; part of the ETag in normal form") {
+        auto a = f.get("/filtered-scans/PA01/all.nii.gz?map=5-6:2,12:-1");
+        REQUIRE(a.status == 200);
+        std::vector<std::int16_t> want;
+        for (auto v : kLabels) want.push_back(v == 5 || v == 6 ? 2 : v == 12 ? -1 : 0);
+        CHECK(voxels_of(a.body, f.dir) == want);
+        auto b = f.get("/filtered-scans/PA01/all.nii.gz?map=12%3A-1%2C%206%3A2%2C5%3A2");
+        CHECK(b["etag"] == a["etag"]);   // the same rules, reordered and spaced
+        auto k = f.get("/filtered-scans/PA01/all.nii.gz?label_ids=1-12&map=5-6:2");
+        REQUIRE(k.status == 200);
+        want.clear();
+        for (auto v : kLabels) want.push_back(v == 5 || v == 6 ? 2 : v);
+        CHECK(voxels_of(k.body, f.dir) == want);
+        auto plain = f.get("/filtered-scans/PA01/all.nii.gz?label_ids=1-12");
+        auto other = f.get("/filtered-scans/PA01/all.nii.gz?label_ids=1-12&map=5-6:3");
+        CHECK(plain["etag"] != k["etag"]);
+        CHECK(other["etag"] != k["etag"]);
+        CHECK(plain.body != k.body);
+        CHECK(other.body != k.body);
+        // Streamed by the worker without a cache: the same bytes.
+        Fixture uncached([](Config& c) {
+            c.cache_enabled = false;
+            c.sendfile_header = medimg::SendfileHeader::None;
+        });
+        auto s = uncached.get("/filtered-scans/PA01/all.nii.gz?label_ids=1-12&map=5-6:2");
+        REQUIRE(s.status == 200);
+        CHECK(s.body == k.body);   // (another fixture's file: another ETag)
+    }
 }
 
 TEST_CASE("fcgi routes: the results cache", "[fcgi][cache]") {
@@ -453,6 +481,10 @@ TEST_CASE("fcgi routes: every error class answers JSON with its status", "[fcgi]
         {"POST", "/filtered-scans/PA01/all.nii.gz?label_ids=1", 405, "method_not_allowed"},
         {"DELETE", "/health", 405, "method_not_allowed"},
         {"GET", "/filtered-scans/PA01/all.nii.gz?label_ids=1-51", 413, "too_many_label_ids"},
+        {"GET", "/filtered-scans/PA01/all.nii.gz?map=6", 400, "bad_parameter"},
+        {"GET", "/filtered-scans/PA01/all.nii.gz?map=6:1,6:2", 400, "bad_parameter"},
+        {"GET", "/filtered-scans/PA01/all.nii.gz?label_ids=1&map=6:x", 400, "bad_parameter"},
+        {"GET", "/filtered-scans/PA01/all.nii.gz?map=1-51:1", 413, "too_many_label_ids"},
         {"GET", "/filtered-scans/PA01/big.nii.gz?label_ids=1", 413, "image_too_large"},
         {"GET", "/output/PA01/scans/big.nii.gz/labels", 413, "image_too_large"},
         {"GET", "/filtered-scans/PA01/notes.nii.gz?label_ids=1", 415, "not_nifti"},

@@ -50,7 +50,8 @@ payload = nifti_bytes(np.ones((4, 4, 4), np.uint8))
 (out / "gzip" / "two_members").write_bytes(gzip.compress(payload[:100]) + gzip.compress(payload[100:]))
 (out / "gzip" / "empty_member").write_bytes(gzip.compress(b"") + gzip.compress(payload) + b"\0" * 8)
 
-for i, text in enumerate(["1,5,10-12", "", " 6 , 7 ", "-3--1", "1-1000", "aorta,Liver", "left kidney,6"]):
+for i, text in enumerate(["1,5,10-12", "", " 6 , 7 ", "-3--1", "1-1000", "aorta,Liver", "left kidney,6",
+                          "6:1,28-32:2", "-5--3:-1,1-3:1,2:1", "1-10:1,5:2"]):
     (out / "label_set" / f"s{i}").write_text(text)
 
 for i, text in enumerate(["PA1/scans/all.nii", "PA1/scans/inside.nii", "PA1/escape.nii",

@@ -182,6 +182,20 @@ std::vector<double> reference(const std::vector<std::int64_t>& ids,
     return out;
 }
 
+// A 7x5x4 map with labels in an interior block (so the crop box is a proper
+// sub-box), and id -3 once where the datatype is signed.
+std::vector<std::int64_t> interior_labels(int code) {
+    const bool is_signed = code == 256 || code == 4 || code == 8 || code == 1024 || code == 16 || code == 64;
+    std::vector<std::int64_t> ids(7 * 5 * 4, 0);
+    const std::vector<std::int64_t> palette = {1, 2, 3, 5, 6, 7, 9, 13, 20, 100};
+    for (std::int64_t k = 1; k < 3; ++k)
+        for (std::int64_t j = 1; j < 4; ++j)
+            for (std::int64_t i = 2; i < 6; ++i)
+                ids[(k * 5 + j) * 7 + i] = palette[(i * 3 + j * 5 + k) % palette.size()];
+    ids[(1 * 5 + 2) * 7 + 3] = is_signed ? -3 : 0;
+    return ids;
+}
+
 std::array<double, 3> world(const Header& h, double i, double j, double k) {
     const auto a = h.affine();
     std::array<double, 3> w{};
@@ -204,21 +218,12 @@ TEST_CASE("filter: keep and mask match the reference for every label datatype",
         SUCCEED("margin only applies with crop");
         return;
     }
-    const bool is_signed = code == 256 || code == 4 || code == 8 || code == 1024 || code == 16 || code == 64;
     INFO("datatype " << code << (order == ByteOrder::Big ? " big" : " little") << " mode "
                      << (mode == Mode::Keep ? "keep" : "mask") << " crop " << crop << " margin "
                      << margin << " ids " << ids_text);
 
     const std::vector<std::int64_t> dims = {7, 5, 4};
-    std::vector<std::int64_t> ids(7 * 5 * 4, 0);
-    const std::vector<std::int64_t> palette = {1, 2, 3, 5, 6, 7, 9, 13, 20, 100};
-    // Labels in an interior block, so the crop box is a proper sub-box.
-    for (std::int64_t k = 1; k < 3; ++k)
-        for (std::int64_t j = 1; j < 4; ++j)
-            for (std::int64_t i = 2; i < 6; ++i)
-                ids[(k * 5 + j) * 7 + i] = palette[(i * 3 + j * 5 + k) % palette.size()];
-    ids[(1 * 5 + 2) * 7 + 3] = is_signed ? -3 : 0;
-
+    const std::vector<std::int64_t> ids = interior_labels(code);
     NiftiSpec spec;
     spec.byte_order = order;
     spec.dims = dims;
@@ -568,4 +573,285 @@ TEST_CASE("filter: long background runs with islands match the reference", "[lab
     opt.mode = mode;
     const Output out = run_filter(spec, opt);
     CHECK(ids_of(out) == reference(ids, dims, opt.labels, mode, nullptr));
+}
+
+// ---- map= (DESIGN.md §4) ---------------------------------------------------
+namespace {
+
+using medimg::labels::LabelMap;
+
+// The reference of a remap, as np.select over the rules: selected voxels get
+// their rule's new id or keep theirs, the rest 0 (mask mode: 1 where selected).
+std::vector<double> reference_map(const std::vector<std::int64_t>& ids, const LabelSet& set,
+                                  const LabelMap& map, Mode mode) {
+    std::vector<double> out;
+    for (auto id : ids) {
+        const bool sel = set.contains(id);
+        if (mode == Mode::Mask) out.push_back(sel ? 1.0 : 0.0);
+        else out.push_back(sel ? static_cast<double>(map.find(id).value_or(id)) : 0.0);
+    }
+    return out;
+}
+
+struct IntRange {
+    std::int64_t lo, hi;
+};
+
+IntRange range_of(int code) {
+    switch (code) {
+    case 2: return {0, 255};
+    case 256: return {-128, 127};
+    case 4: return {-32768, 32767};
+    case 512: return {0, 65535};
+    case 8: return {INT32_MIN, INT32_MAX};
+    case 768: return {0, UINT32_MAX};
+    case 16: return {-(1 << 24), 1 << 24};
+    case 64: return {-(std::int64_t{1} << 53), std::int64_t{1} << 53};
+    case 1280: return {0, INT64_MAX};   // enough for these small ids
+    default: return {INT64_MIN, INT64_MAX};
+    }
+}
+
+// The output datatype DESIGN.md §4 asks for, by brute force over the ids
+// -70000..70000 the rules of these tests use: the input's when every new id a
+// selectable voxel can get fits it, else the narrowest signed type that holds
+// every id the output can hold.
+int expected_map_type(int code, const LabelSet& set, const LabelMap& map) {
+    const IntRange own = range_of(code);
+    const bool is_unsigned = code == 2 || code == 512 || code == 768 || code == 1280;
+    bool fits = true;
+    std::int64_t lo = 0, hi = 0;
+    for (std::int64_t id = -70000; id <= 70000; ++id) {
+        if (!set.contains(id)) continue;
+        const bool storable = code == 16 || code == 64 ? true : id >= own.lo && id <= own.hi;
+        if (!storable || (is_unsigned && id < 0)) continue;
+        const std::int64_t v = map.find(id).value_or(id);
+        if (map.find(id) && !(v >= own.lo && v <= own.hi)) fits = false;
+        lo = std::min(lo, v);
+        hi = std::max(hi, v);
+    }
+    if (fits) return code;
+    if (lo >= -128 && hi <= 127) return 256;
+    if (lo >= -32768 && hi <= 32767) return 4;
+    if (lo >= INT32_MIN && hi <= INT32_MAX) return 8;
+    return 1024;
+}
+
+}  // namespace
+
+TEST_CASE("filter: map gives the rules' new ids for every label datatype", "[labels][filter][map]") {
+    const int code = GENERATE(2, 256, 4, 512, 8, 768, 1024, 1280, 16, 64);
+    const ByteOrder order = GENERATE(ByteOrder::Little, ByteOrder::Big);
+    const bool crop = GENERATE(false, true);
+    auto [ids_text, map_text] = GENERATE(table<std::string, std::string>({
+        {"-", "5:1,6-9:2"},           // no label_ids: the sources select
+        {"1-20", "5:1,6-9:2"},        // unmatched selected ids keep theirs
+        {"-", "1:300,2-3:-2"},        // widening, negative new ids
+        {"-", "100:-1"},              // unsigned inputs narrow to int8
+        {"1-200", "100:-1,13:0"},     // negative new id next to kept ids up to 200
+        {"-3,1-3", "-3:40000"},       // int16 cannot hold 40000
+        {"2,20", "5:1,6-9:2"},        // no rule matches a selected id: the plain filter
+        {"", "5:1"},                  // label_ids= (empty) with a map: nothing selected
+        {"-", "1-100000:1"},          // a binary map of everything but 0
+    }));
+    const Mode mode = GENERATE(Mode::Keep, Mode::Mask);
+    INFO("datatype " << code << (order == ByteOrder::Big ? " big" : " little") << " crop " << crop
+                     << " label_ids " << ids_text << " map " << map_text << " mode "
+                     << (mode == Mode::Keep ? "keep" : "mask"));
+
+    const std::vector<std::int64_t> dims = {7, 5, 4};
+    const std::vector<std::int64_t> ids = interior_labels(code);
+    NiftiSpec spec;
+    spec.byte_order = order;
+    spec.dims = dims;
+    spec.datatype = code;
+    spec.data = encode_as(code, ids, order);
+    spec.sform_code = 2;
+    spec.srow = {{{0.8, 0, 0, -90}, {0, 0.9, 0, 30}, {0, 0, 2.5, -12}}};
+
+    FilterOptions opt;
+    opt.map = LabelMap::parse(map_text, 100000);
+    opt.labels = ids_text == "-" ? opt.map.sources() : LabelSet::parse(ids_text, 1000);
+    opt.mode = mode;
+    opt.crop = crop;
+    const Output out = run_filter(spec, opt);
+
+    std::vector<std::int64_t> expected_ids = ids;
+    std::vector<std::int64_t> out_dims = dims;
+    if (crop) {
+        const Box box = reference_box(ids, dims, opt.labels, 0);
+        expected_ids.clear();
+        for (std::int64_t n = 0; n < static_cast<std::int64_t>(ids.size()); ++n) {
+            const std::int64_t c[3] = {n % 7, (n / 7) % 5, n / 35};
+            bool inside = true;
+            for (int a = 0; a < 3; ++a) inside = inside && c[a] >= box.lo[a] && c[a] <= box.hi[a];
+            if (inside) expected_ids.push_back(ids[static_cast<std::size_t>(n)]);
+        }
+        for (int a = 0; a < 3; ++a) out_dims[a] = box.hi[a] - box.lo[a] + 1;
+    }
+    CHECK(ids_of(out) == reference_map(expected_ids, opt.labels, opt.map, mode));
+    for (int a = 0; a < 3; ++a) CHECK(out.header.dim(a + 1) == out_dims[a]);
+    CHECK(out.header.byte_order() == order);
+    if (mode == Mode::Mask) {
+        CHECK(out.header.datatype().code == 2);
+    } else {
+        CHECK(out.header.datatype().code == expected_map_type(code, opt.labels, opt.map));
+        CHECK((!out.header.scaled() || (out.header.slope() == 1 && out.header.inter() == 0)));
+    }
+}
+
+TEST_CASE("filter: map on scaled inputs writes exact new ids", "[labels][filter][map]") {
+    NiftiSpec spec;
+    spec.dims = {4, 2, 1};
+    FilterOptions opt;
+    SECTION("int16 slope 2, new id with a stored value: scaling and stored values kept") {
+        spec.datatype = 4;
+        spec.scl_slope = 2;
+        spec.data = encode_as(4, {0, 1, 2, 3, 3, 2, 1, 0}, ByteOrder::Little);
+        opt.labels = LabelSet::parse("4,6", 10);
+        opt.map = LabelMap::parse("4:-8", 10);
+        const Output out = run_filter(spec, opt);
+        CHECK(out.header.datatype().code == 4);
+        CHECK(out.header.slope() == 2);
+        CHECK(decode_as(4, out.data, ByteOrder::Little).ints ==
+              std::vector<std::int64_t>{0, 0, -4, 3, 3, -4, 0, 0});
+        CHECK(ids_of(out) == std::vector<double>{0, 0, -8, 6, 6, -8, 0, 0});
+    }
+    SECTION("int16 slope 2, odd new id: written unscaled as int16 ids") {
+        spec.datatype = 4;
+        spec.scl_slope = 2;
+        spec.data = encode_as(4, {0, 1, 2, 3, 3, 2, 1, 0}, ByteOrder::Little);
+        opt.labels = LabelSet::parse("4,6", 10);
+        opt.map = LabelMap::parse("4:5", 10);
+        const Output out = run_filter(spec, opt);
+        CHECK(out.header.datatype().code == 4);
+        CHECK((out.header.slope() == 1 && out.header.inter() == 0));
+        CHECK(decode_as(4, out.data, ByteOrder::Little).ints ==
+              std::vector<std::int64_t>{0, 0, 5, 6, 6, 5, 0, 0});
+    }
+    SECTION("int16 slope 1 inter -1024, big-endian: the new id stored as 1026") {
+        spec.datatype = 4;
+        spec.scl_slope = 1;
+        spec.scl_inter = -1024;
+        spec.byte_order = ByteOrder::Big;
+        spec.data = encode_as(4, {1024, 1025, 1030, 0, 1024, 1025, 1030, 2000}, ByteOrder::Big);
+        opt.map = LabelMap::parse("1:2,6:-1024", 10);
+        opt.labels = opt.map.sources();
+        const Output out = run_filter(spec, opt);
+        CHECK(out.header.datatype().code == 4);
+        CHECK(out.header.inter() == -1024);
+        CHECK(decode_as(4, out.data, ByteOrder::Big).ints ==
+              std::vector<std::int64_t>{1024, 1026, 0, 1024, 1024, 1026, 0, 1024});
+        CHECK(ids_of(out) == std::vector<double>{0, 2, -1024, 0, 0, 2, -1024, 0});
+    }
+    SECTION("uint8 inter -1024 (no stored 0): unscaled, narrowest signed type for all ids") {
+        spec.datatype = 2;
+        spec.scl_slope = 1;
+        spec.scl_inter = -1024;
+        spec.data = encode_as(2, {0, 1, 4, 4, 255, 4, 1, 0}, ByteOrder::Little);
+        opt.labels = LabelSet::parse("-1020,-1023", 10);
+        opt.map = LabelMap::parse("-1020:7", 10);
+        const Output out = run_filter(spec, opt);
+        CHECK(out.header.datatype().code == 4);   // holds -1023..7; the plain filter would use int32
+        CHECK((out.header.slope() == 1 && out.header.inter() == 0));
+        CHECK(decode_as(4, out.data, ByteOrder::Little).ints ==
+              std::vector<std::int64_t>{0, -1023, 7, 7, 0, 7, -1023, 0});
+    }
+    SECTION("uint8 inter -1024, only mapped ids selected: unscaled uint8") {
+        spec.datatype = 2;
+        spec.scl_slope = 1;
+        spec.scl_inter = -1024;
+        spec.data = encode_as(2, {0, 1, 4, 4, 255, 4, 1, 0}, ByteOrder::Little);
+        opt.map = LabelMap::parse("-1020:7,-1023:200", 10);
+        opt.labels = opt.map.sources();
+        const Output out = run_filter(spec, opt);
+        CHECK(out.header.datatype().code == 2);
+        CHECK((out.header.slope() == 1 && out.header.inter() == 0));
+        CHECK(decode_as(2, out.data, ByteOrder::Little).ints ==
+              std::vector<std::int64_t>{0, 200, 7, 7, 0, 7, 200, 0});
+    }
+    SECTION("int32 slope 0.5 inter 0: new ids at stored 2*id, non-integral values refused") {
+        spec.datatype = 8;
+        spec.scl_slope = 0.5;
+        spec.data = encode_as(8, {0, 2, 4, 6, 0, 0, 0, 3}, ByteOrder::Little);
+        opt.map = LabelMap::parse("1:-7", 10);
+        opt.labels = opt.map.sources();
+        Reader in = Reader::open_memory(medimg::test::build_nifti(spec), ReadLimits{});
+        MemorySink sink;
+        CHECK(code_of([&] { medimg::labels::filter(in, sink, Container::Plain, opt); }) ==
+              ErrorCode::NonIntegralLabels);
+        CHECK(sink.bytes.empty());
+        spec.data = encode_as(8, {0, 2, 4, 6, 0, 0, 0, 2}, ByteOrder::Little);
+        const Output out = run_filter(spec, opt);
+        CHECK(out.header.datatype().code == 8);
+        CHECK(out.header.slope() == 0.5);
+        CHECK(decode_as(8, out.data, ByteOrder::Little).ints ==
+              std::vector<std::int64_t>{0, -14, 0, 0, 0, 0, 0, -14});
+    }
+}
+
+TEST_CASE("filter: map on 64-bit ids beyond int64", "[labels][filter][map]") {
+    const std::uint64_t top = UINT64_MAX;
+    NiftiSpec spec;
+    spec.dims = {4};
+    spec.datatype = 1280;
+    spec.data = medimg::test::encode<std::uint64_t>({0, 5, top, top - 1}, ByteOrder::Little);
+    FilterOptions opt;
+    SECTION("the largest uint64 id mapped to -1: int8") {
+        opt.map = LabelMap::parse("18446744073709551615:-1", 10);
+        opt.labels = opt.map.sources();
+        const Output out = run_filter(spec, opt);
+        CHECK(out.header.datatype().code == 256);
+        CHECK(decode_as(256, out.data, ByteOrder::Little).ints ==
+              std::vector<std::int64_t>{0, 0, -1, 0});
+    }
+    SECTION("a new id that fits uint64: stays uint64 and exact") {
+        opt.map = LabelMap::parse("5:9223372036854775807", 10);
+        opt.labels = LabelSet::parse("5,18446744073709551614-18446744073709551615", 10);
+        const Output out = run_filter(spec, opt);
+        CHECK(out.header.datatype().code == 1280);
+        std::vector<std::uint64_t> got;
+        for (int i = 0; i < 4; ++i) got.push_back(get<std::uint64_t>(out.data.data() + 8 * i, ByteOrder::Little));
+        CHECK(got == std::vector<std::uint64_t>{0, 9223372036854775807ull, top, top - 1});
+    }
+    SECTION("ids above int64 kept next to a negative new id: no datatype holds both") {
+        opt.map = LabelMap::parse("5:-1", 10);
+        opt.labels = LabelSet::parse("5,18446744073709551615", 10);
+        Reader in = Reader::open_memory(medimg::test::build_nifti(spec), ReadLimits{});
+        MemorySink sink;
+        medimg::test::expect_error(
+            [&] { medimg::labels::filter(in, sink, Container::Plain, opt); },
+            ErrorCode::BadParameter, "no integer datatype holds");
+        CHECK(sink.bytes.empty());
+    }
+}
+
+TEST_CASE("filter: map over long background runs matches the reference", "[labels][filter][map]") {
+    const int code = GENERATE(2, 4, 512, 8, 1024);
+    const ByteOrder order = GENERATE(ByteOrder::Little, ByteOrder::Big);
+    INFO("datatype " << code << (order == ByteOrder::Big ? " big" : " little"));
+    const std::vector<std::int64_t> dims = {64, 48, 9};
+    const std::size_t count = 64 * 48 * 9;
+    std::vector<std::int64_t> ids(count, 0);
+    std::uint32_t rng = 777;
+    for (std::size_t n = 0; n < count;) {
+        rng = rng * 1103515245u + 12345u;
+        n += (rng >> 8) % 500;
+        rng = rng * 1103515245u + 12345u;
+        const std::size_t len = 1 + (rng >> 8) % 90;
+        for (std::size_t i = n; i < std::min(count, n + len); ++i)
+            ids[i] = 1 + static_cast<std::int64_t>((i * 5 + len) % 23);
+        n += len;
+    }
+    NiftiSpec spec;
+    spec.byte_order = order;
+    spec.dims = dims;
+    spec.datatype = code;
+    spec.data = encode_as(code, ids, order);
+    FilterOptions opt;
+    opt.map = LabelMap::parse("1-5:300,7:-2,20-23:0", 1000);
+    opt.labels = LabelSet::parse("1-9,20-23", 1000);
+    const Output out = run_filter(spec, opt);
+    CHECK(out.header.datatype().code == (code == 4 || code == 8 || code == 1024 ? code : 4));
+    CHECK(ids_of(out) == reference_map(ids, opt.labels, opt.map, Mode::Keep));
 }
