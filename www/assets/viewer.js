@@ -54,6 +54,8 @@ const state = {
 };
 
 let nv = null;
+let failed = false;                 // after a failure nothing is drawn or shown as loading
+const loads = new AbortController(); // the first load's downloads, aborted on failure
 
 function set_state(value) {
   document.body.dataset.state = value;
@@ -80,6 +82,8 @@ function show_notice(message) {
 // the canvas is cleared, the message names the request that failed.
 function fail(error) {
   if (error && error.name === "AbortError") return;
+  failed = true;
+  loads.abort();
   show_alert(error && error.message ? error.message : String(error));
   progress_reset();
   clear_canvas();
@@ -108,6 +112,7 @@ const next_frame = () => new Promise((r) => requestAnimationFrame(() => r()));
 // been drawn: download, decode and GPU upload are all part of it.
 
 function progress_show(text, fraction) {
+  if (failed) return;
   $("progress").hidden = false;
   $("progress-text").textContent = text;
   if (fraction === undefined) $("progress-bar").removeAttribute("value");
@@ -140,7 +145,7 @@ function progress_downloads() {
 // Fetches a binary resource with a progress display; a 4xx/5xx becomes an
 // HttpError carrying the server's JSON detail.
 async function fetch_bytes(url, what) {
-  const response = await fetch(url);
+  const response = await fetch(url, { signal: loads.signal });
   if (!response.ok) throw await http_error(response, url);
   const total = Number(response.headers.get("content-length")) || 0;
   downloads.set(what, { received: 0, total });
@@ -765,21 +770,52 @@ function format_value(x) {
   return String(Math.round(x * 100) / 100);
 }
 
+// Voxel indices (i, j, k) in the file's own order, as nibabel or ITK-SNAP
+// number them: the inverse of the header's affine (NiiVue's mm2vox counts in
+// its reoriented RAS grid). null outside the volume.
+function native_voxel(volume, mm) {
+  const a = volume.hdr.affine;
+  const m = [0, 1, 2].map((r) => [a[r][0], a[r][1], a[r][2]]);
+  const det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) -
+    m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0]) + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
+  if (!det) return null;
+  const inv = [
+    [m[1][1] * m[2][2] - m[1][2] * m[2][1], m[0][2] * m[2][1] - m[0][1] * m[2][2], m[0][1] * m[1][2] - m[0][2] * m[1][1]],
+    [m[1][2] * m[2][0] - m[1][0] * m[2][2], m[0][0] * m[2][2] - m[0][2] * m[2][0], m[0][2] * m[1][0] - m[0][0] * m[1][2]],
+    [m[1][0] * m[2][1] - m[1][1] * m[2][0], m[0][1] * m[2][0] - m[0][0] * m[2][1], m[0][0] * m[1][1] - m[0][1] * m[1][0]],
+  ];
+  const d = [mm[0] - a[0][3], mm[1] - a[1][3], mm[2] - a[2][3]];
+  const vox = inv.map((row) => Math.floor((row[0] * d[0] + row[1] * d[1] + row[2] * d[2]) / det + 0.5));
+  const dims = volume.hdr.dims;
+  return vox.every((v, i) => v >= 0 && v < dims[i + 1]) ? vox : null;
+}
+
+// The scaled value of one voxel, read from the decoded data in file order.
+function voxel_value(volume, [i, j, k], frame) {
+  const dims = volume.hdr.dims;
+  const at = i + dims[1] * (j + dims[2] * (k + dims[3] * frame));
+  const raw = volume.img[at];
+  if (raw === undefined) return NaN;
+  const slope = Number.isFinite(volume.hdr.scl_slope) && volume.hdr.scl_slope !== 0 ? volume.hdr.scl_slope : 1;
+  const inter = Number.isFinite(volume.hdr.scl_inter) ? volume.hdr.scl_inter : 0;
+  return Number(raw) * slope + inter;
+}
+
 // The crosshair's position in mm (world) and voxels of the image, the image
 // value in its units (HU for a CT) and the label under it.
 function update_readout() {
   if (!nv || !state.image_volume) return;
   const mm = nv.frac2mm(nv.scene.crosshairPos, 0, true);
   const image = state.image_volume;
-  const vox = image.mm2vox([mm[0], mm[1], mm[2]]);
-  const value = image.getValue(vox[0], vox[1], vox[2], image.frame4D);
+  const vox = native_voxel(image, mm);
+  const value = vox ? voxel_value(image, vox, image.frame4D || 0) : NaN;
   let label_key = "0";
   if (state.overlay) {
-    const ov = state.overlay.mm2vox([mm[0], mm[1], mm[2]]);
-    const raw = state.overlay.getValue(ov[0], ov[1], ov[2], 0);
+    const ov = native_voxel(state.overlay, mm);
+    const raw = ov ? voxel_value(state.overlay, ov, 0) : 0;
     label_key = Number.isFinite(raw) ? id_key(Math.round(raw)) || "0" : "0";
   }
-  state.location = { mm: [mm[0], mm[1], mm[2]], vox: [vox[0], vox[1], vox[2]], value, label_key };
+  state.location = { mm: [mm[0], mm[1], mm[2]], vox, value, label_key };
   const unit = state.is_ct ? " HU" : "";
   let label_text = "no label";
   if (label_key !== "0") {
@@ -799,11 +835,12 @@ function update_readout() {
     if (el.childNodes.length) el.append(" ");
     el.append(s);
   };
-  part("mm", `${mm.slice(0, 3).map(format_mm).join(", ")} mm`, "crosshair in world coordinates (mm)");
-  part("vox", `voxel ${[...vox].join(", ")}`, "crosshair in voxels of the image (i, j, k)");
+  part("mm", `${Array.from(mm).slice(0, 3).map(format_mm).join(", ")} mm`, "crosshair in world coordinates (mm)");
+  part("vox", vox ? `voxel ${vox.join(", ")}` : "outside the image", "crosshair in voxels of the image (i, j, k)");
   part("value", `${format_value(value)}${unit}`, state.is_ct ? "image value in Hounsfield units" : "image value");
   if (label_text) part("label", label_text, "label under the crosshair (id)");
-  el.dataset.vox = [...vox].join(",");
+  el.dataset.mm = Array.from(mm).slice(0, 3).join(",");
+  el.dataset.vox = vox ? vox.join(",") : "";
   el.dataset.value = String(value);
   el.dataset.label = label_key;
   schedule_url();
@@ -1120,8 +1157,10 @@ function looks_like_ct(volume) {
 async function load_labels() {
   const url = `${patient_url(state.seg)}/labels`;
   const response = await fetch(url, { headers: { Accept: "application/json" } });
-  if (response.status === 415) {
+  if (response.status === 415 || response.status === 413) {
     const error = await http_error(response, url);
+    // 413 also means "too large": only too many distinct values is a verdict on the file
+    if (response.status === 413 && error.code !== "too_many_label_ids") throw error;
     show_notice(`${state.seg} does not look like a label map: ${error.message}. Showing the image without an overlay.`);
     document.body.dataset.warning = "not-labels";
     return false;
