@@ -2,7 +2,8 @@
 // software WebGL (SwiftShader) against `medimg serve` on a `medimg demo` tree.
 //
 //   node bench/viewer_bench.mjs [--size 512x512x400] [--runs 2] [--toggles 4]
-//        [--scratch DIR] [--build DIR] [--www DIR] [--label NAME] [--out FILE]
+//        [--steps untick,tick,only,none,all] [--scratch DIR] [--build DIR]
+//        [--www DIR] [--label NAME] [--out FILE]
 //
 // Measures, per run in a fresh browser context (empty cache):
 //   first load   navigation start to the first picture with its overlay drawn
@@ -10,7 +11,8 @@
 //   toggle       a label check box clicked to the canvas settled (state "ready"
 //                and two animation frames), for untick / tick / "only" / "none" / "all"
 //   bytes        bytes received over the network during each toggle (CDP Network)
-//   heap         JS heap used, sampled every 250 ms during the load (CDP), and the
+//   heap         JS heap used including ArrayBuffer backing stores, sampled every
+//                250 ms during the load and the toggles (CDP), and the
 //                browser's resident memory (all its processes, /proc)
 // `--www` serves another www/ tree (e.g. an older checkout) for a same-machine
 // comparison; such a viewer is timed from outside only. Prints a Markdown table;
@@ -28,7 +30,7 @@ const src = path.resolve(here, "..");
 const require = createRequire(path.join(src, "www/node_modules/"));
 const { chromium } = require("playwright-core");
 
-const args = { size: "512x512x400", runs: 2, toggles: 4, scratch: path.join(os.tmpdir(), "medimg-bench"),
+const args = { size: "512x512x400", runs: 2, toggles: 4, steps: "untick,tick,only,none,all", scratch: path.join(os.tmpdir(), "medimg-bench"),
   build: path.join(src, "build"), www: path.join(src, "www"), label: "", out: "" };
 for (let i = 2; i < process.argv.length; i += 2) {
   const key = process.argv[i].replace(/^--/, "");
@@ -172,8 +174,9 @@ async function one_run(browser, browser_pid, base, run) {
   const sampler = (async () => {
     while (sampling) {
       try {
+        // usedSize is the JS objects; the volumes live in ArrayBuffer backing stores
         const h = await cdp.send("Runtime.getHeapUsage");
-        heap_peak = Math.max(heap_peak, h.usedSize);
+        heap_peak = Math.max(heap_peak, h.usedSize + (h.backingStorageSize || 0));
       } catch (_) {
         // page busy or navigating
       }
@@ -213,7 +216,8 @@ async function one_run(browser, browser_pid, base, run) {
   plan.push({ what: "only", selector: `#label-rows tr[data-label-id="${by_voxels[0][0]}"] button.only` });
   plan.push({ what: "none", selector: "#select-none" });
   plan.push({ what: "all", selector: "#select-all" });
-  for (const step of plan) {
+  const steps = new Set(args.steps.split(","));
+  for (const step of plan.filter((p) => steps.has(p.what))) {
     received = 0;
     requests.length = 0;
     const t = Date.now();

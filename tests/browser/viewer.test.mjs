@@ -221,6 +221,16 @@ async function new_page() {
   return page;
 }
 
+// Runs fn with 4xx "Failed to load resource" console lines expected.
+async function with_http_errors(fn) {
+  expected_http_errors = true;
+  try {
+    return await fn();
+  } finally {
+    expected_http_errors = false;
+  }
+}
+
 async function wait_settled(page) {
   await page.waitForFunction(() => document.body.dataset.state !== "loading", null, { timeout: WAIT_MS });
   // two frames: NiiVue draws on the next animation frame
@@ -742,17 +752,7 @@ test("Save PNG yields a PNG of the canvas", { timeout: TEST_MS }, async () => {
   const canvas = await page.evaluate(() => [document.getElementById("gl").width, document.getElementById("gl").height]);
   assert.deepEqual([bytes.readUInt32BE(16), bytes.readUInt32BE(20)], canvas, "the canvas's size");
   assert.match(download.suggestedFilename(), new RegExp(`^${PATIENT}_multiplanar\\.png$`));
-  const lit = await page.evaluate(async (b64) => {
-    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-    const bmp = await createImageBitmap(new Blob([bytes], { type: "image/png" }));
-    const c = new OffscreenCanvas(bmp.width, bmp.height);
-    const g = c.getContext("2d");
-    g.drawImage(bmp, 0, 0);
-    const d = g.getImageData(0, 0, bmp.width, bmp.height).data;
-    let n = 0;
-    for (let i = 0; i < d.length; i += 4) if (d[i] + d[i + 1] + d[i + 2] > 60) n++;
-    return n;
-  }, bytes.toString("base64"));
+  const lit = await lit_pixels(page, bytes.toString("base64"));
   assert.ok(lit > 1000, `the PNG holds the picture, not a blank canvas (${lit} lit pixels)`);
   fs.rmSync(saved, { force: true });
 });
@@ -823,42 +823,44 @@ test("tablet portrait: canvas and panel both visible, nothing overflows sideways
   }
 });
 
-// Lit pixels of the canvas: 0 when it shows only the background (nothing
-// half-drawn, no "loading" text).
-async function canvas_blank(p) {
-  const png = await canvas_png(p);
-  return p.evaluate(async (b64) => {
-    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+// Pixels brighter than the background in a PNG (base64), `margin` px in
+// from each edge.
+async function lit_pixels(p, b64, margin = 0) {
+  return p.evaluate(async ([data, m]) => {
+    const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
     const bmp = await createImageBitmap(new Blob([bytes], { type: "image/png" }));
     const c = new OffscreenCanvas(bmp.width, bmp.height);
     const g = c.getContext("2d");
     g.drawImage(bmp, 0, 0);
-    // 2 px in from each edge: the element screenshot catches the neighbours' borders
-    const d = g.getImageData(2, 2, bmp.width - 4, bmp.height - 4).data;
+    const d = g.getImageData(m, m, bmp.width - 2 * m, bmp.height - 2 * m).data;
     let n = 0;
     for (let i = 0; i < d.length; i += 4) if (d[i] + d[i + 1] + d[i + 2] > 30) n++;
     return n;
-  }, png);
+  }, [b64, margin]);
+}
+
+// Lit pixels of the canvas: 0 when it shows only the background (nothing
+// half-drawn, no "loading" text). 2 px in from each edge: the element
+// screenshot catches the neighbours' borders.
+async function canvas_blank(p) {
+  return lit_pixels(p, await canvas_png(p), 2);
 }
 
 test("an unknown patient shows an alert naming it and a clear canvas", { timeout: TEST_MS }, async () => {
-  expected_http_errors = true;
-  try {
-    const p = await new_page();
-    await p.goto(`${base}/viewer.html?patient=NOPE`);
-    await wait_settled(p);
-    const alert = p.getByRole("alert");
-    await alert.waitFor({ state: "visible", timeout: WAIT_MS });
-    const text = await alert.textContent();
-    assert.match(text, /NOPE/);
-    assert.match(text, /404/);
-    assert.equal(await p.evaluate(() => document.body.dataset.state), "error");
-    assert.equal(await p.locator("#progress").isVisible(), false);
-    await p.screenshot({ path: path.join(ARTIFACTS, "viewer-unknown-patient.png") });
-    await p.close();
-  } finally {
-    expected_http_errors = false;
-  }
+  await with_http_errors(async () => {
+  const p = await new_page();
+  await p.goto(`${base}/viewer.html?patient=NOPE`);
+  await wait_settled(p);
+  const alert = p.getByRole("alert");
+  await alert.waitFor({ state: "visible", timeout: WAIT_MS });
+  const text = await alert.textContent();
+  assert.match(text, /NOPE/);
+  assert.match(text, /404/);
+  assert.equal(await p.evaluate(() => document.body.dataset.state), "error");
+  assert.equal(await p.locator("#progress").isVisible(), false);
+  await p.screenshot({ path: path.join(ARTIFACTS, "viewer-unknown-patient.png") });
+  await p.close();
+  });
 });
 
 test("a broken image: the message names it, progress ends and the canvas is cleared", { timeout: TEST_MS }, async () => {
@@ -877,54 +879,45 @@ test("a broken image: the message names it, progress ends and the canvas is clea
 });
 
 test("a failed overlay request clears what was drawn", { timeout: TEST_MS }, async () => {
-  expected_http_errors = true;
-  try {
-    const p = await new_page();
-    // the segmentation's bytes are refused after /labels answered
-    await p.route(/\/output\/[^?]*signed\.nii\.gz$/, (route) => route.fulfill({
-      status: 404, contentType: "application/json",
-      body: JSON.stringify({ detail: "no such file: scans/signed.nii.gz", error: "not_found" }),
-    }));
-    await p.goto(`${base}/viewer.html?patient=${FIXTURES}&image=nifti/CT.nii.gz&seg=scans/signed.nii.gz`);
-    await wait_settled(p);
-    assert.equal(await p.evaluate(() => document.body.dataset.state), "error");
-    assert.match(await p.locator("#alert").textContent(), /no such file: scans\/signed\.nii\.gz \(HTTP 404/);
-    assert.equal(await canvas_blank(p), 0, "the image drawn before the failure is gone");
-    await p.close();
-  } finally {
-    expected_http_errors = false;
-  }
+  await with_http_errors(async () => {
+  const p = await new_page();
+  // the segmentation's bytes are refused after /labels answered
+  await p.route(/\/output\/[^?]*signed\.nii\.gz$/, (route) => route.fulfill({
+    status: 404, contentType: "application/json",
+    body: JSON.stringify({ detail: "no such file: scans/signed.nii.gz", error: "not_found" }),
+  }));
+  await p.goto(`${base}/viewer.html?patient=${FIXTURES}&image=nifti/CT.nii.gz&seg=scans/signed.nii.gz`);
+  await wait_settled(p);
+  assert.equal(await p.evaluate(() => document.body.dataset.state), "error");
+  assert.match(await p.locator("#alert").textContent(), /no such file: scans\/signed\.nii\.gz \(HTTP 404/);
+  assert.equal(await canvas_blank(p), 0, "the image drawn before the failure is gone");
+  await p.close();
+  });
 });
 
 test("a segmentation that is no label map (/labels 415) is named in a warning; the image is shown", { timeout: TEST_MS }, async () => {
-  expected_http_errors = true;
-  try {
-    const r = await fetch(`${base}/output/${FIXTURES}/scans/float.nii.gz/labels`);
-    assert.equal(r.status, 415);
-    const p = await new_page();
-    await open_viewer(p, `patient=${FIXTURES}&image=nifti/CT.nii.gz&seg=scans/float.nii.gz`);
-    const notice = await p.locator("#notice").textContent();
-    assert.match(notice, /does not look like a label map/);
-    assert.match(notice, /415/);
-    assert.equal(await p.evaluate(() => window.medimg_viewer.nv.volumes.length), 1);
-    assert.ok(await canvas_blank(p) > 1000, "the image is drawn");
-    await p.close();
-  } finally {
-    expected_http_errors = false;
-  }
+  await with_http_errors(async () => {
+  const r = await fetch(`${base}/output/${FIXTURES}/scans/float.nii.gz/labels`);
+  assert.equal(r.status, 415);
+  const p = await new_page();
+  await open_viewer(p, `patient=${FIXTURES}&image=nifti/CT.nii.gz&seg=scans/float.nii.gz`);
+  const notice = await p.locator("#notice").textContent();
+  assert.match(notice, /does not look like a label map/);
+  assert.match(notice, /415/);
+  assert.equal(await p.evaluate(() => window.medimg_viewer.nv.volumes.length), 1);
+  assert.ok(await canvas_blank(p) > 1000, "the image is drawn");
+  await p.close();
+  });
 });
 
 test("a CT passed as the segmentation is named in a warning", { timeout: TEST_MS }, async () => {
-  expected_http_errors = true;
-  try {
-    const p = await new_page();
-    await open_viewer(p, `patient=${FIXTURES}&image=nifti/CT.nii.gz&seg=nifti/CT.nii.gz`);
-    assert.match(await p.locator("#notice").textContent(), /(does not look like|may not be) a label map/);
-    assert.ok(["not-labels", "unnamed-labels"].includes(await p.evaluate(() => document.body.dataset.warning)));
-    await p.close();
-  } finally {
-    expected_http_errors = false;
-  }
+  await with_http_errors(async () => {
+  const p = await new_page();
+  await open_viewer(p, `patient=${FIXTURES}&image=nifti/CT.nii.gz&seg=nifti/CT.nii.gz`);
+  assert.match(await p.locator("#notice").textContent(), /(does not look like|may not be) a label map/);
+  assert.ok(["not-labels", "unnamed-labels"].includes(await p.evaluate(() => document.body.dataset.warning)));
+  await p.close();
+  });
 });
 
 test("no console error for a patient without voxels/; negative and 64-bit ids are exact", { timeout: TEST_MS }, async () => {
@@ -961,27 +954,24 @@ test("no console error for a patient without voxels/; negative and 64-bit ids ar
 });
 
 test("a 4xx answer's JSON detail is shown", { timeout: TEST_MS }, async () => {
-  expected_http_errors = true;
-  try {
-    const missing = "scans/missing.nii.gz";
-    const r = await fetch(`${base}/output/${PATIENT}/${missing}/labels`);
-    assert.ok(r.status >= 400 && r.status < 500, `server answers ${r.status}`);
-    const body = await r.json();
-    assert.ok(body.detail, "JSON error with a detail");
-    const image = find_files(path.join(data_root, PATIENT)).find((f) => f.startsWith("nifti/"));
-    const p = await new_page();
-    await p.goto(`${base}/viewer.html?patient=${PATIENT}&image=${image}&seg=${missing}`);
-    await wait_settled(p);
-    const alert = p.getByRole("alert");
-    await alert.waitFor({ state: "visible", timeout: WAIT_MS });
-    const text = await alert.textContent();
-    assert.ok(text.includes(body.detail), `alert "${text}" contains "${body.detail}"`);
-    assert.match(text, new RegExp(String(r.status)));
-    assert.equal(await canvas_blank(p), 0);
-    await p.close();
-  } finally {
-    expected_http_errors = false;
-  }
+  await with_http_errors(async () => {
+  const missing = "scans/missing.nii.gz";
+  const r = await fetch(`${base}/output/${PATIENT}/${missing}/labels`);
+  assert.ok(r.status >= 400 && r.status < 500, `server answers ${r.status}`);
+  const body = await r.json();
+  assert.ok(body.detail, "JSON error with a detail");
+  const image = find_files(path.join(data_root, PATIENT)).find((f) => f.startsWith("nifti/"));
+  const p = await new_page();
+  await p.goto(`${base}/viewer.html?patient=${PATIENT}&image=${image}&seg=${missing}`);
+  await wait_settled(p);
+  const alert = p.getByRole("alert");
+  await alert.waitFor({ state: "visible", timeout: WAIT_MS });
+  const text = await alert.textContent();
+  assert.ok(text.includes(body.detail), `alert "${text}" contains "${body.detail}"`);
+  assert.match(text, new RegExp(String(r.status)));
+  assert.equal(await canvas_blank(p), 0);
+  await p.close();
+  });
 });
 
 test("listing: breadcrumbs, human sizes, sorting, and a view link that opens the viewer", { timeout: TEST_MS }, async () => {

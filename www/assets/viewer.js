@@ -481,7 +481,8 @@ function render_labels() {
     const id = document.createElement("span");
     id.className = "label-id";
     id.textContent = label.key;
-    name.append(swatch, text, id);
+    if (label.name === label.key) name.append(swatch, text);
+    else name.append(swatch, text, id);
     td_name.append(name);
 
     const td_vox = document.createElement("td");
@@ -511,7 +512,9 @@ function render_labels() {
       td_only.append(go);
     }
 
-    tr.append(td_check, td_name, td_vox, td_ml, td_only);
+    const td_hu = document.createElement("td");
+    td_hu.className = "num hu";
+    tr.append(td_check, td_name, td_vox, td_ml, td_hu, td_only);
     body.append(tr);
   }
   apply_sort_and_search();
@@ -909,6 +912,12 @@ function wire_controls() {
     }
     schedule_url();
   });
+  $("outline").addEventListener("change", () => {
+    if (!nv || !state.overlay) return;
+    nv.opts.atlasOutline = $("outline").checked ? 1 : 0;
+    nv.refreshLayers(state.overlay, 1);
+    nv.drawScene();
+  });
   $("select-all").addEventListener("click", () => {
     state.selected = new Set(state.labels.map((l) => l.key));
     sync_checkboxes();
@@ -1101,6 +1110,7 @@ async function main() {
     if (state.drawable.size < state.labels.length) {
       show_notice(`${state.labels.length - state.drawable.size} label(s) with ids too far apart are listed but not drawn.`);
     }
+    narrow_to_uint8(overlay);
     overlay.setColormapLabel(build_colormap());
     progress_show("Uploading segmentation to the GPU…");
     await next_frame();
@@ -1110,6 +1120,8 @@ async function main() {
     nv.refreshLayers(overlay, 1);
     state.overlay = overlay;
     state.overlay_url = seg_url;
+    // NiiVue draws label outlines for NIfTI label maps (intent LABEL) of 8/16-bit types
+    $("outline-option").hidden = !(overlay.hdr.intent_code === 1002 && [2, 4, 512].includes(overlay.hdr.datatypeCode));
     document.body.dataset.overlay = seg_url;
   } else if (!state.seg) {
     show_notice("No segmentation found for this patient: showing the image only.");
@@ -1127,8 +1139,25 @@ async function main() {
   performance.mark("medimg:first-draw");
   progress_reset();
   state.restoring = false;
+  if (state.overlay) load_intensity().catch(() => {}); // optional: a column more when the server has it
   if (params.toString() !== "") write_url();
   set_state("ready");
+}
+
+// A map whose ids all lie in 1..255 (and that is not scaled) is kept as
+// uint8 in memory: half the texture NiiVue uploads for int16 on every
+// redraw of the overlay layer, a quarter for int32. The values are the same
+// (the ids present are exactly the /labels list), so the readout is too.
+function narrow_to_uint8(volume) {
+  const hdr = volume.hdr;
+  const slope = Number.isFinite(hdr.scl_slope) && hdr.scl_slope !== 0 ? hdr.scl_slope : 1;
+  const inter = Number.isFinite(hdr.scl_inter) ? hdr.scl_inter : 0;
+  const narrowable = [4, 8, 256, 512, 768].includes(hdr.datatypeCode); // int16, int32, int8, uint16, uint32
+  if (!narrowable || slope !== 1 || inter !== 0 || !state.labels.length) return;
+  if (!state.labels.every((l) => l.big >= 1n && l.big <= 255n)) return;
+  volume.img = new Uint8Array(volume.img);
+  hdr.datatypeCode = 2; // DT_UINT8
+  hdr.numBitsPerVoxel = 8;
 }
 
 // The segmentation as stored, read once; a .hdr/.img pair comes through the
@@ -1197,6 +1226,34 @@ async function load_labels() {
     document.body.dataset.warning = "unnamed-labels";
   }
   return true;
+}
+
+// Mean image value per label (HU for a CT) from `/labels?image=` (DESIGN.md
+// §4), asked for once the picture is drawn; a server without the statistics
+// answers without "intensity" and the column stays hidden.
+async function load_intensity() {
+  const url = `${patient_url(state.seg)}/labels?image=${encodeURIComponent(state.image)}`;
+  const response = await fetch(url, { headers: { Accept: "application/json" } });
+  if (!response.ok) return;
+  const body = parse_labels_json(await response.text());
+  let any = false;
+  for (const l of (body && body.labels) || []) {
+    const label = state.by_key.get(id_key(l.id));
+    if (label && l.intensity && Number.isFinite(l.intensity.mean)) {
+      label.intensity = l.intensity;
+      any = true;
+    }
+  }
+  if (!any) return;
+  document.body.classList.add("has-intensity");
+  for (const tr of $("label-rows").children) {
+    const label = state.by_key.get(tr.dataset.labelId);
+    const td = tr.querySelector("td.hu");
+    if (td && label && label.intensity) {
+      td.textContent = format_value(Math.round(label.intensity.mean * 10) / 10);
+      td.title = `mean ${label.intensity.mean}, sd ${label.intensity.sd}, p05–p95 ${label.intensity.p05}–${label.intensity.p95}`;
+    }
+  }
 }
 
 // Exposed for tests, the benchmark and the browser console.
