@@ -70,6 +70,12 @@ nib.save(img, os.path.join(dst, "scans", "signed.nii.gz"))
 big = np.zeros(ct.shape, np.int64)
 big[d == 6] = 2**60 + 1
 big[d == 3] = 3
+w = d.copy()
+w[d == -3] = 300
+img = nib.Nifti1Image(w, seg.affine)
+img.header.set_data_dtype(np.int16)
+img.header.set_intent("label")
+nib.save(img, os.path.join(dst, "scans", "wide.nii.gz"))
 img = nib.Nifti1Image(big, seg.affine, dtype=np.int64)
 nib.save(img, os.path.join(dst, "scans", "big.nii.gz"))
 `;
@@ -460,13 +466,14 @@ test("the overlay is drawn in the label colours; opacity 0 and 'none' remove it 
   const u = await uploads(page);
   assert.equal(u.layer0, 0, "the image layer is not uploaded again");
   assert.equal(u.full, 0, "no full re-upload of every volume");
-  assert.ok(u.layer1 >= 2 && u.layer1 <= 2, `the overlay layer is redrawn once per click (${u.layer1})`);
+  assert.equal(await page.evaluate(() => window.medimg_viewer.state.mode), "drawing", "the demo map is NiiVue's drawing layer");
+  assert.equal(u.layer1, 0, "no layer is re-rendered: the drawing's colour table is applied while drawing");
 });
 
 test("unticking a label and 'only' change the colour table: canvas changes, nothing is downloaded", { timeout: TEST_MS }, async () => {
   const largest = labels.reduce((a, b) => (b.voxels > a.voxels ? b : a));
   const before_png = await canvas_png(page);
-  const overlay_before = await page.evaluate(() => window.medimg_viewer.nv.volumes[1].id);
+  await page.evaluate(() => { window.__bitmap = window.medimg_viewer.nv.drawBitmap; });
   await spy_uploads(page);
   network.length = 0;
   await page.locator(`#label-${largest.id}`).uncheck();
@@ -474,14 +481,16 @@ test("unticking a label and 'only' change the colour table: canvas changes, noth
   const after_png = await canvas_png(page, "overlay-without-largest");
   const d = await pixel_diff(page, before_png, after_png);
   assert.ok(d.differ > 20, `the canvas changes when ${largest.name} is hidden (${d.differ} pixels)`);
-  const lut = await page.evaluate((id) => {
-    const v = window.medimg_viewer.nv.volumes[1];
-    const at = (Number(id) - v.colormapLabel.min) * 4 + 3;
-    return { alpha: v.colormapLabel.lut[at], volumes: window.medimg_viewer.nv.volumes.length, id: v.id };
-  }, String(largest.id));
-  assert.equal(lut.alpha, 0, "the hidden label's alpha is 0 in the loaded volume's colour table");
-  assert.equal(lut.volumes, 2);
-  assert.equal(lut.id, overlay_before, "the same overlay volume stays loaded");
+  const lut = await page.evaluate((id) => ({
+    alpha: window.medimg_viewer.label_alpha(id),
+    shown: window.medimg_viewer.label_alpha(document.querySelector("#label-rows input:checked").dataset.labelId),
+    volumes: window.medimg_viewer.nv.volumes.length,
+    same: window.__bitmap === window.medimg_viewer.nv.drawBitmap,
+  }), String(largest.id));
+  assert.equal(lut.alpha, 0, "the hidden label's alpha is 0 in NiiVue's colour table");
+  assert.equal(lut.shown, 255, "a shown label's is 255");
+  assert.equal(lut.volumes, 1, "the image is the only volume: the map is the drawing layer");
+  assert.equal(lut.same, true, "the same segmentation voxels stay loaded");
 
   const other = labels.find((l) => l.id !== largest.id);
   await page.locator(`#label-rows tr[data-label-id="${other.id}"] button.only`).click();
@@ -494,6 +503,42 @@ test("unticking a label and 'only' change the colour table: canvas changes, noth
   assert.equal(u.full, 0);
   const timings = await page.evaluate(() => window.medimg_viewer.state.toggles.slice(-2));
   assert.equal(timings.length, 2);
+});
+
+test("a map NiiVue cannot take as its drawing (id above 255) is an overlay layer: toggles and outlines re-render that layer only, nothing downloaded", { timeout: TEST_MS }, async () => {
+  const p = await new_page();
+  const requests = [];
+  await open_viewer(p, `patient=${FIXTURES}&image=nifti/CT.nii.gz&seg=scans/wide.nii.gz`);
+  p.on("request", (r) => requests.push(r.url()));
+  const info = await p.evaluate(() => {
+    const v = window.medimg_viewer.nv.volumes[1];
+    return { mode: window.medimg_viewer.state.mode, volumes: window.medimg_viewer.nv.volumes.length, intent: v.hdr.intent_code };
+  });
+  assert.deepEqual(info, { mode: "layer", volumes: 2, intent: 1002 });
+  await p.locator("#label-rows tr[data-label-id='300'] button.locate").click();
+  await wait_settled(p);
+  assert.equal(await p.locator("#readout").evaluate((el) => el.dataset.label), "300");
+  const filled = await canvas_png(p);
+  await spy_uploads(p);
+  await p.locator("#label-300").uncheck();
+  await wait_ready(p);
+  const hidden = await canvas_png(p);
+  assert.ok((await pixel_diff(p, filled, hidden)).differ > 20, "hiding id 300 changes the picture");
+  assert.equal(await p.evaluate(() => window.medimg_viewer.label_alpha("300")), 0);
+  assert.deepEqual(await uploads(p), { layer0: 0, layer1: 1, full: 0 }, "one re-render of the overlay layer, the image untouched");
+  await p.locator("#label-300").check();
+  await wait_ready(p);
+  assert.equal(await p.locator("#outline-option").isVisible(), true);
+  await p.locator("#outline").check();
+  await wait_settled(p);
+  const outlined = await canvas_png(p, "overlay-outline");
+  assert.ok((await pixel_diff(p, filled, outlined)).differ > 20, "outlines change the picture");
+  await p.locator("#outline").uncheck();
+  await wait_settled(p);
+  assert.ok((await pixel_diff(p, filled, await canvas_png(p))).differ < 20, "and back");
+  assert.deepEqual(requests, []);
+  assert.equal((await uploads(p)).layer0, 0);
+  await p.close();
 });
 
 test("readout: a click shows the crosshair's mm, voxel, CT value in HU and the label there, as nibabel reads them", { timeout: TEST_MS }, async () => {
@@ -672,7 +717,7 @@ test("state in the URL: a copied link restores labels, view, W/L, crosshair and 
     wl: [window.medimg_viewer.state.image_volume.cal_min, window.medimg_viewer.state.image_volume.cal_max],
     radiological: window.medimg_viewer.nv.opts.isRadiologicalConvention,
     vox: document.getElementById("readout").dataset.vox,
-    alpha: window.medimg_viewer.nv.volumes[1].colormapLabel.lut[(Number(document.querySelector("#label-rows tr").dataset.labelId) - window.medimg_viewer.nv.volumes[1].colormapLabel.min) * 4 + 3],
+    alpha: window.medimg_viewer.label_alpha(document.querySelector("#label-rows tr").dataset.labelId),
   }));
   assert.deepEqual(restored.checked, shown.map(String));
   assert.equal(restored.view, "coronal");

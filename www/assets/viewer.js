@@ -3,11 +3,14 @@
 //   viewer.html?patient=PID[&image=nifti/FILE][&seg=REL/PATH]
 //     [&show=IDS][&view=V][&wl=W,L][&xyz=X,Y,Z][&orient=neuro][&opacity=A]
 // The segmentation is downloaded and uploaded to the GPU once. Showing and
-// hiding labels changes the alpha of that volume's label colour table and
-// redraws only the overlay layer (DESIGN.md §4, §8): nothing is downloaded
-// and the image is not uploaded again. /filtered-scans is the source of the
+// hiding labels changes the alpha of its label colour table and redraws
+// (DESIGN.md §4, §8): nothing is downloaded and no volume is uploaded again.
+// A map on the image's grid with ids 1..255 is NiiVue's drawing layer, whose
+// colour table is applied while drawing (a toggle uploads 256 colours); any
+// other map is an overlay layer, whose colours NiiVue bakes into a texture
+// (a toggle re-renders that layer from the voxels it holds). /filtered-scans is the source of the
 // "Download NIfTI" link (the shown labels, crop and mask as options).
-import { Niivue, NVImage, SLICE_TYPE, DRAG_MODE } from "@niivue/niivue";
+import { Niivue, NVImage, SLICE_TYPE, DRAG_MODE, cmapper } from "@niivue/niivue";
 import { fetch_listing, http_error, is_nifti, nifti_stem, encode_path } from "./dirlist.js";
 
 const VIEWS = {
@@ -40,7 +43,8 @@ const state = {
   selected: new Set(), // label keys (exact decimal strings)
   drawable: new Set(), // keys that fit the GPU colour table
   image_volume: null,
-  overlay: null,
+  overlay: null,       // the segmentation's NVImage (its voxels dropped in drawing mode)
+  mode: "",            // "drawing" or "layer": how NiiVue shows the segmentation
   overlay_url: "",
   is_ct: false,
   radiological: true,
@@ -95,6 +99,7 @@ function clear_canvas() {
   try {
     nv.volumes = [];
     nv.overlays = [];
+    nv.drawBitmap = null;
     nv.opts.loadingText = "";
     nv.drawScene();
   } catch (_) {
@@ -640,10 +645,46 @@ function selection_changed() {
 // holds, with the new colour table; the image layer is left alone.
 function apply_colormap() {
   if (!state.overlay) return;
-  state.overlay.setColormapLabel(build_colormap());
   state.lut_updates++;
-  nv.refreshLayers(state.overlay, 1);
+  if (state.mode === "drawing") {
+    nv.drawLut = cmapper.makeDrawLut(build_colormap());
+    nv.refreshColormaps();
+  } else {
+    state.overlay.setColormapLabel(build_colormap());
+    nv.refreshLayers(state.overlay, 1);
+  }
   nv.drawScene();
+}
+
+// The alpha NiiVue's colour table gives a label now (tests, console).
+function label_alpha(key) {
+  const big = BigInt(key);
+  if (state.mode === "drawing") return nv.drawLut.lut[Number(big) * 4 + 3];
+  const lut = state.overlay.colormapLabel;
+  return lut.lut[(Number(big) - lut.min) * 4 + 3];
+}
+
+function set_overlay_opacity(value) {
+  if (state.mode === "drawing") {
+    nv.setDrawOpacity(value);
+  } else {
+    state.overlay.opacity = value;
+    nv.refreshLayers(state.overlay, 1);
+    nv.drawScene();
+  }
+}
+
+// NiiVue's drawing layer holds uint8 values on the background's voxel grid:
+// the map must have the image's dims and affine (within 1e-3 mm, the
+// server's own geometry rule in DESIGN.md §4).
+function same_grid(a, b) {
+  const da = a.hdr.dims;
+  const db = b.hdr.dims;
+  for (let i = 1; i <= 3; i++) if (da[i] !== db[i]) return false;
+  for (let r = 0; r < 3; r++) {
+    for (let c = 0; c < 4; c++) if (!(Math.abs(a.hdr.affine[r][c] - b.hdr.affine[r][c]) <= 1e-3)) return false;
+  }
+  return true;
 }
 
 function opacity_value() {
@@ -813,7 +854,12 @@ function update_readout() {
   const vox = native_voxel(image, mm);
   const value = vox ? voxel_value(image, vox, image.frame4D || 0) : NaN;
   let label_key = "0";
-  if (state.overlay) {
+  if (state.mode === "drawing" && nv.drawBitmap && vox) {
+    // the drawing is stored in NiiVue's RAS order of the background grid
+    const v = nv.frac2vox(nv.scene.crosshairPos);
+    const d = nv.back.dimsRAS;
+    label_key = String(nv.drawBitmap[v[0] + v[1] * d[1] + v[2] * d[1] * d[2]] || 0);
+  } else if (state.overlay) {
     const ov = native_voxel(state.overlay, mm);
     const raw = ov ? voxel_value(state.overlay, ov, 0) : 0;
     label_key = Number.isFinite(raw) ? id_key(Math.round(raw)) || "0" : "0";
@@ -905,15 +951,11 @@ function wire_controls() {
   const opacity = $("opacity");
   opacity.addEventListener("input", () => {
     $("opacity-value").textContent = `${Math.round(opacity_value() * 100)}%`;
-    if (nv && state.overlay) {
-      state.overlay.opacity = opacity_value();
-      nv.refreshLayers(state.overlay, 1);
-      nv.drawScene();
-    }
+    if (nv && state.overlay) set_overlay_opacity(opacity_value());
     schedule_url();
   });
   $("outline").addEventListener("change", () => {
-    if (!nv || !state.overlay) return;
+    if (!nv || state.mode !== "layer") return;
     nv.opts.atlasOutline = $("outline").checked ? 1 : 0;
     nv.refreshLayers(state.overlay, 1);
     nv.drawScene();
@@ -1114,14 +1156,29 @@ async function main() {
     overlay.setColormapLabel(build_colormap());
     progress_show("Uploading segmentation to the GPU…");
     await next_frame();
-    // Added as layer 1 and rendered alone: the image layer is not uploaded again.
-    nv.volumes = [...nv.volumes, overlay];
-    nv.overlays = nv.volumes.slice(1);
-    nv.refreshLayers(overlay, 1);
+    const scaled = Number.isFinite(overlay.hdr.scl_slope) && overlay.hdr.scl_slope !== 0 &&
+      (overlay.hdr.scl_slope !== 1 || (Number.isFinite(overlay.hdr.scl_inter) && overlay.hdr.scl_inter !== 0));
+    const as_drawing = overlay.hdr.datatypeCode === 2 && !scaled && same_grid(image, overlay) &&
+      state.labels.every((l) => state.drawable.has(l.key) && l.big <= 255n);
+    if (as_drawing && nv.loadDrawing(overlay)) {
+      state.mode = "drawing";
+      nv.drawOpacity = opacity_value();
+      nv.drawLut = cmapper.makeDrawLut(build_colormap());
+      nv.refreshColormaps();
+      nv.drawClearAllUndoBitmaps(); // no undo history: the map is not edited here
+      overlay.img = null; // NiiVue holds its own copy; the readout reads that
+    } else {
+      // Added as layer 1 and rendered alone: the image layer is not uploaded again.
+      state.mode = "layer";
+      nv.volumes = [...nv.volumes, overlay];
+      nv.overlays = nv.volumes.slice(1);
+      nv.refreshLayers(overlay, 1);
+      // NiiVue draws label outlines for NIfTI label maps (intent LABEL) of 8/16-bit types
+      $("outline-option").hidden = !(overlay.hdr.intent_code === 1002 && [2, 4, 512].includes(overlay.hdr.datatypeCode));
+    }
+    document.body.dataset.mode = state.mode;
     state.overlay = overlay;
     state.overlay_url = seg_url;
-    // NiiVue draws label outlines for NIfTI label maps (intent LABEL) of 8/16-bit types
-    $("outline-option").hidden = !(overlay.hdr.intent_code === 1002 && [2, 4, 512].includes(overlay.hdr.datatypeCode));
     document.body.dataset.overlay = seg_url;
   } else if (!state.seg) {
     show_notice("No segmentation found for this patient: showing the image only.");
@@ -1258,7 +1315,7 @@ async function load_intensity() {
 
 // Exposed for tests, the benchmark and the browser console.
 window.medimg_viewer = {
-  state, locate, set_wl, PRESETS, compact_ids, parse_id_list,
+  state, locate, set_wl, label_alpha, PRESETS, compact_ids, parse_id_list,
   get nv() { return nv; },
 };
 
