@@ -264,9 +264,9 @@ function report(results) {
     const xs = toggles.filter((r) => r.what === what);
     if (!xs.length) continue;
     const ms = median(xs.map((r) => r.ms));
-    console.log(`| ${what} to settled canvas | ${fmt(ms)}${range(xs.map((r) => r.ms))} | ${xs.length} | ${Math.max(...xs.map((r) => r.bytes))} B max | ${(ms / first).toFixed(3)} |`);
+    console.log(`| ${what} to settled canvas | ${fmt(ms)}${range(xs.map((r) => r.ms))} | ${xs.length} | ${Math.max(...xs.map((r) => r.bytes))} B max | ${(ms / first).toPrecision(2)} |`);
   }
-  console.log(`\nJS heap peak during load: ${median(mem.map((r) => r.heap_peak_mib))} MiB (end ${median(mem.map((r) => r.heap_end_mib))} MiB); browser resident peak (all processes): ${median(mem.map((r) => r.rss_peak_mib))} MiB.`);
+  console.log(`\nJS heap peak (objects + ArrayBuffer backing stores): ${median(mem.map((r) => r.heap_peak_mib))} MiB; JS objects at the end: ${median(mem.map((r) => r.heap_end_mib))} MiB; browser resident peak (all processes): ${median(mem.map((r) => r.rss_peak_mib))} MiB.`);
 }
 
 main().catch((e) => {
