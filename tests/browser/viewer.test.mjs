@@ -43,8 +43,9 @@ async function python(code, ...args) {
 }
 
 // A second patient: the demo CT, a truncated copy of it, a float image that
-// is no label map (/labels answers 415), a map with a negative id and an
-// int64 map with an id above 2^53. No voxels/ folder.
+// is no label map (/labels answers 415), a map with a negative id, a NIfTI
+// label map with an id above 255 and an int64 map with an id above 2^53.
+// No voxels/ folder.
 const FIXTURE_PY = `
 import os, shutil, sys
 import numpy as np, nibabel as nib
