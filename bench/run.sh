@@ -2,7 +2,7 @@
 # One command for every measurement of DESIGN.md §8; see bench/README.md.
 #
 #   bench/run.sh [--size 512x512x400] [--runs 3] [--scratch DIR] [--skip-build]
-#                [--no-cli] [--no-nibabel] [--no-server] [--port 18888]
+#                [--no-cli] [--no-nibabel] [--no-server] [--port 18888] [--viewer]
 #
 # Builds Release into build-bench, generates the demo tree with `medimg demo`
 # into the scratch directory (reused when present), makes a uint8 copy of the
@@ -10,7 +10,8 @@
 # codec floor, the shell gzip round trips, the nibabel+numpy reference and the
 # server, and prints Markdown tables with a verdict per target. Raw results
 # are kept as JSON lines in DIR/results-*.jsonl (re-render with
-# bench/report.py FILE).
+# bench/report.py FILE). --viewer also runs the browser benchmark
+# (viewer_bench.mjs: headless Chromium, several minutes at 512x512x400).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -19,7 +20,7 @@ build="${MEDIMG_BENCH_BUILD:-$src/build-bench}"
 size=512x512x400
 runs=3
 scratch="${TMPDIR:-/tmp}/medimg-bench"
-do_build=1 do_cli=1 do_nibabel=1 do_server=1
+do_build=1 do_cli=1 do_nibabel=1 do_server=1 do_viewer=0
 port=18888
 py=/usr/bin/python3
 
@@ -33,7 +34,8 @@ while [[ $# -gt 0 ]]; do
     --no-cli) do_cli=0; shift ;;
     --no-nibabel) do_nibabel=0; shift ;;
     --no-server) do_server=0; shift ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    --viewer) do_viewer=1; shift ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -141,6 +143,13 @@ fi
 if [[ $do_server == 1 ]]; then
   "$py" "$here/server_bench.py" --build "$build" --data-root "$data" --input "$int16" \
     --labels "$(pick 3)" --port "$port" --runs "$runs" --out "$results" --scratch "$scratch" >&2
+fi
+
+# ---------------------------------------------------------------- viewer
+if [[ $do_viewer == 1 ]]; then
+  log "browser benchmark of the viewer"
+  node "$here/viewer_bench.mjs" --size "$size" --scratch "$scratch" --build "$build" \
+    --out "$scratch/viewer-$size-$stamp.jsonl"
 fi
 
 echo "{\"kind\":\"end\",\"loadavg_end\":\"$(cut -d' ' -f1-3 /proc/loadavg)\"}" >>"$results"

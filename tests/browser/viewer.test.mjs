@@ -27,12 +27,59 @@ const SOURCE_DIR = process.env.MEDIMG_SOURCE_DIR || path.resolve(here, "../..");
 const BUILD_DIR = process.env.MEDIMG_BUILD_DIR || path.join(SOURCE_DIR, "build");
 const ARTIFACTS = path.join(SOURCE_DIR, "tests/browser/artifacts");
 const PATIENT = "PA00000002";
+const FIXTURES = "PA00000009"; // broken, float and signed-id files; no voxels/ folder
+const PYTHON = "/usr/bin/python3";
 
 // The machine may be busy (several builds on two cores): generous, bounded.
 const WAIT_MS = 150_000;
 const TEST_MS = 300_000;
 
 const run = promisify(execFile);
+
+// nibabel reads every file the tests compare against (real files, real reader).
+async function python(code, ...args) {
+  const { stdout } = await run(PYTHON, ["-c", code, ...args], { timeout: 120_000, maxBuffer: 64 << 20 });
+  return stdout.trim() ? JSON.parse(stdout) : null;
+}
+
+// A second patient: the demo CT, a truncated copy of it, a float image that
+// is no label map (/labels answers 415), a map with a negative id, a NIfTI
+// label map with an id above 255 and an int64 map with an id above 2^53.
+// No voxels/ folder.
+const FIXTURE_PY = `
+import os, shutil, sys
+import numpy as np, nibabel as nib
+root, pid, fix = sys.argv[1:4]
+src = os.path.join(root, pid)
+dst = os.path.join(root, fix)
+os.makedirs(os.path.join(dst, "nifti"))
+os.makedirs(os.path.join(dst, "scans"))
+ct_path = os.path.join(src, "nifti", pid + "_CT.nii.gz")
+shutil.copy(ct_path, os.path.join(dst, "nifti", "CT.nii.gz"))
+raw = open(ct_path, "rb").read()
+open(os.path.join(dst, "nifti", "broken.nii.gz"), "wb").write(raw[: len(raw) // 3])
+ct = nib.load(ct_path)
+rng = np.random.default_rng(7)
+nib.save(nib.Nifti1Image(np.where(rng.random(ct.shape) < 0.5, 1.5, 2.5).astype(np.float32), ct.affine),
+         os.path.join(dst, "scans", "float.nii.gz"))
+seg = nib.load(os.path.join(src, "voxels", pid + "_CT", "original", "all.nii.gz"))
+d = np.asanyarray(seg.dataobj).astype(np.int16)
+d[d == 1] = -3
+img = nib.Nifti1Image(d, seg.affine)
+img.header.set_data_dtype(np.int16)
+nib.save(img, os.path.join(dst, "scans", "signed.nii.gz"))
+big = np.zeros(ct.shape, np.int64)
+big[d == 6] = 2**60 + 1
+big[d == 3] = 3
+w = d.copy()
+w[d == -3] = 300
+img = nib.Nifti1Image(w, seg.affine)
+img.header.set_data_dtype(np.int16)
+img.header.set_intent("label")
+nib.save(img, os.path.join(dst, "scans", "wide.nii.gz"))
+img = nib.Nifti1Image(big, seg.affine, dtype=np.int64)
+nib.save(img, os.path.join(dst, "scans", "big.nii.gz"))
+`;
 
 let base = "";
 let data_root = "";
@@ -45,6 +92,7 @@ let context = null;
 const console_errors = [];   // {url, text}
 const foreign_requests = []; // URLs not on our server
 let expected_http_errors = false;
+let expected_decoder_errors = false; // NiiVue's own log lines for a file it cannot read
 
 function free_port() {
   return new Promise((resolve, reject) => {
@@ -126,6 +174,8 @@ before(async () => {
     await wait_for_health(base, 90_000);
   }
 
+  if (!fs.existsSync(path.join(data_root, FIXTURES))) await python(FIXTURE_PY, data_root, PATIENT, FIXTURES);
+
   browser = await chromium.launch({
     executablePath: process.env.MEDIMG_CHROMIUM || "/usr/bin/chromium",
     timeout: 120_000,
@@ -171,10 +221,21 @@ async function new_page() {
     if (msg.type() !== "error") return;
     const text = msg.text();
     if (expected_http_errors && /Failed to load resource: the server responded with a status of 4\d\d/.test(text)) return;
+    if (expected_decoder_errors && /niivue-error|Compressed input was truncated/.test(text)) return;
     console_errors.push({ url: page.url(), text });
   });
   page.on("pageerror", (err) => console_errors.push({ url: page.url(), text: `uncaught: ${err.message}` }));
   return page;
+}
+
+// Runs fn with 4xx "Failed to load resource" console lines expected.
+async function with_http_errors(fn) {
+  expected_http_errors = true;
+  try {
+    return await fn();
+  } finally {
+    expected_http_errors = false;
+  }
 }
 
 async function wait_settled(page) {
@@ -243,11 +304,6 @@ async function colour_pixels(page, png, rgb) {
   }, [png, rgb]);
 }
 
-function filtered_url(seg, ids) {
-  const rel = seg.split("/").map(encodeURIComponent).join("/");
-  return `${base}/filtered-scans/${PATIENT}/${rel}?label_ids=${[...ids].sort((a, b) => a - b).join(",")}`;
-}
-
 async function labels_json(seg) {
   const r = await fetch(`${base}/output/${PATIENT}/${seg}/labels`, { signal: AbortSignal.timeout(60_000) });
   assert.equal(r.status, 200, `GET /labels for ${seg}`);
@@ -257,19 +313,47 @@ async function labels_json(seg) {
 let page = null;   // the main viewer page, shared by the viewer tests in order
 let seg = "";
 let labels = null;
+let image_rel = "";
+const network = []; // every request of the main page after its first load
 
-test("viewer loads the demo patient and lists exactly the labels of its segmentation", { timeout: TEST_MS }, async () => {
-  page = await new_page();
-  const overlay_requests = [];
-  page.on("request", (r) => {
-    if (r.url().includes("/filtered-scans/")) overlay_requests.push(r.url());
+function static_url(rel) {
+  return `${base}/output/${PATIENT}/${rel.split("/").map(encodeURIComponent).join("/")}`;
+}
+
+// Counts NiiVue's GPU uploads per layer from here on (the page's own Niivue).
+async function spy_uploads(p) {
+  await p.evaluate(() => {
+    const nv = window.medimg_viewer.nv;
+    window.__uploads = { layer0: 0, layer1: 0, full: 0 };
+    if (!nv.__spied) {
+      const refresh = nv.refreshLayers.bind(nv);
+      nv.refreshLayers = (v, layer) => {
+        window.__uploads[`layer${layer}`] = (window.__uploads[`layer${layer}`] || 0) + 1;
+        return refresh(v, layer);
+      };
+      const update = nv.updateGLVolume.bind(nv);
+      nv.updateGLVolume = () => {
+        window.__uploads.full++;
+        return update();
+      };
+      nv.__spied = true;
+    }
   });
+}
+
+const uploads = (p) => p.evaluate(() => ({ ...window.__uploads }));
+
+test("viewer loads the demo patient, reads the segmentation once and lists exactly its labels", { timeout: TEST_MS }, async () => {
+  page = await new_page();
+  const requests = [];
+  page.on("request", (r) => requests.push(r.url()));
   await open_viewer(page, `patient=${PATIENT}`);
 
   const state = await page.evaluate(() => ({ image: window.medimg_viewer.state.image, seg: window.medimg_viewer.state.seg }));
   const files = find_files(path.join(data_root, PATIENT));
   assert.ok(files.includes(state.image), `image ${state.image} is a file of the patient: ${files.join(", ")}`);
   assert.match(state.image, /^nifti\//);
+  image_rel = state.image;
   const expected_seg = files.find((f) => /^voxels\/[^/]+\/original\/all\.nii(\.gz)?$/.test(f)) ||
     files.find((f) => /^scans\//.test(f));
   assert.equal(state.seg, expected_seg);
@@ -278,40 +362,82 @@ test("viewer loads the demo patient and lists exactly the labels of its segmenta
   labels = (await labels_json(seg)).labels;
   assert.ok(labels.length >= 2, "the demo segmentation has several labels");
   const rows = await page.$$eval("#label-rows tr", (trs) => trs.map((tr) => ({
-    id: Number(tr.dataset.labelId),
+    id: tr.dataset.labelId,
     name: tr.querySelector(".label-name").textContent,
     voxels: tr.querySelector(".voxels").textContent,
     checked: tr.querySelector("input[type=checkbox]").checked,
     swatch: getComputedStyle(tr.querySelector(".swatch")).backgroundColor,
   })));
-  assert.deepEqual(rows.map((r) => r.id), labels.map((l) => l.id));
+  assert.deepEqual(rows.map((r) => r.id), labels.map((l) => String(l.id)));
   assert.deepEqual(rows.map((r) => r.name), labels.map((l) => l.name));
   assert.deepEqual(rows.map((r) => r.voxels), labels.map((l) => l.voxels.toLocaleString("en-US")));
   assert.ok(rows.every((r) => r.checked), "every label is shown at first");
+  // A colour used by one label is its swatch; labels sharing one get distinct shades.
+  const uses = new Map();
+  for (const l of labels) if (l.color) uses.set(String(l.color), (uses.get(String(l.color)) || 0) + 1);
   for (const [i, l] of labels.entries()) {
-    if (l.color) assert.equal(rows[i].swatch, `rgb(${l.color[0]}, ${l.color[1]}, ${l.color[2]})`, `swatch of ${l.name}`);
+    if (l.color && uses.get(String(l.color)) === 1) {
+      assert.equal(rows[i].swatch, `rgb(${l.color[0]}, ${l.color[1]}, ${l.color[2]})`, `swatch of ${l.name}`);
+    }
   }
-  assert.deepEqual(overlay_requests, [filtered_url(seg, labels.map((l) => l.id))]);
+  const shared = [...uses].filter(([, n]) => n > 1);
+  assert.ok(shared.length >= 1, "the demo table has labels that share a colour (lung lobes, vertebrae)");
+  for (const [colour] of shared) {
+    const swatches = labels.map((l, i) => [l, rows[i].swatch]).filter(([l]) => String(l.color) === colour).map(([, s]) => s);
+    assert.equal(new Set(swatches).size, swatches.length, `labels sharing ${colour} have distinct shades: ${swatches}`);
+  }
+
+  // The segmentation is read once, as stored; nothing from /filtered-scans.
+  assert.deepEqual(requests.filter((u) => u.includes("/filtered-scans/")), []);
+  assert.equal(requests.filter((u) => u === static_url(seg)).length, 1);
+  assert.equal(await page.evaluate(() => document.body.dataset.overlay), `/output/${PATIENT}/${seg}`);
   assert.equal(await page.locator("#alert").isVisible(), false);
+  assert.equal(await page.locator("#progress").isVisible(), false, "progress gone once drawn");
+  page.on("request", (r) => network.push(r.url()));
   await page.screenshot({ path: path.join(ARTIFACTS, "viewer-laptop.png") });
 });
 
-test("the overlay is drawn in the label colours; opacity 0 and 'none' remove it", { timeout: TEST_MS }, async () => {
+test("progress stays visible until the first picture is drawn", { timeout: TEST_MS }, async () => {
+  const p = await new_page();
+  // Samples, inside the page, whether the progress box is shown on every frame
+  // until the state becomes ready.
+  await p.addInitScript(() => {
+    window.__progress = [];
+    const sample = () => {
+      const el = document.getElementById("progress");
+      const state = document.body ? document.body.dataset.state : "";
+      if (el) window.__progress.push({ shown: !el.hidden, state, text: el.textContent });
+      if (state !== "ready" && state !== "error") requestAnimationFrame(sample);
+    };
+    requestAnimationFrame(sample);
+  });
+  await open_viewer(p, `patient=${PATIENT}`);
+  const samples = await p.evaluate(() => window.__progress);
+  const loading = samples.filter((s) => s.state === "loading");
+  assert.ok(loading.length >= 2, `sampled ${loading.length} frames while loading`);
+  const first_shown = loading.findIndex((s) => s.shown);
+  assert.ok(first_shown >= 0, "progress is shown");
+  const gaps = loading.slice(first_shown).filter((s) => !s.shown);
+  assert.deepEqual(gaps, [], "no frame without progress between the first request and the first picture");
+  assert.ok(loading.some((s) => /segmentation/.test(s.text)), "the segmentation's stage is named");
+  await p.close();
+});
+
+test("the overlay is drawn in the label colours; opacity 0 and 'none' remove it without a request", { timeout: TEST_MS }, async () => {
   assert.ok(page, "viewer page from the first test");
-  // Centre the crosshair on the largest label so every view cuts it.
   const largest = labels.reduce((a, b) => (b.voxels > a.voxels ? b : a));
-  if (largest.bbox) {
-    await page.locator(`#label-rows tr[data-label-id="${largest.id}"] button.locate`).click();
-    await wait_settled(page);
-  }
+  await page.locator(`#label-rows tr[data-label-id="${largest.id}"] button.locate`).click();
+  await wait_settled(page);
   const with_overlay = await canvas_png(page, "overlay-all");
 
   await page.locator("#opacity").fill("1");
   await wait_settled(page);
   const opaque = await canvas_png(page, "overlay-opaque");
   if (largest.color) {
-    const n = await colour_pixels(page, opaque, largest.color);
-    assert.ok(n > 20, `at opacity 1 the canvas shows ${largest.name} in its colour ${largest.color} (${n} pixels)`);
+    const shade = await page.locator(`#label-rows tr[data-label-id="${largest.id}"] .swatch`)
+      .evaluate((s) => getComputedStyle(s).backgroundColor.match(/\d+/g).map(Number));
+    const n = await colour_pixels(page, opaque, shade);
+    assert.ok(n > 20, `at opacity 1 the canvas shows ${largest.name} in its swatch colour ${shade} (${n} pixels)`);
   }
 
   await page.locator("#opacity").fill("0");
@@ -321,8 +447,10 @@ test("the overlay is drawn in the label colours; opacity 0 and 'none' remove it"
   assert.ok(d1.differ > 50, `opacity 0 changes the canvas (${d1.differ} of ${d1.total} pixels)`);
 
   await page.locator("#opacity").fill("0.6");
+  await wait_settled(page);
+  await spy_uploads(page);
+  network.length = 0;
   await page.locator("#select-none").click();
-  await page.waitForFunction(() => document.body.dataset.overlay === "", null, { timeout: WAIT_MS });
   await wait_ready(page);
   const none = await canvas_png(page, "overlay-none");
   const d2 = await pixel_diff(page, transparent, none);
@@ -330,49 +458,383 @@ test("the overlay is drawn in the label colours; opacity 0 and 'none' remove it"
   const d3 = await pixel_diff(page, with_overlay, none);
   assert.ok(d3.differ > 50, `'none' removes the overlay (${d3.differ} pixels differ)`);
 
-  const request = page.waitForRequest((r) => r.url() === filtered_url(seg, labels.map((l) => l.id)), { timeout: WAIT_MS });
   await page.locator("#select-all").click();
-  await request;
-  await page.waitForFunction((u) => document.body.dataset.overlay && u.endsWith(document.body.dataset.overlay),
-    filtered_url(seg, labels.map((l) => l.id)), { timeout: WAIT_MS });
   await wait_ready(page);
   const again = await canvas_png(page, "overlay-all-again");
   const d4 = await pixel_diff(page, with_overlay, again);
   assert.ok(d4.differ < 20, `'all' restores the first picture (${d4.differ} pixels differ)`);
+  assert.deepEqual(network, [], "'none' and 'all' download nothing");
+  const u = await uploads(page);
+  assert.equal(u.layer0, 0, "the image layer is not uploaded again");
+  assert.equal(u.full, 0, "no full re-upload of every volume");
+  assert.equal(await page.evaluate(() => window.medimg_viewer.state.mode), "drawing", "the demo map is NiiVue's drawing layer");
+  assert.equal(u.layer1, 0, "no layer is re-rendered: the drawing's colour table is applied while drawing");
 });
 
-test("unticking a label requests the filtered file without it and changes the canvas", { timeout: TEST_MS }, async () => {
+test("unticking a label and 'only' change the colour table: canvas changes, nothing is downloaded", { timeout: TEST_MS }, async () => {
   const largest = labels.reduce((a, b) => (b.voxels > a.voxels ? b : a));
   const before_png = await canvas_png(page);
-  const rest = labels.filter((l) => l.id !== largest.id).map((l) => l.id);
-  const want = filtered_url(seg, rest);
-  const seen = [];
-  const listener = (r) => {
-    if (r.url().includes("/filtered-scans/")) seen.push(r.url());
-  };
-  page.on("request", listener);
-  const request = page.waitForRequest((r) => r.url() === want, { timeout: WAIT_MS });
+  await page.evaluate(() => { window.__bitmap = window.medimg_viewer.nv.drawBitmap; });
+  await spy_uploads(page);
+  network.length = 0;
   await page.locator(`#label-${largest.id}`).uncheck();
-  const response = await (await request).response();
-  assert.equal(response.status(), 200);
-  await page.waitForFunction((u) => u.endsWith(document.body.dataset.overlay || "#"), want, { timeout: WAIT_MS });
   await wait_ready(page);
-  page.off("request", listener);
-  assert.deepEqual(seen, [want], "one request, for the remaining labels");
   const after_png = await canvas_png(page, "overlay-without-largest");
   const d = await pixel_diff(page, before_png, after_png);
   assert.ok(d.differ > 20, `the canvas changes when ${largest.name} is hidden (${d.differ} pixels)`);
+  const lut = await page.evaluate((id) => ({
+    alpha: window.medimg_viewer.label_alpha(id),
+    shown: window.medimg_viewer.label_alpha(document.querySelector("#label-rows input:checked").dataset.labelId),
+    volumes: window.medimg_viewer.nv.volumes.length,
+    same: window.__bitmap === window.medimg_viewer.nv.drawBitmap,
+  }), String(largest.id));
+  assert.equal(lut.alpha, 0, "the hidden label's alpha is 0 in NiiVue's colour table");
+  assert.equal(lut.shown, 255, "a shown label's is 255");
+  assert.equal(lut.volumes, 1, "the image is the only volume: the map is the drawing layer");
+  assert.equal(lut.same, true, "the same segmentation voxels stay loaded");
 
-  // "only" shows one label
   const other = labels.find((l) => l.id !== largest.id);
-  const only_url = filtered_url(seg, [other.id]);
-  const only_request = page.waitForRequest((r) => r.url() === only_url, { timeout: WAIT_MS });
   await page.locator(`#label-rows tr[data-label-id="${other.id}"] button.only`).click();
-  await only_request;
-  await page.waitForFunction((u) => u.endsWith(document.body.dataset.overlay || "#"), only_url, { timeout: WAIT_MS });
   await wait_ready(page);
-  const checked = await page.$$eval("#label-rows input[type=checkbox]:checked", (xs) => xs.map((x) => Number(x.dataset.labelId)));
-  assert.deepEqual(checked, [other.id]);
+  const checked = await page.$$eval("#label-rows input[type=checkbox]:checked", (xs) => xs.map((x) => x.dataset.labelId));
+  assert.deepEqual(checked, [String(other.id)]);
+  assert.deepEqual(network, [], "no request for a toggle");
+  const u = await uploads(page);
+  assert.equal(u.layer0, 0, "the image layer is not uploaded again");
+  assert.equal(u.full, 0);
+  const timings = await page.evaluate(() => window.medimg_viewer.state.toggles.slice(-2));
+  assert.equal(timings.length, 2);
+});
+
+test("a map NiiVue cannot take as its drawing (id above 255) is an overlay layer: toggles and outlines re-render that layer only, nothing downloaded", { timeout: TEST_MS }, async () => {
+  const p = await new_page();
+  const requests = [];
+  await open_viewer(p, `patient=${FIXTURES}&image=nifti/CT.nii.gz&seg=scans/wide.nii.gz`);
+  p.on("request", (r) => requests.push(r.url()));
+  const info = await p.evaluate(() => {
+    const v = window.medimg_viewer.nv.volumes[1];
+    return { mode: window.medimg_viewer.state.mode, volumes: window.medimg_viewer.nv.volumes.length, intent: v.hdr.intent_code };
+  });
+  assert.deepEqual(info, { mode: "layer", volumes: 2, intent: 1002 });
+  await p.locator("#label-rows tr[data-label-id='300'] button.locate").click();
+  await wait_settled(p);
+  assert.equal(await p.locator("#readout").evaluate((el) => el.dataset.label), "300");
+  const filled = await canvas_png(p);
+  await spy_uploads(p);
+  await p.locator("#label-300").uncheck();
+  await wait_ready(p);
+  const hidden = await canvas_png(p);
+  assert.ok((await pixel_diff(p, filled, hidden)).differ > 20, "hiding id 300 changes the picture");
+  assert.equal(await p.evaluate(() => window.medimg_viewer.label_alpha("300")), 0);
+  assert.deepEqual(await uploads(p), { layer0: 0, layer1: 1, full: 0 }, "one re-render of the overlay layer, the image untouched");
+  await p.locator("#label-300").check();
+  await wait_ready(p);
+  assert.equal(await p.locator("#outline-option").isVisible(), true);
+  await p.locator("#outline").check();
+  await wait_settled(p);
+  const outlined = await canvas_png(p, "overlay-outline");
+  assert.ok((await pixel_diff(p, filled, outlined)).differ > 20, "outlines change the picture");
+  await p.locator("#outline").uncheck();
+  await wait_settled(p);
+  assert.ok((await pixel_diff(p, filled, await canvas_png(p))).differ < 20, "and back");
+  assert.deepEqual(requests, []);
+  assert.equal((await uploads(p)).layer0, 0);
+  await p.close();
+});
+
+test("readout: a click shows the crosshair's mm, voxel, CT value in HU and the label there, as nibabel reads them", { timeout: TEST_MS }, async () => {
+  await page.locator("#select-all").click();
+  await wait_ready(page);
+  await page.locator("input[name=view][value=axial]").check();
+  await wait_settled(page);
+  const box = await page.locator("#gl").boundingBox();
+  const check = async (what) => {
+    const r = await page.locator("#readout").evaluate((el) => ({ ...el.dataset, text: el.textContent }));
+    const mm = r.mm.split(",").map(Number);
+    const want = await python(`
+import sys, json
+import numpy as np, nibabel as nib
+root, image, seg = sys.argv[1:4]
+mm = np.array([float(x) for x in sys.argv[4].split(",")] + [1.0])
+ct = nib.load(root + "/" + image)
+lab = nib.load(root + "/" + seg)
+v = np.linalg.inv(ct.affine) @ mm
+ijk = [int(x) for x in np.floor(v[:3] + 0.5)]
+w = np.linalg.inv(lab.affine) @ mm
+lijk = tuple(int(x) for x in np.floor(w[:3] + 0.5))
+print(json.dumps({"vox": ijk, "frac": [float(x - np.floor(x)) for x in v[:3]],
+  "value": float(ct.get_fdata()[tuple(ijk)]), "label": str(int(np.asanyarray(lab.dataobj)[lijk]))}))
+`, path.join(data_root, PATIENT), image_rel, seg, r.mm);
+    const near_half = want.frac.some((f) => Math.abs(f - 0.5) < 1e-3);
+    if (!near_half) assert.equal(r.vox, want.vox.join(","), `${what}: voxel of ${r.mm} mm`);
+    assert.equal(Number(r.value), want.value, `${what}: CT value at ${want.vox}`);
+    assert.equal(r.label, want.label, `${what}: label at ${want.vox}`);
+    assert.match(r.text, new RegExp(`${want.value} HU`), `${what}: value in HU in "${r.text}"`);
+    const label = labels.find((l) => String(l.id) === want.label);
+    if (label) assert.ok(r.text.includes(`${label.name} (${label.id})`), `${what}: "${r.text}" names ${label.name}`);
+    assert.match(r.text, /-?\d+\.\d, -?\d+\.\d, -?\d+\.\d mm/);
+    return { ...r, want };
+  };
+  // a point inside the largest label, then a point of the body without one
+  const largest = labels.reduce((a, b) => (b.voxels > a.voxels ? b : a));
+  await page.locator(`#label-rows tr[data-label-id="${largest.id}"] button.locate`).click();
+  await wait_settled(page);
+  const at_label = await check("label centre");
+  assert.equal(at_label.label, String(largest.id));
+  await page.mouse.click(box.x + box.width * 0.45, box.y + box.height * 0.42);
+  await wait_settled(page);
+  const clicked = await check("click");
+  assert.notEqual(clicked.mm, at_label.mm, "the click moved the crosshair");
+  // drag: the readout follows the mouse
+  await page.mouse.move(box.x + box.width * 0.5, box.y + box.height * 0.5);
+  await page.mouse.down();
+  await page.mouse.move(box.x + box.width * 0.55, box.y + box.height * 0.55, { steps: 4 });
+  const mid_drag = await page.locator("#readout").evaluate((el) => el.dataset.mm);
+  await page.mouse.up();
+  await wait_settled(page);
+  const dragged = await check("drag");
+  assert.notEqual(mid_drag, clicked.mm, "the readout changes during the drag");
+  assert.notEqual(dragged.mm, clicked.mm);
+  await page.screenshot({ path: path.join(ARTIFACTS, "viewer-readout-axial.png") });
+});
+
+test("window/level: each preset by button and by key 1-5 sets its W/L; W and L are editable", { timeout: TEST_MS }, async () => {
+  const presets = await page.evaluate(() => window.medimg_viewer.PRESETS);
+  assert.deepEqual(presets.map((p) => [p.width, p.level]), [[400, 40], [1500, -600], [1800, 400], [150, 30], [80, 40]]);
+  const wl = () => page.evaluate(() => {
+    const v = window.medimg_viewer.state.image_volume;
+    return { min: v.cal_min, max: v.cal_max, shown: [document.getElementById("win-width").value, document.getElementById("win-level").value] };
+  });
+  for (const p of [...presets].reverse()) {
+    await page.locator("#presets button", { hasText: p.name }).click();
+    const got = await wl();
+    assert.deepEqual([got.min, got.max], [p.level - p.width / 2, p.level + p.width / 2], `button ${p.name}`);
+    assert.deepEqual(got.shown, [String(p.width), String(p.level)]);
+    assert.equal(await page.locator("#presets button", { hasText: p.name }).getAttribute("aria-pressed"), "true");
+  }
+  await page.locator("body").click({ position: { x: 5, y: 5 } });
+  for (const p of presets) {
+    await page.keyboard.press(p.key);
+    const got = await wl();
+    assert.deepEqual([got.min, got.max], [p.level - p.width / 2, p.level + p.width / 2], `key ${p.key}`);
+  }
+  const before_png = await canvas_png(page);
+  await page.locator("#win-width").fill("700");
+  await page.locator("#win-level").fill("-50");
+  await page.locator("#win-level").press("Enter");
+  await page.locator("#win-level").blur();
+  const got = await wl();
+  assert.deepEqual([got.min, got.max], [-400, 300]);
+  await wait_settled(page);
+  const after_png = await canvas_png(page);
+  assert.ok((await pixel_diff(page, before_png, after_png)).differ > 50, "the new window changes the picture");
+  await page.keyboard.press("1");
+});
+
+test("orientation: radiological by default (patient right on screen left), switch to neurological mirrors the slice", { timeout: TEST_MS }, async () => {
+  assert.equal(await page.locator("#radiological").isChecked(), true);
+  assert.equal(await page.evaluate(() => window.medimg_viewer.nv.opts.isRadiologicalConvention), true);
+  await wait_settled(page);
+  const radio = await canvas_png(page, "orient-radiological");
+  await page.locator("#radiological").uncheck();
+  await wait_settled(page);
+  assert.equal(await page.evaluate(() => window.medimg_viewer.nv.opts.isRadiologicalConvention), false);
+  const neuro = await canvas_png(page, "orient-neurological");
+  assert.ok((await pixel_diff(page, radio, neuro)).differ > 50, "the axial slice is mirrored");
+  await page.locator("#radiological").check();
+  await wait_settled(page);
+  const back = await canvas_png(page);
+  assert.ok((await pixel_diff(page, radio, back)).differ < 20, "and back");
+});
+
+test("label list: search by name or id narrows it, sort by volume, keyboard moves and 'Enter' shows only one", { timeout: TEST_MS }, async () => {
+  const visible = () => page.$$eval("#label-rows tr:not([hidden])", (trs) => trs.map((t) => t.dataset.labelId));
+  await page.locator("#label-search").fill("lung");
+  const lungs = labels.filter((l) => l.name.toLowerCase().includes("lung")).map((l) => String(l.id));
+  assert.ok(lungs.length >= 2);
+  assert.deepEqual(await visible(), lungs);
+  assert.match(await page.locator("#labels-count").textContent(), new RegExp(`${lungs.length} of ${labels.length}`));
+  const some = labels[Math.floor(labels.length / 2)];
+  await page.locator("#label-search").fill(String(some.id));
+  assert.ok((await visible()).includes(String(some.id)));
+  assert.ok((await visible()).every((id) => id.startsWith(String(some.id))));
+  await page.locator("#label-search").fill("LUNG upper");
+  assert.deepEqual(await visible(), labels.filter((l) => /lung.upper/i.test(l.name)).map((l) => String(l.id)), "case and _/space insensitive");
+  await page.locator("#label-search").fill("");
+  await page.locator("#label-sort").selectOption("volume");
+  const by_volume = [...labels].sort((a, b) => b.voxels - a.voxels || a.id - b.id).map((l) => String(l.id));
+  assert.deepEqual(await visible(), by_volume);
+  await page.locator("#label-sort").selectOption("name");
+  assert.deepEqual(await visible(), [...labels].sort((a, b) => a.name.localeCompare(b.name, undefined, { numeric: true })).map((l) => String(l.id)));
+  await page.locator("#label-sort").selectOption("id");
+
+  await page.locator("#label-search").focus();
+  await page.keyboard.press("ArrowDown");
+  assert.equal(await page.evaluate(() => document.activeElement.dataset.labelId), String(labels[0].id));
+  await page.keyboard.press("ArrowDown");
+  await page.keyboard.press("ArrowDown");
+  assert.equal(await page.evaluate(() => document.activeElement.dataset.labelId), String(labels[2].id));
+  await page.keyboard.press("ArrowUp");
+  await page.keyboard.press("Enter");
+  await wait_ready(page);
+  const checked = await page.$$eval("#label-rows input[type=checkbox]:checked", (xs) => xs.map((x) => x.dataset.labelId));
+  assert.deepEqual(checked, [String(labels[1].id)]);
+  await page.keyboard.press("Space");
+  await wait_ready(page);
+  assert.equal(await page.locator(`#label-${labels[1].id}`).isChecked(), false, "Space hides it");
+  await page.locator("#select-all").click();
+  await wait_ready(page);
+});
+
+test("state in the URL: a copied link restores labels, view, W/L, crosshair and orientation", { timeout: TEST_MS }, async () => {
+  const hidden = labels.slice(0, 2).map((l) => l.id);
+  for (const id of hidden) await page.locator(`#label-${id}`).uncheck();
+  await page.locator("input[name=view][value=coronal]").check();
+  await page.locator("#presets button", { hasText: "lung" }).click();
+  await page.locator("#radiological").uncheck();
+  const target = labels[labels.length - 1];
+  await page.locator(`#label-rows tr[data-label-id="${target.id}"] button.locate`).click();
+  await wait_ready(page);
+  await page.waitForFunction(() => new URLSearchParams(location.search).get("orient") === "neuro" &&
+    new URLSearchParams(location.search).get("view") === "coronal", null, { timeout: WAIT_MS });
+  await sleep(400);
+  const url = page.url();
+  const q = new URL(url).searchParams;
+  const shown = labels.filter((l) => !hidden.includes(l.id)).map((l) => l.id);
+  const expect_show = await page.evaluate((ids) => window.medimg_viewer.compact_ids(ids.map(String)), shown);
+  assert.equal(q.get("show"), expect_show);
+  assert.equal(q.get("wl"), "1500,-600");
+  assert.equal(q.get("view"), "coronal");
+  assert.equal(q.get("patient"), PATIENT);
+  const mm = await page.locator("#readout").evaluate((el) => el.dataset.vox);
+
+  const p = await new_page();
+  await p.goto(url);
+  await wait_ready(p);
+  const restored = await p.evaluate(() => ({
+    checked: [...document.querySelectorAll("#label-rows input:checked")].map((x) => x.dataset.labelId),
+    view: document.querySelector("input[name=view]:checked").value,
+    slice: window.medimg_viewer.nv.opts.sliceType,
+    wl: [window.medimg_viewer.state.image_volume.cal_min, window.medimg_viewer.state.image_volume.cal_max],
+    radiological: window.medimg_viewer.nv.opts.isRadiologicalConvention,
+    vox: document.getElementById("readout").dataset.vox,
+    alpha: window.medimg_viewer.label_alpha(document.querySelector("#label-rows tr").dataset.labelId),
+  }));
+  assert.deepEqual(restored.checked, shown.map(String));
+  assert.equal(restored.view, "coronal");
+  assert.equal(restored.slice, 1);
+  assert.deepEqual(restored.wl, [-1350, 150]);
+  assert.equal(restored.radiological, false);
+  assert.equal(restored.vox, mm, "crosshair restored");
+  assert.equal(restored.alpha, 0, "a hidden label is hidden on the canvas too");
+  const a = await canvas_png(page);
+  const b = await canvas_png(p, "url-restored");
+  assert.ok((await pixel_diff(p, a, b)).differ < 50, "the restored view draws the same picture");
+  assert.equal(new URL(p.url()).searchParams.get("show"), expect_show, "the reopened URL keeps its state");
+  await p.close();
+
+  await page.locator("#radiological").check();
+  await page.locator("#select-all").click();
+  await page.locator("input[name=view][value=multiplanar]").check();
+  await page.keyboard.press("1");
+  await wait_ready(page);
+});
+
+test("Download NIfTI: the link is the /filtered-scans query of the shown labels, its body the filtered file", { timeout: TEST_MS }, async () => {
+  const keep = labels.filter((_, i) => i % 3 === 0).map((l) => l.id);
+  await page.locator("#select-none").click();
+  for (const id of keep) await page.locator(`#label-${id}`).check();
+  await wait_ready(page);
+  const ids = await page.evaluate((k) => window.medimg_viewer.compact_ids(k.map(String)), keep);
+  const rel = seg.split("/").map(encodeURIComponent).join("/");
+  assert.equal(await page.locator("#download").getAttribute("href"), `/filtered-scans/${PATIENT}/${rel}?label_ids=${ids}`);
+  await page.locator("#dl-crop").check();
+  await page.locator("#dl-mask").check();
+  assert.equal(await page.locator("#download").getAttribute("href"), `/filtered-scans/${PATIENT}/${rel}?label_ids=${ids}&mode=mask&crop=1`);
+  await page.locator("#dl-mask").uncheck();
+  const href = await page.locator("#download").getAttribute("href");
+  assert.equal(href, `/filtered-scans/${PATIENT}/${rel}?label_ids=${ids}&crop=1`);
+
+  const download_p = page.waitForEvent("download", { timeout: WAIT_MS });
+  await page.locator("#download").click();
+  const download = await download_p;
+  const saved = path.join(tmp || os.tmpdir(), `download-${process.pid}.nii.gz`);
+  await download.saveAs(saved);
+  assert.equal(download.url(), `${base}${href}`);
+  const check = await python(`
+import sys, json
+import numpy as np, nibabel as nib
+got = nib.load(sys.argv[1]); src = nib.load(sys.argv[2])
+keep = [int(x) for x in sys.argv[3].split(",")]
+g = np.asanyarray(got.dataobj); s = np.asanyarray(src.dataobj)
+nz = np.argwhere(np.isin(s, keep))
+lo = nz.min(0); hi = nz.max(0) + 1
+crop = np.where(np.isin(s, keep), s, 0)[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+shift = np.linalg.inv(src.affine) @ got.affine[:, 3]
+print(json.dumps({"equal": bool(g.shape == crop.shape and np.array_equal(g, crop)), "ids": sorted(int(x) for x in np.unique(g) if x),
+  "shape": list(g.shape), "offset": [round(float(x), 3) for x in shift[:3]], "lo": [int(x) for x in lo], "dtype": str(g.dtype), "src_dtype": str(s.dtype)}))
+`, saved, path.join(data_root, PATIENT, seg), keep.join(","));
+  assert.equal(check.equal, true, `the download is the cropped selection: ${JSON.stringify(check)}`);
+  assert.deepEqual(check.ids, [...keep].sort((a, b) => a - b));
+  assert.deepEqual(check.offset, check.lo, "the crop keeps world coordinates");
+  assert.equal(check.dtype, check.src_dtype);
+  fs.rmSync(saved, { force: true });
+  await page.locator("#dl-crop").uncheck();
+  await page.locator("#select-none").click();
+  await wait_ready(page);
+  assert.equal(await page.locator("#download").getAttribute("href"), null, "no link for an empty selection");
+  await page.locator("#select-all").click();
+  await wait_ready(page);
+});
+
+test("Save PNG yields a PNG of the canvas", { timeout: TEST_MS }, async () => {
+  const download_p = page.waitForEvent("download", { timeout: WAIT_MS });
+  await page.locator("#save-png").click();
+  const download = await download_p;
+  const saved = path.join(tmp || os.tmpdir(), `scene-${process.pid}.png`);
+  await download.saveAs(saved);
+  const bytes = fs.readFileSync(saved);
+  assert.deepEqual([...bytes.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], "PNG signature");
+  const canvas = await page.evaluate(() => [document.getElementById("gl").width, document.getElementById("gl").height]);
+  assert.deepEqual([bytes.readUInt32BE(16), bytes.readUInt32BE(20)], canvas, "the canvas's size");
+  assert.match(download.suggestedFilename(), new RegExp(`^${PATIENT}_multiplanar\\.png$`));
+  const lit = await lit_pixels(page, bytes.toString("base64"));
+  assert.ok(lit > 1000, `the PNG holds the picture, not a blank canvas (${lit} lit pixels)`);
+  fs.rmSync(saved, { force: true });
+});
+
+test("view radios follow NiiVue's V key; '?' opens the shortcuts panel; the ruler is a button", { timeout: TEST_MS }, async () => {
+  const box = await page.locator("#gl").boundingBox();
+  await page.locator("input[name=view][value=axial]").check();
+  // NiiVue takes keys when the canvas has focus and the pointer was last on it
+  await page.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
+  await wait_settled(page);
+  await page.keyboard.press("v");
+  await page.waitForFunction(() => document.querySelector("input[name=view]:checked").value === "coronal", null, { timeout: 10_000 });
+  assert.equal(await page.evaluate(() => window.medimg_viewer.nv.opts.sliceType), 1);
+  await page.keyboard.press("v");
+  await page.waitForFunction(() => document.querySelector("input[name=view]:checked").value === "sagittal", null, { timeout: 10_000 });
+
+  await page.locator("body").click({ position: { x: 5, y: 5 } });
+  assert.equal(await page.locator("#help").isVisible(), false);
+  await page.keyboard.press("?");
+  assert.equal(await page.locator("#help").isVisible(), true);
+  assert.match(await page.locator("#help").textContent(), /window presets/);
+  await page.screenshot({ path: path.join(ARTIFACTS, "viewer-help.png") });
+  await page.keyboard.press("Escape");
+  assert.equal(await page.locator("#help").isVisible(), false);
+  await page.locator("#help-button").click();
+  assert.equal(await page.locator("#help").isVisible(), true);
+  await page.locator("#help-button").click();
+  assert.equal(await page.locator("#help").isVisible(), false);
+
+  await page.locator("#ruler").click();
+  assert.equal(await page.locator("#ruler").getAttribute("aria-pressed"), "true");
+  assert.equal(await page.evaluate(() => window.medimg_viewer.nv.opts.dragModePrimary), 2, "left drag measures");
+  await page.locator("#ruler").click();
+  assert.equal(await page.evaluate(() => window.medimg_viewer.nv.opts.dragModePrimary), 8, "left drag moves the crosshair again");
+  await page.locator("input[name=view][value=multiplanar]").check();
+  await wait_settled(page);
 });
 
 test("view switch: each view draws something different", { timeout: TEST_MS }, async () => {
@@ -398,6 +860,7 @@ test("tablet portrait: canvas and panel both visible, nothing overflows sideways
     assert.ok(box.width >= 700 && box.height >= 300, `canvas ${box.width}x${box.height}`);
     assert.ok(panel.y >= box.y + box.height - 1, "panel below the canvas");
     assert.ok(await page.locator("#label-rows tr").first().isVisible());
+    assert.ok(await page.locator("#readout").isVisible());
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert.ok(overflow <= 0, `no horizontal overflow (${overflow}px)`);
     await page.screenshot({ path: path.join(ARTIFACTS, "viewer-tablet.png") });
@@ -406,46 +869,155 @@ test("tablet portrait: canvas and panel both visible, nothing overflows sideways
   }
 });
 
-test("an unknown patient shows an alert naming it", { timeout: TEST_MS }, async () => {
-  expected_http_errors = true;
-  try {
-    const p = await new_page();
-    await p.goto(`${base}/viewer.html?patient=NOPE`);
-    await wait_settled(p);
-    const alert = p.getByRole("alert");
-    await alert.waitFor({ state: "visible", timeout: WAIT_MS });
-    const text = await alert.textContent();
-    assert.match(text, /NOPE/);
-    assert.match(text, /404/);
-    assert.equal(await p.evaluate(() => document.body.dataset.state), "error");
-    await p.screenshot({ path: path.join(ARTIFACTS, "viewer-unknown-patient.png") });
-    await p.close();
-  } finally {
-    expected_http_errors = false;
-  }
+// Pixels brighter than the background in a PNG (base64), `margin` px in
+// from each edge.
+async function lit_pixels(p, b64, margin = 0) {
+  return p.evaluate(async ([data, m]) => {
+    const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+    const bmp = await createImageBitmap(new Blob([bytes], { type: "image/png" }));
+    const c = new OffscreenCanvas(bmp.width, bmp.height);
+    const g = c.getContext("2d");
+    g.drawImage(bmp, 0, 0);
+    const d = g.getImageData(m, m, bmp.width - 2 * m, bmp.height - 2 * m).data;
+    let n = 0;
+    for (let i = 0; i < d.length; i += 4) if (d[i] + d[i + 1] + d[i + 2] > 30) n++;
+    return n;
+  }, [b64, margin]);
+}
+
+// Lit pixels of the canvas: 0 when it shows only the background (nothing
+// half-drawn, no "loading" text). 2 px in from each edge: the element
+// screenshot catches the neighbours' borders.
+async function canvas_blank(p) {
+  return lit_pixels(p, await canvas_png(p), 2);
+}
+
+test("an unknown patient shows an alert naming it and a clear canvas", { timeout: TEST_MS }, async () => {
+  await with_http_errors(async () => {
+  const p = await new_page();
+  await p.goto(`${base}/viewer.html?patient=NOPE`);
+  await wait_settled(p);
+  const alert = p.getByRole("alert");
+  await alert.waitFor({ state: "visible", timeout: WAIT_MS });
+  const text = await alert.textContent();
+  assert.match(text, /NOPE/);
+  assert.match(text, /404/);
+  assert.equal(await p.evaluate(() => document.body.dataset.state), "error");
+  assert.equal(await p.locator("#progress").isVisible(), false);
+  await p.screenshot({ path: path.join(ARTIFACTS, "viewer-unknown-patient.png") });
+  await p.close();
+  });
+});
+
+test("a broken image: the message names it, progress ends and the canvas is cleared", { timeout: TEST_MS }, async () => {
+  expected_decoder_errors = true;
+  const p = await new_page();
+  await p.goto(`${base}/viewer.html?patient=${FIXTURES}&image=nifti/broken.nii.gz&seg=scans/signed.nii.gz`);
+  await wait_settled(p);
+  assert.equal(await p.evaluate(() => document.body.dataset.state), "error");
+  const text = await p.locator("#alert").textContent();
+  assert.match(text, /nifti\/broken\.nii\.gz/);
+  assert.equal(await p.locator("#progress").isVisible(), false);
+  assert.equal(await canvas_blank(p), 0, "nothing on the canvas (no 'loading' text)");
+  await p.screenshot({ path: path.join(ARTIFACTS, "viewer-broken-image.png") });
+  await p.close();
+  expected_decoder_errors = false;
+});
+
+test("a failed overlay request clears what was drawn", { timeout: TEST_MS }, async () => {
+  await with_http_errors(async () => {
+  const p = await new_page();
+  // the segmentation's bytes are refused after /labels answered
+  await p.route(/\/output\/[^?]*signed\.nii\.gz$/, (route) => route.fulfill({
+    status: 404, contentType: "application/json",
+    body: JSON.stringify({ detail: "no such file: scans/signed.nii.gz", error: "not_found" }),
+  }));
+  await p.goto(`${base}/viewer.html?patient=${FIXTURES}&image=nifti/CT.nii.gz&seg=scans/signed.nii.gz`);
+  await wait_settled(p);
+  assert.equal(await p.evaluate(() => document.body.dataset.state), "error");
+  assert.match(await p.locator("#alert").textContent(), /no such file: scans\/signed\.nii\.gz \(HTTP 404/);
+  assert.equal(await canvas_blank(p), 0, "the image drawn before the failure is gone");
+  await p.close();
+  });
+});
+
+test("a segmentation that is no label map (/labels 415) is named in a warning; the image is shown", { timeout: TEST_MS }, async () => {
+  await with_http_errors(async () => {
+  const r = await fetch(`${base}/output/${FIXTURES}/scans/float.nii.gz/labels`);
+  assert.equal(r.status, 415);
+  const p = await new_page();
+  await open_viewer(p, `patient=${FIXTURES}&image=nifti/CT.nii.gz&seg=scans/float.nii.gz`);
+  const notice = await p.locator("#notice").textContent();
+  assert.match(notice, /does not look like a label map/);
+  assert.match(notice, /415/);
+  assert.equal(await p.evaluate(() => window.medimg_viewer.nv.volumes.length), 1);
+  assert.ok(await canvas_blank(p) > 1000, "the image is drawn");
+  await p.close();
+  });
+});
+
+test("a CT passed as the segmentation is named in a warning", { timeout: TEST_MS }, async () => {
+  await with_http_errors(async () => {
+  const p = await new_page();
+  await open_viewer(p, `patient=${FIXTURES}&image=nifti/CT.nii.gz&seg=nifti/CT.nii.gz`);
+  assert.match(await p.locator("#notice").textContent(), /(does not look like|may not be) a label map/);
+  assert.ok(["not-labels", "unnamed-labels"].includes(await p.evaluate(() => document.body.dataset.warning)));
+  await p.close();
+  });
+});
+
+test("no console error for a patient without voxels/; negative and 64-bit ids are exact", { timeout: TEST_MS }, async () => {
+  const before = console_errors.length;
+  const p = await new_page();
+  const requests = [];
+  p.on("request", (r) => requests.push(r.url()));
+  await open_viewer(p, `patient=${FIXTURES}&image=nifti/CT.nii.gz`);
+  assert.equal(await p.evaluate(() => window.medimg_viewer.state.seg), "scans/big.nii.gz", "the first file of scans/");
+  assert.ok(!requests.some((u) => u.includes("/voxels/")), "voxels/ is not asked for");
+  assert.deepEqual(console_errors.slice(before), []);
+
+  const big = (await (await fetch(`${base}/output/${FIXTURES}/scans/big.nii.gz/labels`)).text()).match(/"id":(\d+)/g);
+  assert.ok(big.includes('"id":1152921504606846977'), `the server lists the exact id: ${big}`);
+  const ids = await p.$$eval("#label-rows tr", (trs) => trs.map((t) => t.dataset.labelId));
+  assert.deepEqual(ids, ["3", "1152921504606846977"]);
+  assert.match(await p.locator("#download").getAttribute("href"), /label_ids=3,1152921504606846977$/);
+  await p.close();
+
+  const q = await new_page();
+  await open_viewer(q, `patient=${FIXTURES}&image=nifti/CT.nii.gz&seg=scans/signed.nii.gz`);
+  const rows = await q.$$eval("#label-rows tr", (trs) => trs.map((t) => t.dataset.labelId));
+  assert.equal(rows[0], "-3", "the negative id is listed first");
+  await q.locator("#label-rows tr[data-label-id='-3'] button.only").click();
+  await wait_ready(q);
+  assert.match(await q.locator("#download").getAttribute("href"), /label_ids=-3$/);
+  await q.locator("#label-rows tr[data-label-id='-3'] button.locate").click();
+  await wait_settled(q);
+  assert.equal(await q.locator("#readout").evaluate((el) => el.dataset.label), "-3");
+  assert.match(await q.locator("#readout").textContent(), /-3 \(-3\)/);
+  const r = await fetch(`${base}${await q.locator("#download").getAttribute("href")}`);
+  assert.equal(r.status, 200, "the server accepts the negative id");
+  await q.close();
 });
 
 test("a 4xx answer's JSON detail is shown", { timeout: TEST_MS }, async () => {
-  expected_http_errors = true;
-  try {
-    const missing = "scans/missing.nii.gz";
-    const r = await fetch(`${base}/output/${PATIENT}/${missing}/labels`);
-    assert.ok(r.status >= 400 && r.status < 500, `server answers ${r.status}`);
-    const body = await r.json();
-    assert.ok(body.detail, "JSON error with a detail");
-    const image = find_files(path.join(data_root, PATIENT)).find((f) => f.startsWith("nifti/"));
-    const p = await new_page();
-    await p.goto(`${base}/viewer.html?patient=${PATIENT}&image=${image}&seg=${missing}`);
-    await wait_settled(p);
-    const alert = p.getByRole("alert");
-    await alert.waitFor({ state: "visible", timeout: WAIT_MS });
-    const text = await alert.textContent();
-    assert.ok(text.includes(body.detail), `alert "${text}" contains "${body.detail}"`);
-    assert.match(text, new RegExp(String(r.status)));
-    await p.close();
-  } finally {
-    expected_http_errors = false;
-  }
+  await with_http_errors(async () => {
+  const missing = "scans/missing.nii.gz";
+  const r = await fetch(`${base}/output/${PATIENT}/${missing}/labels`);
+  assert.ok(r.status >= 400 && r.status < 500, `server answers ${r.status}`);
+  const body = await r.json();
+  assert.ok(body.detail, "JSON error with a detail");
+  const image = find_files(path.join(data_root, PATIENT)).find((f) => f.startsWith("nifti/"));
+  const p = await new_page();
+  await p.goto(`${base}/viewer.html?patient=${PATIENT}&image=${image}&seg=${missing}`);
+  await wait_settled(p);
+  const alert = p.getByRole("alert");
+  await alert.waitFor({ state: "visible", timeout: WAIT_MS });
+  const text = await alert.textContent();
+  assert.ok(text.includes(body.detail), `alert "${text}" contains "${body.detail}"`);
+  assert.match(text, new RegExp(String(r.status)));
+  assert.equal(await canvas_blank(p), 0);
+  await p.close();
+  });
 });
 
 test("listing: breadcrumbs, human sizes, sorting, and a view link that opens the viewer", { timeout: TEST_MS }, async () => {
