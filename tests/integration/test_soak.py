@@ -22,6 +22,18 @@ SECONDS = int(os.environ.get("MEDIMG_SOAK_SECONDS", "15"))
 CONNECTIONS = int(os.environ.get("MEDIMG_SOAK_CONNECTIONS", "16"))
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 
+def server_trouble(server):
+    """The server log's lines about 5xx answers and worker messages (not the
+    access log's 2xx/3xx lines), for a failure message."""
+    path = getattr(server, "log_path", None)
+    try:
+        lines = Path(path).read_text(errors="replace").splitlines() if path else []
+    except OSError:
+        lines = []
+    keep = [l for l in lines if '" 5' in l or not re.search(r'" [23]\d\d ', l)]
+    return "\n".join(keep[-60:]) or server.logs()
+
+
 LUA = r"""
 local threads = {}
 function setup(thread)
@@ -122,7 +134,7 @@ def test_soak(server, tmp_path):
     bad, last_bad, total, errors, p50, p99 = m.groups()
     print(f"soak {server.kind}: {total} requests in {SECONDS}s with {CONNECTIONS} connections, "
           f"p50 {int(p50) / 1000:.1f} ms, p99 {int(p99) / 1000:.1f} ms; workers mid {mid} end {end}")
-    assert int(bad) == 0, f"{bad} unexpected statuses (last {last_bad})\n{out}"
+    assert int(bad) == 0, f"{bad} unexpected statuses (last {last_bad})\n{out}\n{server_trouble(server)}"
     # Socket errors: none may be a connect/write/timeout error. A read error
     # is a kept-alive connection closed by the server as wrk reuses it (seen
     # with Apache's event MPM: 2-3 per 1000 requests, every logged answer a
