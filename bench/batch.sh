@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Batch benchmark of `medimg filter` (DESIGN.md §8, docs/PERFORMANCE.md
+# Batch benchmark of `medimg filter` (docs/PERFORMANCE.md,
 # "Batch"): 20 clinical-size label maps (medimg demo, 256x256x128 int16 by
 # default) filtered with --outdir --keep-tree --files-from -, at -j 1 and
 # -j 2, against a shell loop of bench/reference_nibabel.py (the old server's

@@ -2,7 +2,7 @@
 //
 // Inflates a gzip file and deflates the result again at the same level, with
 // no filtering, and reports how long that took. A filter that streams a
-// .nii.gz through the same codec cannot be faster than this; DESIGN.md §8
+// .nii.gz through the same codec cannot be faster than this; docs/PERFORMANCE.md
 // asks the filter to stay within 1.3x of it.
 //
 // Variants (one per process, so peak RSS is attributable):

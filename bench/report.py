@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Renders a bench/run.sh results file (JSON lines) as Markdown tables with a
-verdict per DESIGN.md §8 target.
+verdict per docs/PERFORMANCE.md target.
 
 usage: report.py RESULTS.jsonl
 """
@@ -244,7 +244,7 @@ def main():
             out.append(f"Note: {note['note']}\n")
 
     if verdicts:
-        out.append("### Verdicts (DESIGN.md §8)\n")
+        out.append("### Verdicts (docs/PERFORMANCE.md)\n")
         out.append(table(["target", "measured", "verdict"],
                          [[t, m, "met" if ok else "**not met**"] for t, m, ok in verdicts]))
     print("\n".join(out))

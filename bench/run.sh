@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One command for every measurement of DESIGN.md §8; see bench/README.md.
+# One command for every measurement of docs/PERFORMANCE.md; see bench/README.md.
 #
 #   bench/run.sh [--size 512x512x400] [--runs 3] [--scratch DIR] [--skip-build]
 #                [--no-cli] [--no-nibabel] [--no-server] [--port 18888] [--viewer]

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Server measurements for DESIGN.md §8 (run with /usr/bin/python3).
+"""Server measurements for docs/PERFORMANCE.md (run with /usr/bin/python3).
 
 Starts `medimg serve --host 127.0.0.1 --port P --data-root DIR` (lighttpd plus
 the medimg-fcgi pool) with its own empty cache directory (--cache-dir) and no access log

@@ -1,4 +1,4 @@
-// Browser benchmark of the viewer (DESIGN.md §8): headless Chromium with
+// Browser benchmark of the viewer (docs/PERFORMANCE.md): headless Chromium with
 // software WebGL (SwiftShader) against `medimg serve` on a `medimg demo` tree.
 //
 //   node bench/viewer_bench.mjs [--size 512x512x400] [--runs 2] [--toggles 4]

@@ -56,8 +56,8 @@ bool print_help(const ParsedArgs& parsed, const char* usage);
 // "expected one {what}, got N".
 const std::string& single_positional(const ParsedArgs& parsed, std::string_view what);
 
-// The options every reading command takes for the configuration (DESIGN.md
-// §6): --config FILE, --max-voxels N, --max-label-ids N, --label-dict FILE,
+// The options every reading command takes for the configuration
+// (conf/medimg.ini): --config FILE, --max-voxels N, --max-label-ids N, --label-dict FILE,
 // --label-colors FILE. Appended to a command's own specs.
 std::vector<OptionSpec> with_config_options(std::vector<OptionSpec> specs);
 // Their --help lines (after the --max-voxels line of each command).

@@ -1,5 +1,5 @@
 // The subcommands of the `medimg` program. Each takes the arguments after
-// its name and returns the process exit code (DESIGN.md §5: 0 success,
+// its name and returns the process exit code (man/medimg.1: 0 success,
 // 2 usage error, 3 invalid or corrupt input file, 1 any other failure).
 #pragma once
 

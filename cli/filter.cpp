@@ -1,5 +1,5 @@
 // `medimg filter`: keep (or mask) chosen label ids of one segmentation, or of
-// many into an output directory (DESIGN.md §5).
+// many into an output directory (man/medimg.1).
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>

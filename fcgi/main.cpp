@@ -175,7 +175,7 @@ bool is_health(FCGX_Request& request) {
 }
 
 // Accepted requests waiting for a thread, bounded: past the bound the
-// acceptor answers 503 itself (DESIGN.md §4). The kernel's backlog of
+// acceptor answers 503 itself (README.md). The kernel's backlog of
 // connections not yet accepted is invisible to us; what we bound is what
 // this process has taken on.
 class Pool {

@@ -20,7 +20,7 @@ struct Request {
     std::string if_none_match; // HTTP_IF_NONE_MATCH, or empty
     std::string access_control_request_method;   // preflight
 
-    // Routes on REQUEST_URI (DESIGN.md §9), never SCRIPT_NAME/PATH_INFO.
+    // Routes on REQUEST_URI (docs/ARCHITECTURE.md), never SCRIPT_NAME/PATH_INFO.
     // Throws Error(BadPath) when REQUEST_URI is missing or not an
     // origin-form path ("/...").
     static Request from(const Transport& transport);

@@ -1,4 +1,4 @@
-// Configuration of the worker and the CLI (DESIGN.md §6): built-in defaults,
+// Configuration of the worker and the CLI (conf/medimg.ini): built-in defaults,
 // the ini file, `.env`, the environment and command-line flags, checked once
 // at start. A bad value throws Error(BadParameter) naming the key.
 #pragma once
@@ -64,7 +64,7 @@ struct Config {
     std::map<std::string, std::string> origin;
 };
 
-// The one declaration of every configuration key (DESIGN.md §6): parsing,
+// The one declaration of every configuration key (conf/medimg.ini): parsing,
 // validation, the MEDIMG_* names, the defaults, what `medimg serve` passes
 // its workers and the documented conf/medimg.ini all come from this table
 // (tests/unit/config_test.cpp checks the ini against it).

@@ -9,7 +9,7 @@
 namespace medimg {
 
 // X(name, http_status, machine_id, cli_exit_code)
-// Exit codes (DESIGN.md §5): 2 usage error, 3 invalid or corrupt input file,
+// Exit codes (man/medimg.1): 2 usage error, 3 invalid or corrupt input file,
 // 1 any other failure.
 #define MEDIMG_ERROR_CODES(X)                                               \
     X(BadLabelIds, 400, "bad_label_ids", 2)                                 \

@@ -4,7 +4,7 @@
 -- "CORS"): this script adds the headers to every answer, static, dynamic and
 -- errors, and removes any a backend sent. Hooked by medimg-routes.conf with
 -- magnet.attract-response-start-to. setenv cannot echo a request's Origin, so
--- the allow-list is applied here (DESIGN.md §9).
+-- the allow-list is applied here (docs/ARCHITECTURE.md).
 --
 -- Allow-list: request environment MEDIMG_CORS_ORIGINS (set with
 -- setenv.set-environment by medimg-routes.conf from var.medimg_cors_origins).

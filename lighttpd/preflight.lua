@@ -1,7 +1,7 @@
 -- medimg: methods on the static routes (mod_magnet, package
 -- lighttpd-modules-lua). OPTIONS (CORS preflight) is answered with 204:
 -- lighttpd itself answers OPTIONS on a URL that is not a file with 404
--- (DESIGN.md §9). Methods other than GET, HEAD and OPTIONS are 405 with
+-- (docs/ARCHITECTURE.md). Methods other than GET, HEAD and OPTIONS are 405 with
 -- Allow, as on Apache and the worker's routes (lighttpd's own answer is
 -- 501). Hooked by medimg-routes.conf with magnet.attract-physical-path-to;
 -- the CORS headers are added to these answers, as to every other, by

@@ -5,7 +5,7 @@
 -- (ENOENT, ENAMETOOLONG), 403 (EACCES) or a PATH_INFO lookup (ENOTDIR), and
 -- with its own 500 for every other errno. The one bad input that reaches that
 -- 500 is a symlink loop under the data root (ELOOP: `a -> b`, `b -> a`, or a
--- link to itself); DESIGN.md §4 allows no 5xx for bad input. Hooked by
+-- link to itself); README.md allows no 5xx for bad input. Hooked by
 -- medimg-routes.conf with magnet.attract-physical-path-to on the static routes
 -- (after preflight.lua, so preflights are answered first). A path that stats is
 -- left to lighttpd untouched (one stat, from lighttpd's stat cache, which
@@ -14,7 +14,7 @@
 -- ENOTDIR (a path that continues below a file: "all.nii.gz/labels/",
 -- "all.nii.gz/LABELS") is 404: lighttpd would serve the file with the rest as
 -- path info (or, with static-file.disable-pathinfo, answer 403), while routes
--- match exactly (DESIGN.md §4) and Apache answers 404.
+-- match exactly (README.md) and Apache answers 404.
 --
 -- mod_magnet's stat gives no errno. Opening "PATH/." gives the same errno as
 -- stat(PATH) for a path that does not resolve, and can never open a FIFO or a

@@ -1,5 +1,5 @@
 // GET /metrics: the pool's counters in the Prometheus text exposition format
-// 0.0.4 (DESIGN.md §4; docs/DEPLOYMENT.md, "Metrics").
+// 0.0.4 (README.md; docs/DEPLOYMENT.md, "Metrics").
 #include "error.hpp"
 #include "routes/routes.hpp"
 

@@ -1,4 +1,4 @@
-// The worker's endpoints (DESIGN.md §4), each registered on a Router, and
+// The worker's endpoints (README.md), each registered on a Router, and
 // the helpers they share.
 #pragma once
 

@@ -259,7 +259,7 @@ void Dictionary::set(std::int64_t id, std::string name, std::optional<Rgb> color
 
 namespace {
 
-// A name as users type it (DESIGN.md §5): lower case, '_' and space alike,
+// A name as users type it (man/medimg.1): lower case, '_' and space alike,
 // runs of them one, none at the ends ("Right_Kidney " = "right kidney").
 std::string folded(std::string_view name) {
     std::string out;

@@ -599,7 +599,7 @@ Plan make_plan(const Header& h, const LabelSet& set, Mode mode) {
     return plan;
 }
 
-// ---- Remapping (keep mode with a map, DESIGN.md §4) -----------------------
+// ---- Remapping (keep mode with a map, README.md) -----------------------
 // Off the plain path: make_plan's kernels stay as they are, and a map whose
 // rules match no selectable id uses them unchanged.
 
@@ -974,7 +974,7 @@ FilterResult filter(nifti::Reader& in, nifti::ByteSink& sink, nifti::Container c
     } else if (h.version() != nifti::Version::Analyze75 && std::isfinite(h.scl_slope_raw()) &&
                h.scl_slope_raw() != 0 &&
                !std::isfinite(h.scl_inter_raw())) {
-        // A non-finite inter with a valid slope counts as 0 (DESIGN.md §10);
+        // A non-finite inter with a valid slope counts as 0 (docs/ARCHITECTURE.md);
         // written as 0 so every reader sees the same values we matched on.
         out.set_scaling(h.scl_slope_raw(), 0.0);
     }

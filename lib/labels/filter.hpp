@@ -20,7 +20,7 @@ enum class Mode { Keep, Mask };
 struct FilterOptions {
     LabelSet labels;
     // Applied after selection in keep mode: a selected voxel whose id a rule
-    // matches gets the rule's new id (DESIGN.md §4). Mask mode ignores it
+    // matches gets the rule's new id (README.md). Mask mode ignores it
     // (1 where selected); the selection itself is always `labels`.
     LabelMap map;
     Mode mode = Mode::Keep;
@@ -37,7 +37,7 @@ struct FilterResult {
 // Filters the image `in` into `sink` as a single-file NIfTI in `container`.
 // Keep mode keeps datatype, scaling and stored values of kept voxels; removed
 // voxels get the stored value that scales to exactly 0, or the output is
-// written unscaled (DESIGN.md §10). Mask mode writes uint8 0/1, unscaled.
+// written unscaled (docs/ARCHITECTURE.md). Mask mode writes uint8 0/1, unscaled.
 // Crop moves qoffset and srow offsets so kept voxels keep their world
 // coordinates; an empty selection with crop gives a 1x1x1 zero volume.
 // With a map (keep mode), the output keeps the input's datatype (and its

@@ -2,7 +2,7 @@
 // /filtered-scans (label_ids, labels, map, mode, crop, margin) and the options
 // of `medimg filter` (--labels, --names, --map, --mode, --crop, --margin,
 // --level).
-// Same rules and limits for both (DESIGN.md §4 and §5); only the names in
+// Same rules and limits for both (README.md, man/medimg.1); only the names in
 // the messages differ. The canonical text of the result keys the results
 // cache and the ETag.
 #pragma once

@@ -1,7 +1,7 @@
 // Per-label intensity statistics of an image on the same grid as a label
 // map: mean, sd, min, max and the 5th/50th/95th percentiles of the image's
 // scaled values (HU for CT) inside every label, computed while the label
-// metadata pass streams the label map (DESIGN.md §4, README.md "/labels").
+// metadata pass streams the label map (README.md, README.md "/labels").
 //
 // Memory is bounded by histograms, never volumes:
 // - integer images: one exact histogram of stored values per label, dense

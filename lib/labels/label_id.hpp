@@ -1,5 +1,5 @@
 // A label id: any value a signed or unsigned integer voxel up to 64 bits can
-// hold, so every id in [INT64_MIN, UINT64_MAX] (DESIGN.md §10), held exactly
+// hold, so every id in [INT64_MIN, UINT64_MAX] (docs/ARCHITECTURE.md), held exactly
 // in a 128-bit integer so that ids order and compare as plain numbers.
 #pragma once
 

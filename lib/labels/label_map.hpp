@@ -1,5 +1,5 @@
 // A label remapping from a request or command: "6:1,28-32:2" gives id 6 the
-// new id 1 and ids 28..32 the new id 2 (DESIGN.md §4, `map=`).
+// new id 1 and ids 28..32 the new id 2 (README.md, `map=`).
 #pragma once
 
 #include <cstdint>

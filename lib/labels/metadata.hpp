@@ -1,5 +1,5 @@
 // Label metadata of an image: ids present, voxel counts, volumes, bounding
-// boxes; rendered as the /labels JSON (DESIGN.md §4) and the /info JSON.
+// boxes; rendered as the /labels JSON (README.md) and the /info JSON.
 #pragma once
 
 #include <array>

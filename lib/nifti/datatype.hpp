@@ -16,7 +16,7 @@ struct DataType {
 
     // Integers up to 64 bits, float32 and float64 (their values are then
     // checked to be integral while streaming). Complex, RGB(A), float128 and
-    // binary cannot hold labels (DESIGN.md §10: 415).
+    // binary cannot hold labels (docs/ARCHITECTURE.md: 415).
     bool can_hold_labels() const noexcept;
 };
 

@@ -1,5 +1,5 @@
 // NIfTI-1 / NIfTI-2 / Analyze 7.5 headers: parsed field by field at fixed
-// offsets from raw bytes, strictly validated (DESIGN.md §10), and edited in
+// offsets from raw bytes, strictly validated (docs/ARCHITECTURE.md), and edited in
 // place so every field we do not touch is written back byte for byte.
 #pragma once
 

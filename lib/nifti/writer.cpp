@@ -59,7 +59,7 @@ Writer::Writer(ByteSink& sink, const Header& header, std::span<const std::uint8_
     } else if (!extension.empty()) {
         // A set flag over a broken chain makes readers fail (nibabel reads
         // an esize of 0 as "the rest of the file"): the flag becomes 0, the
-        // bytes stay (DESIGN.md §10).
+        // bytes stay (docs/ARCHITECTURE.md).
         if (extension[0] != 0 && !extension_chain_valid(extension, header.byte_order())) {
             static const std::uint8_t no_extensions = 0;
             impl_->out->write(&no_extensions, 1);

@@ -30,8 +30,8 @@ public:
     // (ignored for Plain). Throws Error(Internal) on a header that breaks that.
     // The extension bytes are written verbatim, except that the extension
     // flag (their first byte) is written as 0 when it is set but the chain is
-    // invalid (extension_chain_valid), so readers skip the bytes (DESIGN.md
-    // §10; docs/SECURITY.md).
+    // invalid (extension_chain_valid), so readers skip the bytes (docs/ARCHITECTURE.md;
+    // docs/SECURITY.md).
     Writer(ByteSink& sink, const Header& header, std::span<const std::uint8_t> extension,
            Container container, int gzip_level);
     ~Writer();

@@ -1,4 +1,4 @@
-"""`medimg filter` in scripts and pipelines (DESIGN.md §5): batches that
+"""`medimg filter` in scripts and pipelines (man/medimg.1): batches that
 refuse to overwrite before writing anything, --no-clobber/--force,
 --keep-tree, --files-from, -j, --json lines, exit statuses of the first
 failure, re-runs over an output folder, stdin as IN, and `labels`/`info` on

@@ -1,4 +1,4 @@
-"""One configuration for every front end (DESIGN.md §6): the precedence flag >
+"""One configuration for every front end (conf/medimg.ini): the precedence flag >
 environment > .env > ini > default, observed on `medimg filter` and on a
 real medimg-fcgi worker from the same table. The key is [limits]
 max_label_ids: N ids are accepted and N + 1 refused (CLI exit 2, worker 413)."""

@@ -1,5 +1,5 @@
 """--help and man/medimg.1 document exactly the options the parser accepts,
-for every reading command (DESIGN.md §5)."""
+for every reading command (man/medimg.1)."""
 import re
 
 import pytest

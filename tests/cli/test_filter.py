@@ -15,7 +15,7 @@ from conftest import load, run, write_nifti, label_volume
 IDS = [1, 5, 10, 11, 12]
 IDS_ARG = "1,5,10-12"
 
-# Header fields a filter must not change (DESIGN.md §4).
+# Header fields a filter must not change (README.md).
 KEPT_FIELDS = ["pixdim", "qform_code", "sform_code", "xyzt_units", "descrip", "quatern_b",
                "quatern_c", "quatern_d", "qoffset_x", "qoffset_y", "qoffset_z", "srow_x",
                "srow_y", "srow_z", "intent_code", "dim"]

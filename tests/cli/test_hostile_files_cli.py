@@ -1,5 +1,5 @@
 """Every file of tests/data/malformed/ through `medimg filter` and
-`medimg labels --json` (DESIGN.md §5, §10): accepted files give voxel-exact
+`medimg labels --json` (man/medimg.1, docs/ARCHITECTURE.md): accepted files give voxel-exact
 output (nibabel as the independent reader), rejected ones exit with the
 documented code and leave no output file behind."""
 import json

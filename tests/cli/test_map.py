@@ -1,6 +1,6 @@
 """`medimg filter --map`: remapped outputs read back by nibabel against
 np.select over the same rules, for every integer datatype, with the output
-datatype of DESIGN.md §4; mask, crop and refusals."""
+datatype of README.md; mask, crop and refusals."""
 import sys
 
 import nibabel as nib

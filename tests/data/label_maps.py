@@ -1,6 +1,6 @@
 """Label remapping (`map=`, `--map`) cases shared by the CLI and HTTP suites:
 a label volume in every integer datatype, the rules, the expected voxels by
-np.select over the same rules, and the output datatype DESIGN.md §4 names
+np.select over the same rules, and the output datatype README.md names
 (found by brute force over the ids, independently of the C++ planner)."""
 import numpy as np
 

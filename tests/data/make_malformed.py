@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Generates tests/data/malformed/: malformed and tricky NIfTI/Analyze files,
-one case per DESIGN.md §10 rule, each with its expectation.
+one case per docs/ARCHITECTURE.md rule, each with its expectation.
 
     /usr/bin/python3 tests/data/make_malformed.py [OUTDIR]
 
@@ -264,7 +264,7 @@ def build():
            "one 48-byte extension (ecode 4): copied verbatim")
     accept("extension_garbage.nii", nifti1(i16, ext=b"\xff" * 37 + b"\0" * 3), "int16",
            "extension region with an invalid esize: never parsed, copied")
-    # Extension flag set over an invalid chain (DESIGN.md §10): the region
+    # Extension flag set over an invalid chain (docs/ARCHITECTURE.md): the region
     # is copied, the output's flag (byte 348 / 540) written as 0.
     payload = b"medimg chain text 24 byt"
     for name, esize in (("extension_esize_zero.nii", 0), ("extension_esize_8.nii", 8),
@@ -579,7 +579,7 @@ def extension_region(data):
 
 
 def extension_chain_valid(region, endian):
-    """The rule of DESIGN.md §10 for `region` (extender + extensions):
+    """The rule of docs/ARCHITECTURE.md for `region` (extender + extensions):
     wherever 8 bytes remain, an esize >= 16, a multiple of 16, within the
     region."""
     pos = 4

@@ -1,5 +1,5 @@
 // The worker's routes through the in-memory transport, on real files in a
-// temporary data root: answers, every error class of DESIGN.md §4 with its
+// temporary data root: answers, every error class of README.md with its
 // JSON body, conditional GET, HEAD, the results cache and CORS.
 #include <unistd.h>
 

@@ -41,7 +41,7 @@ def header_list():
 def test_header_list_has_what_viewers_need():
     v = header_list()
     exposed = [h.strip() for h in v["EXPOSE_HEADERS"].split(",")]
-    # DESIGN.md §9 and the list: what a range-reading viewer reads.
+    # docs/ARCHITECTURE.md and the list: what a range-reading viewer reads.
     for h in ("Content-Length", "Content-Range", "Accept-Ranges", "ETag", "Last-Modified"):
         assert h in exposed
     assert [m.strip() for m in v["ALLOW_METHODS"].split(",")] == ["GET", "HEAD", "OPTIONS"]

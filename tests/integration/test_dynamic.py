@@ -1,6 +1,6 @@
 """Dynamic routes through the web server to real medimg-fcgi workers:
 filters read back by nibabel, /labels and /info against nibabel, every error
-class of DESIGN.md §4, cached results with Range and 304, CORS."""
+class of README.md, cached results with Range and 304, CORS."""
 
 import gzip
 import io

@@ -1,4 +1,4 @@
-"""Routes match exactly on both servers (DESIGN.md §4): segments are
+"""Routes match exactly on both servers (README.md): segments are
 case-sensitive and a trailing slash is another URL, so `…/labels/`,
 `…/LABELS`, `…/Labels`, `…/info/` are 404 — never the image below them
 with the rest taken as path info. And `X-Content-Type-Options: nosniff` is

@@ -1,5 +1,5 @@
 """The worker's file access, attacked from inside the data root, through both
-web servers (docs/SECURITY.md, "Files the worker reads"; DESIGN.md §7).
+web servers (docs/SECURITY.md, "Files the worker reads"; docs/SECURITY.md).
 
 The attacker can write one patient folder (a segmentation service, an
 operator, a compromised writer) and nothing else. Whatever they do there:
@@ -14,7 +14,7 @@ operator, a compromised writer) and nothing else. Whatever they do there:
   give a new answer and a new ETag, never a cached older or another
   patient's one;
 - a broken extension chain is written with its flag cleared, so nibabel
-  reads the output (DESIGN.md §10).
+  reads the output (docs/ARCHITECTURE.md).
 Exact routes (`…/labels/`, `…/LABELS` are 404) are test_exact_routes.py's.
 
 Every file outside the root is readable by the worker's user, so a refusal
@@ -248,7 +248,7 @@ def test_pair_partner_linking_to_hidden_file_is_refused(server, patient):
 
 
 def test_pair_partner_linking_inside_root_still_works(server, patient):
-    """Links that stay inside the root are allowed (DESIGN.md §7): the fix
+    """Links that stay inside the root are allowed (docs/SECURITY.md): the fix
     must not refuse them."""
     pid, scans = patient
     data = labels_volume(LEGIT_IDS)
@@ -688,7 +688,7 @@ def test_upper_case_pair_tracks_its_image(server, patient):
 
 
 # ---------------------------------------------------------------------------
-# 9. Broken extension chains (DESIGN.md §10)
+# 9. Broken extension chains (docs/ARCHITECTURE.md)
 
 CHAIN_CASES = [c for c in mm.load_manifest(SOURCE / "tests" / "data" / "malformed")
                if c["name"] in mm.REGION_CASES and c["name"] != "vox_offset_1024.nii"]

@@ -147,7 +147,7 @@ def test_bomb_inflate_is_capped(default_limits):
     took = time.monotonic() - t
     assert took < 30, took
     hwm = {p: vm_hwm_kib(p) for p in s.worker_pids()}
-    assert hwm and max(hwm.values()) < 64 * 1024, hwm     # DESIGN §8: ≤ 64 MiB per worker
+    assert hwm and max(hwm.values()) < 64 * 1024, hwm     # docs/PERFORMANCE.md: ≤ 64 MiB per worker
 
 
 def test_queue_limit_answers_busy(kind, limits_root, tmp_path):

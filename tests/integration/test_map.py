@@ -1,6 +1,6 @@
 """`map=` on the filter routes through lighttpd and Apache to real workers:
 every integer datatype read back by nibabel against np.select over the same
-rules, the output datatype of DESIGN.md §4, mask, crop, the cache key and
+rules, the output datatype of README.md, mask, crop, the cache key and
 ETag, and the 4xx answers for bad maps."""
 import gzip
 import io

@@ -48,7 +48,7 @@ def test_every_router_route_is_documented():
     for route in routes:
         assert shape(route) in shapes, f"{route} is not in www/openapi.json"
         item = paths[shapes[shape(route)]]
-        # Every dynamic route answers GET, HEAD and OPTIONS (DESIGN.md §4).
+        # Every dynamic route answers GET, HEAD and OPTIONS (README.md).
         assert {"get", "head", "options"} <= set(item), (route, sorted(item))
     # Query parameters the filter route reads, including map=.
     filt = paths[shapes[shape("/filtered-scans/{pid}/{rest...}")]]["get"]

@@ -1,5 +1,5 @@
 """SIGTERM to one worker of a pool that shares one listening socket ends
-that process only (DESIGN §7, §9; docs/DEPLOYMENT.md, "Stopping one
+that process only (docs/SECURITY.md, docs/ARCHITECTURE.md; docs/DEPLOYMENT.md, "Stopping one
 worker"). Each supervisor hands the socket differently, so each is run for
 real: spawn-fcgi + multiwatch behind lighttpd and behind Apache, lighttpd's
 own bin-path pool (`medimg serve`), and a socket passed on fd 0 the way

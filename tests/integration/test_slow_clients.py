@@ -1,4 +1,4 @@
-"""Clients that stop reading a streamed answer (DESIGN §7, docs/SECURITY.md):
+"""Clients that stop reading a streamed answer (docs/SECURITY.md, docs/SECURITY.md):
 each costs a worker thread at most `[limits] send_timeout`, and /health keeps
 answering meanwhile.
 

@@ -575,7 +575,7 @@ TEST_CASE("filter: long background runs with islands match the reference", "[lab
     CHECK(ids_of(out) == reference(ids, dims, opt.labels, mode, nullptr));
 }
 
-// ---- map= (DESIGN.md §4) ---------------------------------------------------
+// ---- map= (README.md) ---------------------------------------------------
 namespace {
 
 using medimg::labels::LabelMap;
@@ -612,7 +612,7 @@ IntRange range_of(int code) {
     }
 }
 
-// The output datatype DESIGN.md §4 asks for, by brute force over the ids
+// The output datatype README.md asks for, by brute force over the ids
 // -70000..70000 the rules of these tests use: the input's when every new id a
 // selectable voxel can get fits it, else the narrowest signed type that holds
 // every id the output can hold.

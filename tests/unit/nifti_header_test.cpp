@@ -184,7 +184,7 @@ TEST_CASE("nifti header: magic rules for pairs and Analyze 7.5", "[nifti][header
     }
 }
 
-TEST_CASE("nifti header: scaling rules of DESIGN.md section 10", "[nifti][header]") {
+TEST_CASE("nifti header: scaling rules of the input rules", "[nifti][header]") {
     auto [slope, inter, scaled, eff_slope, eff_inter] = GENERATE(table<double, double, bool, double, double>({
         {0, 5, false, 1, 0},
         {NAN, 5, false, 1, 0},

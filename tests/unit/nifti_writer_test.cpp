@@ -1,4 +1,4 @@
-// The writer's extension region (DESIGN.md §10): copied verbatim, except
+// The writer's extension region (docs/ARCHITECTURE.md): copied verbatim, except
 // that a set extension flag over an invalid chain is written as 0.
 #include <cstdint>
 #include <string>

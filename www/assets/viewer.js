@@ -4,7 +4,7 @@
 //     [&show=IDS][&view=V][&wl=W,L][&xyz=X,Y,Z][&orient=neuro][&opacity=A]
 // The segmentation is downloaded and uploaded to the GPU once. Showing and
 // hiding labels changes the alpha of its label colour table and redraws
-// (DESIGN.md §4, §8): nothing is downloaded and no volume is uploaded again.
+// (README.md, docs/PERFORMANCE.md): nothing is downloaded and no volume is uploaded again.
 // A map on the image's grid with ids 1..255 is NiiVue's drawing layer, whose
 // colour table is applied while drawing (a toggle uploads 256 colours); any
 // other map is an overlay layer, whose colours NiiVue bakes into a texture
@@ -21,7 +21,7 @@ const VIEWS = {
   render: SLICE_TYPE.RENDER,
 };
 
-// DESIGN.md §4: window/level presets, on buttons and on keys 1-5.
+// README.md: window/level presets, on buttons and on keys 1-5.
 export const PRESETS = [
   { key: "1", name: "soft tissue", width: 400, level: 40 },
   { key: "2", name: "lung", width: 1500, level: -600 },
@@ -177,7 +177,7 @@ async function fetch_bytes(url, what) {
 }
 
 // NiiVue chooses its reader from the name's extension, so every buffer is
-// given a name that matches its bytes (gzip magic or not): DESIGN.md §9.
+// given a name that matches its bytes (gzip magic or not): docs/ARCHITECTURE.md.
 function volume_name(prefix, rel, buffer) {
   const bytes = new Uint8Array(buffer, 0, Math.min(2, buffer.byteLength));
   const gz = bytes.length === 2 && bytes[0] === 0x1f && bytes[1] === 0x8b;
@@ -676,7 +676,7 @@ function set_overlay_opacity(value) {
 
 // NiiVue's drawing layer holds uint8 values on the background's voxel grid:
 // the map must have the image's dims and affine (within 1e-3 mm, the
-// server's own geometry rule in DESIGN.md §4).
+// server's own geometry rule in README.md).
 function same_grid(a, b) {
   const da = a.hdr.dims;
   const db = b.hdr.dims;
@@ -1285,8 +1285,8 @@ async function load_labels() {
   return true;
 }
 
-// Mean image value per label (HU for a CT) from `/labels?image=` (DESIGN.md
-// §4), asked for once the picture is drawn; a server without the statistics
+// Mean image value per label (HU for a CT) from `/labels?image=` (README.md),
+// asked for once the picture is drawn; a server without the statistics
 // answers without "intensity" and the column stays hidden.
 async function load_intensity() {
   const url = `${patient_url(state.seg)}/labels?image=${encodeURIComponent(state.image)}`;
