@@ -239,9 +239,22 @@ def test_mod_fcgid_processes_are_counted_together(tree):
     server = start_server("apache", tree["root"], variant="fcgid", cors_origins="*")
     try:
         before = health_total(server.base_url)
-        sent = 40
-        assert burst(server.base_url, ["/health"] * sent, threads=8) == [200] * sent
-        workers = [p for p in descendants_of(server.httpd.pid) if process_name(p) == "medimg-fcgi"]
+        # mod_fcgid starts a second process only while the first is busy: on
+        # a quiet machine /health alone may never keep it busy, so each
+        # round also sends uncached filters (distinct ids) beside the /health
+        # burst, until two processes have answered (bounded rounds).
+        sent = 0
+        workers = []
+        for round_ in range(8):
+            slow = [f"/filtered-scans/{PATIENT}/{SCAN}.nii.gz?label_ids={round_ * 8 + k}"
+                    for k in range(8)]
+            paths = ["/health"] * 40 + slow
+            statuses = burst(server.base_url, paths, threads=8)
+            assert statuses == [200] * len(paths), statuses
+            sent += 40
+            workers = [p for p in descendants_of(server.httpd.pid) if process_name(p) == "medimg-fcgi"]
+            if len(workers) >= 2:
+                break
         assert len(workers) >= 2, workers
         assert health_total(server.base_url) == before + sent
     finally:
