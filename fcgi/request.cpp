@@ -17,6 +17,7 @@ Request Request::from(const Transport& t) {
     r.origin = get("HTTP_ORIGIN");
     r.if_none_match = get("HTTP_IF_NONE_MATCH");
     r.access_control_request_method = get("HTTP_ACCESS_CONTROL_REQUEST_METHOD");
+    r.server_data_root = get("MEDIMG_DATA_ROOT");
     if (r.uri.empty() || r.uri.front() != '/')
         throw Error(ErrorCode::BadPath, "request URI is missing or not a path");
     auto q = r.uri.find('?');

@@ -19,6 +19,10 @@ struct Request {
     std::string origin;        // HTTP_ORIGIN, or empty
     std::string if_none_match; // HTTP_IF_NONE_MATCH, or empty
     std::string access_control_request_method;   // preflight
+    // MEDIMG_DATA_ROOT as the web server passes it (a FastCGI parameter its
+    // configuration sets; a client cannot: request headers arrive as HTTP_*),
+    // or empty. See data_root() in routes/routes.hpp.
+    std::string server_data_root;
 
     // Routes on REQUEST_URI (docs/ARCHITECTURE.md), never SCRIPT_NAME/PATH_INFO.
     // Throws Error(BadPath) when REQUEST_URI is missing or not an

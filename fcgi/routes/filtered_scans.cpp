@@ -56,6 +56,16 @@ std::string attachment_disposition(const std::string& name) {
     return v;
 }
 
+const fs::DataRoot& data_root(const Context& context, const Request& request) {
+    if (!request.server_data_root.empty() &&
+        !context.data_root->is_same_folder(request.server_data_root))
+        throw Error(ErrorCode::Internal,
+                    "the web server's data root (MEDIMG_DATA_ROOT) " + request.server_data_root +
+                        " is not this worker's data root " + context.data_root->path().string() +
+                        ": set one folder for both (docs/DEPLOYMENT.md, \"Changing the data root\")");
+    return *context.data_root;
+}
+
 }  // namespace detail
 
 namespace {
@@ -109,7 +119,7 @@ Response filtered(const Context& ctx, const Request& request, const std::string&
     // Sidecars matter only for label names; everything read comes from the
     // descriptors opened here (docs/SECURITY.md, "File access").
     const source::ImageSource image =
-        source::open_image(*ctx.data_root, relative, query_value(params, "labels").has_value());
+        source::open_image(detail::data_root(ctx, request), relative, query_value(params, "labels").has_value());
     const FilterQuery q = parse_filter_query(params, ctx, image);
     const nifti::ImageName requested = nifti::parse_image_name(file_name);
     const auto container = nifti::output_container(requested);

@@ -22,7 +22,7 @@ Response metadata(const Context& ctx, const Request& request, const PathParams& 
     const std::string file_name = relative.substr(relative.rfind('/') + 1);
     // Everything read comes from the descriptors opened here, and the key
     // from their identity (docs/SECURITY.md, "File access").
-    const source::ImageSource image = source::open_image(*ctx.data_root, relative, kind == Kind::Labels);
+    const source::ImageSource image = source::open_image(detail::data_root(ctx, request), relative, kind == Kind::Labels);
     // ?image= names the intensity image relative to the patient's folder; it
     // is opened beneath the root by the same rules (docs/SECURITY.md, "File
     // access"), and its identity joins the key.
@@ -33,7 +33,7 @@ Response metadata(const Context& ctx, const Request& request, const PathParams& 
             if (rel->empty())
                 throw Error(ErrorCode::BadParameter,
                             "image= names no file: give a path under the patient's folder");
-            intensity_image = source::open_image(*ctx.data_root, p.at("pid") + "/" + *rel, false);
+            intensity_image = source::open_image(detail::data_root(ctx, request), p.at("pid") + "/" + *rel, false);
         }
     }
     std::string key_text = std::string(kind == Kind::Labels ? "labels" : "info") +

@@ -26,6 +26,14 @@ void register_all(Router& router, const Context& context);
 
 namespace detail {
 
+// The worker's data root, for a route that reads beneath it. When the web
+// server names its own data root (MEDIMG_DATA_ROOT, docs/DEPLOYMENT.md,
+// "Changing the data root"), that folder must be this worker's: otherwise
+// the static files and the worker's answers for one URL would come from two
+// trees, so the request fails (500, the log names both folders) rather
+// than answering from the wrong one.
+const fs::DataRoot& data_root(const Context& context, const Request& request);
+
 // "Wed, 21 Oct 2015 07:28:00 GMT"
 std::string http_date(std::int64_t unix_seconds);
 // Content-Disposition value with `name` quoted (and RFC 5987 filename* for

@@ -313,6 +313,13 @@ DataRoot::DataRoot(const stdfs::path& root, Resolution how) : how_(how) {
     root_ = canon;
 }
 
+bool DataRoot::is_same_folder(const std::string& path) const noexcept {
+    struct stat theirs{}, ours{};
+    return !path.empty() && ::stat(path.c_str(), &theirs) == 0 && S_ISDIR(theirs.st_mode) &&
+           ::stat(root_.c_str(), &ours) == 0 && theirs.st_dev == ours.st_dev &&
+           theirs.st_ino == ours.st_ino;
+}
+
 UniqueFd DataRoot::open_root() const {
     // By its configured path on every request, so a root folder that is
     // replaced is seen as the web server sees it.

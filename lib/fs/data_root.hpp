@@ -91,6 +91,12 @@ public:
     // The directory at `relative` (a patient folder), by the same rules.
     Folder open_dir(std::string_view relative) const;
 
+    // True when `path` (absolute, as a web server names the data root) is
+    // this root's directory: the same device and inode, so another spelling
+    // of it (a link to it) counts as the same folder. False for a missing or
+    // other folder. Costs two stat() calls.
+    bool is_same_folder(const std::string& path) const noexcept;
+
 private:
     friend struct Walk;
     std::filesystem::path root_;   // canonical

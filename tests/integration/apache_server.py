@@ -98,6 +98,8 @@ class ApacheServer:
       listen         extra "Listen" lines (e.g. for a TLS port)
       cache          False: no result cache, no mod_xsendfile (the worker
                      streams results itself)
+      worker_data_root  the workers' [paths] data_root when it is not the
+                     folder Apache serves (a misconfigured deployment)
     """
 
     kind = "apache"
@@ -106,7 +108,7 @@ class ApacheServer:
                  listing=True, cors_origins=None, variant="proxy", pools=1,
                  threads=4, extra_conf="", extra_modules=(), listen=(),
                  cache=True, worker=None, www_root=None, apache_dir=None,
-                 conf_dir=None, processes=0, share_dir=None):
+                 conf_dir=None, processes=0, share_dir=None, worker_data_root=None):
         self.build_dir = Path(build_dir)
         self.source_dir = Path(source_dir)
         self.data_root = Path(data_root)
@@ -134,6 +136,7 @@ class ApacheServer:
         # What Apache and the worker are pointed at (a mirror when needed).
         self.served_data_root = self.data_root
         self.served_www_root = self.www_root
+        self.worker_data_root = Path(worker_data_root) if worker_data_root else None
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.workdir = None
         self.httpd = None
@@ -165,7 +168,7 @@ class ApacheServer:
         conf = self.conf_dir
         lines = [
             "[paths]",
-            f"data_root = {self.served_data_root}",
+            f"data_root = {self.worker_data_root or self.served_data_root}",
             f"cache_dir = {self.cache_dir}",
             f"label_dict = {conf / 'vista3d_label_dict.json'}",
             f"label_colors = {conf / 'vista3d_label_colors.json'}",

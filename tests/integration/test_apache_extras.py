@@ -134,7 +134,7 @@ def test_ldap_example_is_valid_syntax(data_root, tmp_path):
              "Listen 127.0.0.1:65500", f'ErrorLog "{tmp_path}/error.log"']
     lines += [f"LoadModule {m}_module {mods}/mod_{m}.so" for m in
               ("mpm_event", "authz_core", "authn_core", "auth_basic", "ldap", "authnz_ldap",
-               "alias", "mime", "headers", "setenvif", "proxy", "proxy_fcgi", "xsendfile")]
+               "alias", "mime", "headers", "setenvif", "env", "proxy", "proxy_fcgi", "xsendfile")]
     lines += [f'Define MEDIMG_DATA_ROOT "{data_root}"',
               f'Define MEDIMG_SHARE_DIR "{SNIPPET.parent.parent}"', f'Include "{SNIPPET}"', conf]
     (tmp_path / "ldap.conf").write_text("\n".join(lines) + "\n")

@@ -48,7 +48,7 @@ echo "Listen 127.0.0.1:$port" > /etc/apache2/ports.conf
 sed -i "s/\*:80>/*:$port>/" /etc/apache2/sites-available/000-default.conf
 url=http://127.0.0.1:$port
 medimg demo /srv/medimg/output --size 32x32x20 --quiet
-a2enmod -q proxy_fcgi headers setenvif alias autoindex mime xsendfile
+a2enmod -q proxy_fcgi headers setenvif env alias autoindex mime xsendfile
 a2enconf -q medimg
 medimg-fcgi-pool start
 medimg-fcgi-pool status

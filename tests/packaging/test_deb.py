@@ -296,7 +296,7 @@ def test_debian_apache_layout(deb):
             'Define MEDIMG_CORS_ORIGINS "^https://viewer\\.example$"\n')
         os.chmod(root, 0o755)
         env = {**os.environ, "APACHE_CONFDIR": str(etc)}
-        run(["a2enmod", "-q", "proxy_fcgi", "headers", "xsendfile", "setenvif", "alias",
+        run(["a2enmod", "-q", "proxy_fcgi", "headers", "xsendfile", "setenvif", "env", "alias",
              "autoindex", "mime"], env=env)
         run(["a2enconf", "-q", "medimg-local", "medimg"], env=env)
         ini = base / "medimg.ini"

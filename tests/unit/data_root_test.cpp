@@ -253,6 +253,29 @@ TEST_CASE("data root: a missing root is NotFound", "[fs][data_root]") {
     }
 }
 
+TEST_CASE("data root: is_same_folder compares the folder, not its spelling", "[fs][data_root]") {
+    Tree t;
+    const DataRoot root(t.root);
+    stdfs::create_directory_symlink(t.root, t.base / "link-to-root");
+    CHECK(root.is_same_folder(t.root.string()));
+    CHECK(root.is_same_folder(t.root.string() + "/"));
+    CHECK(root.is_same_folder((t.base / "link-to-root").string()));
+    CHECK(root.is_same_folder((t.root / "PA01" / "..").string()));
+    CHECK_FALSE(root.is_same_folder((t.base / "outside").string()));
+    CHECK_FALSE(root.is_same_folder((t.root / "PA01").string()));
+    CHECK_FALSE(root.is_same_folder((t.root / "PA01" / "scans" / "all.nii.gz").string()));
+    CHECK_FALSE(root.is_same_folder((t.base / "missing").string()));
+    CHECK_FALSE(root.is_same_folder(""));
+    // The root is opened by its path on every request, so a folder put in
+    // its place is the root from then on, and the one moved away is not.
+    stdfs::rename(t.root, t.base / "moved");
+    stdfs::create_directory(t.root);
+    CHECK(root.is_same_folder(t.root.string()));
+    CHECK_FALSE(root.is_same_folder((t.base / "moved").string()));
+    stdfs::remove(t.root);
+    stdfs::rename(t.base / "moved", t.root);
+}
+
 TEST_CASE("data root: percent_decode decodes once and refuses bad bytes", "[fs][percent]") {
     using medimg::fs::percent_decode;
     CHECK(percent_decode("a%20b") == "a b");
