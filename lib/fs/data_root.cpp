@@ -119,7 +119,7 @@ std::shared_ptr<const UniqueFd> share(int fd) { return std::make_shared<const Un
         case EPERM:
             throw Error(ErrorCode::Forbidden, "permission denied: " + shown);
         case ELOOP:
-            throw Error(ErrorCode::Forbidden, "too many symbolic links: " + shown);
+            throw Error(ErrorCode::Forbidden, "too many symbolic links (a loop?): " + shown);
         case EMFILE:
         case ENFILE:
         case ENOMEM:
@@ -241,7 +241,7 @@ struct Walk {
     }
 
     void follow(const std::string& target) {
-        if (++links > kMaxLinks) throw Error(ErrorCode::Forbidden, "symlink loop: " + shown);
+        if (++links > kMaxLinks) throw_open_error(ELOOP, shown);   // one wording for both methods
         std::string_view t = target;
         if (t.empty()) throw Error(ErrorCode::NotFound, "empty symbolic link: " + shown);
         if (t.front() == '/') {

@@ -77,6 +77,16 @@ ErrorCode resolve_code(const DataRoot& root, const std::string& rel) {
     return ErrorCode::Internal;   // accepted: never the expected value below
 }
 
+// The sentence a refusal of `rel` gives, or "accepted".
+std::string resolve_message(const DataRoot& root, const std::string& rel) {
+    try {
+        root.open_file(rel);
+    } catch (const Error& e) {
+        return e.what();
+    }
+    return "accepted";
+}
+
 }  // namespace
 
 TEST_CASE("data root: hostile paths are refused", "[fs][data_root]") {
@@ -113,6 +123,20 @@ TEST_CASE("data root: hostile paths are refused", "[fs][data_root]") {
     }));
     INFO("path: " << rel);
     CHECK(resolve_code(root, rel) == expected);
+}
+
+TEST_CASE("data root: both resolutions word a refusal alike", "[fs][data_root]") {
+    Tree tree;
+    const DataRoot automatic(tree.root, DataRoot::Resolution::Auto);
+    const DataRoot walk(tree.root, DataRoot::Resolution::Walk);
+    for (const std::string rel : {"PA01/scans/loop.nii", "PA01/scans/escape.nii", "PA02/secret.nii",
+                                  "PA01/scans/dotlink.nii", "PA01/scans/missing.nii.gz",
+                                  "PA01/scans/fifo.nii", "PA01/scans", "PA03/scans/via_hidden.nii",
+                                  "PA03/scans/abs_out.nii", "PA03/scans/rel_out.nii",
+                                  "PA03/scans/dangling.nii", "PA01/scans/.env"}) {
+        INFO("path: " << rel);
+        CHECK(resolve_message(automatic, rel) == resolve_message(walk, rel));
+    }
 }
 
 TEST_CASE("data root: files inside open by descriptor, links inside included", "[fs][data_root]") {
