@@ -53,7 +53,10 @@ a2enconf -q medimg
 medimg-fcgi-pool start
 medimg-fcgi-pool status
 pool_pid=$(cat /run/medimg/pool.pid)
-[ -S /run/medimg/fcgi.sock ] && [ -s /var/log/medimg/fcgi-pool.log ]
+[ -S /run/medimg/fcgi.sock ]
+# The workers write their start-up line into the log once they run.
+for i in $(seq 50); do [ -s /var/log/medimg/fcgi-pool.log ] && break; sleep 0.1; done
+[ -s /var/log/medimg/fcgi-pool.log ] || { echo "the pool's log stays empty" >&2; exit 1; }
 apache2ctl -t
 service apache2 start
 
