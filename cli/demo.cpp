@@ -318,114 +318,183 @@ void check_patient(const std::string& id) {
                                                  "'; use letters, digits, '_', '-' or '.', not starting with '.'");
 }
 
-int run(const Args& args) {
-    const ParsedArgs parsed = parse_args(args, kOptions);
-    if (print_help(parsed, kUsage)) return 0;
-    const fs::path root = single_positional(parsed, "output directory");
-    const std::string patient = parsed.value("--patient").value_or("PA00000002");
-    check_patient(patient);
-    const Geometry g = parse_size(parsed.value("--size").value_or("512x512x400"));
-    const auto seed = static_cast<std::uint64_t>(
-        parse_int(parsed.value("--seed").value_or("1"), "--seed", 0, INT64_MAX));
-    const bool quiet = parsed.has("--quiet");
+// What the command line asks for.
+struct DemoOptions {
+    fs::path root;
+    std::string patient;
+    Geometry g;
+    std::uint64_t seed;
+    bool quiet;
+};
 
-    const std::string scan = patient + "_CT";
-    const fs::path base = root / patient;
-    const fs::path voxels = base / "voxels" / scan / "original";
-    for (const fs::path& d : {base / "nifti", base / "scans", voxels}) {
-        std::error_code ec;
-        fs::create_directories(d, ec);
-        if (ec) throw Error(ErrorCode::Io, "cannot create " + d.string() + ": " + ec.message());
+DemoOptions demo_options(const ParsedArgs& parsed) {
+    DemoOptions o;
+    o.root = single_positional(parsed, "output directory");
+    o.patient = parsed.value("--patient").value_or("PA00000002");
+    check_patient(o.patient);
+    o.g = parse_size(parsed.value("--size").value_or("512x512x400"));
+    o.seed = static_cast<std::uint64_t>(
+        parse_int(parsed.value("--seed").value_or("1"), "--seed", 0, INT64_MAX));
+    o.quiet = parsed.has("--quiet");
+    return o;
+}
+
+constexpr std::array<std::int16_t, 3> kBodyHu = {-1000, -100, 45};   // air, fat, soft tissue
+constexpr std::array<int, 3> kNoise = {12, 25, 30};                  // half-width of the noise
+
+// One axial slice at a time: the body outline (computed again only when the
+// body section changes), the labels painted in priority order, then the CT
+// values with noise and the segmentation.
+class SliceMaker {
+public:
+    SliceMaker(const Geometry& g, const std::vector<Structure>& structures, std::uint64_t seed)
+        : g_(g), structures_(structures), seed_(seed), n_(static_cast<std::size_t>(g.nx * g.ny)),
+          body_(n_), label_(n_), ct_(n_), seg_(n_) {
+        for (const auto& s : structures) hu_[static_cast<std::size_t>(s.id)] = static_cast<std::int16_t>(s.hu);
+        hu_[kSpineBone] = 700;
+        const Structure* lowest = nullptr;
+        const Structure* highest = nullptr;
+        for (const auto& s : structures)
+            if (s.kind == Kind::Vertebra) {
+                if (!lowest || s.cz < lowest->cz) lowest = &s;
+                if (!highest || s.cz > highest->cz) highest = &s;
+            }
+        labelled_spine_ = {lowest->cz, highest->cz};
     }
 
-    const std::vector<Structure> structures = anatomy(seed);
-    const nifti::Header ct_header = make_header(g, "medimg demo: synthetic CT (HU)", false);
-    const nifti::Header seg_header =
-        make_header(g, "medimg demo: VISTA3D-style segmentation", true);
+    // Makes slice k: ct() and seg() hold it until the next call.
+    void make(std::int64_t k) {
+        const double z = g_.z_of(k);
+        outline(z);
+        paint_labels(z);
+        values(k);
+    }
+    const std::vector<std::int16_t>& ct() const { return ct_; }
+    const std::vector<std::int16_t>& seg() const { return seg_; }
 
-    std::vector<std::unique_ptr<Output>> outputs;
-    outputs.push_back(std::make_unique<Output>(base / "nifti" / (scan + ".nii.gz"), ct_header));
-    outputs.push_back(std::make_unique<Output>(base / "scans" / (scan + ".nii.gz"), seg_header));
-    outputs.push_back(std::make_unique<Output>(voxels / "all.nii.gz", seg_header));
-    for (const auto& s : structures)
-        outputs.push_back(std::make_unique<Output>(
-            voxels / (file_stem_for(s.name) + ".nii.gz"), seg_header));
-
-    std::array<std::int16_t, kMaxInternal> hu{};
-    for (const auto& s : structures) hu[static_cast<std::size_t>(s.id)] = static_cast<std::int16_t>(s.hu);
-    hu[kSpineBone] = 700;
-    constexpr std::array<std::int16_t, 3> kBodyHu = {-1000, -100, 45};   // air, fat, soft tissue
-    constexpr std::array<int, 3> kNoise = {12, 25, 30};                  // half-width of the noise
-
-    const std::size_t n = static_cast<std::size_t>(g.nx * g.ny);
-    std::vector<std::uint8_t> body(n);
-    std::vector<std::int16_t> label(n), ct(n), seg(n), one(n), zero(n, 0);
-    const Structure* lowest_vertebra = nullptr;
-    const Structure* highest_vertebra = nullptr;
-    for (const auto& s : structures)
-        if (s.kind == Kind::Vertebra) {
-            if (!lowest_vertebra || s.cz < lowest_vertebra->cz) lowest_vertebra = &s;
-            if (!highest_vertebra || s.cz > highest_vertebra->cz) highest_vertebra = &s;
+private:
+    void outline(double z) {
+        if (body_section(z) == section_) return;
+        section_ = body_section(z);
+        for (std::int64_t j = 0; j < g_.ny; ++j) {
+            const double y = g_.y_of(j);
+            for (std::int64_t i = 0; i < g_.nx; ++i)
+                body_[static_cast<std::size_t>(j * g_.nx + i)] =
+                    static_cast<std::uint8_t>(body_class(g_.x_of(i), y, z));
         }
+    }
 
-    int section = -1;
-    for (std::int64_t k = 0; k < g.nz; ++k) {
-        const double z = g.z_of(k);
-        if (body_section(z) != section) {
-            section = body_section(z);
-            for (std::int64_t j = 0; j < g.ny; ++j) {
-                const double y = g.y_of(j);
-                for (std::int64_t i = 0; i < g.nx; ++i)
-                    body[static_cast<std::size_t>(j * g.nx + i)] =
-                        static_cast<std::uint8_t>(body_class(g.x_of(i), y, z));
-            }
-        }
-        std::fill(label.begin(), label.end(), std::int16_t{0});
+    void paint_labels(double z) {
+        std::fill(label_.begin(), label_.end(), std::int16_t{0});
         // The rest of the spine, sacrum to C7, in the CT only (not labelled).
         if (z >= 120 && z < 880) {
             const double v = std::round((z - 260) / 36);
             const double zc = 260 + 36 * v;
-            if (std::abs(z - zc) <= 15 && (zc < lowest_vertebra->cz || zc > highest_vertebra->cz)) {
+            if (std::abs(z - zc) <= 15 && (zc < labelled_spine_.first || zc > labelled_spine_.second)) {
                 Structure spine{kSpineBone, "", 700, Kind::Vertebra, 0, 0, zc, 0, 0, 15};
-                paint(spine, g, z, body, label);
+                paint(spine, g_, z, body_, label_);
             }
         }
-        for (const auto& s : structures) paint(s, g, z, body, label);
+        for (const auto& s : structures_) paint(s, g_, z, body_, label_);
+    }
 
-        // Triangular noise from two 8-bit uniforms: 16 random bits per voxel.
-        const std::uint64_t slice_seed = splitmix64(seed ^ (static_cast<std::uint64_t>(k) << 32));
-        for (std::size_t at = 0; at < n; at += 4) {
+    // Triangular noise from two 8-bit uniforms: 16 random bits per voxel.
+    void values(std::int64_t k) {
+        const std::uint64_t slice_seed = splitmix64(seed_ ^ (static_cast<std::uint64_t>(k) << 32));
+        for (std::size_t at = 0; at < n_; at += 4) {
             std::uint64_t r = splitmix64(slice_seed + at);
-            const std::size_t end = std::min(n, at + 4);
+            const std::size_t end = std::min(n_, at + 4);
             for (std::size_t v = at; v < end; ++v, r >>= 16) {
                 const int tri = static_cast<int>(r & 0xff) + static_cast<int>((r >> 8) & 0xff) - 255;
-                const int l = label[v];
-                const int base = l ? hu[static_cast<std::size_t>(l)] : kBodyHu[body[v]];
-                const int amp = l ? 30 : kNoise[body[v]];
-                ct[v] = static_cast<std::int16_t>(base + ((tri * amp) >> 8));
-                seg[v] = l >= kSpineBone ? std::int16_t{0} : static_cast<std::int16_t>(l);
+                const int l = label_[v];
+                const int base = l ? hu_[static_cast<std::size_t>(l)] : kBodyHu[body_[v]];
+                const int amp = l ? 30 : kNoise[body_[v]];
+                ct_[v] = static_cast<std::int16_t>(base + ((tri * amp) >> 8));
+                seg_[v] = l >= kSpineBone ? std::int16_t{0} : static_cast<std::int16_t>(l);
             }
         }
-        outputs[0]->write(ct);
-        outputs[1]->write(seg);
-        outputs[2]->write(seg);
-        for (std::size_t s = 0; s < structures.size(); ++s) {
-            const auto [z0, z1] = z_range(structures[s]);
+    }
+
+    const Geometry& g_;
+    const std::vector<Structure>& structures_;
+    const std::uint64_t seed_;
+    const std::size_t n_;
+    std::array<std::int16_t, kMaxInternal> hu_{};
+    std::pair<double, double> labelled_spine_;   // centres of the lowest and highest labelled vertebra
+    int section_ = -1;
+    std::vector<std::uint8_t> body_;
+    std::vector<std::int16_t> label_, ct_, seg_;
+};
+
+// The patient's files, in the order each slice is written to them: the CT,
+// the segmentation, all labels, then one file per structure (its label where
+// the slice crosses it, zeros elsewhere).
+class DemoFiles {
+public:
+    DemoFiles(const fs::path& root, const std::string& patient, const Geometry& g,
+              const std::vector<Structure>& structures)
+        : structures_(structures), one_(static_cast<std::size_t>(g.nx * g.ny)), zero_(one_.size(), 0) {
+        const std::string scan = patient + "_CT";
+        const fs::path base = root / patient;
+        const fs::path voxels = base / "voxels" / scan / "original";
+        for (const fs::path& d : {base / "nifti", base / "scans", voxels}) {
+            std::error_code ec;
+            fs::create_directories(d, ec);
+            if (ec) throw Error(ErrorCode::Io, "cannot create " + d.string() + ": " + ec.message());
+        }
+        const nifti::Header ct_header = make_header(g, "medimg demo: synthetic CT (HU)", false);
+        const nifti::Header seg_header = make_header(g, "medimg demo: VISTA3D-style segmentation", true);
+        outputs_.push_back(std::make_unique<Output>(base / "nifti" / (scan + ".nii.gz"), ct_header));
+        outputs_.push_back(std::make_unique<Output>(base / "scans" / (scan + ".nii.gz"), seg_header));
+        outputs_.push_back(std::make_unique<Output>(voxels / "all.nii.gz", seg_header));
+        for (const auto& s : structures)
+            outputs_.push_back(std::make_unique<Output>(voxels / (file_stem_for(s.name) + ".nii.gz"), seg_header));
+    }
+
+    // Appends the slice at height z to every file.
+    void write(double z, const std::vector<std::int16_t>& ct, const std::vector<std::int16_t>& seg) {
+        outputs_[0]->write(ct);
+        outputs_[1]->write(seg);
+        outputs_[2]->write(seg);
+        for (std::size_t s = 0; s < structures_.size(); ++s) {
+            const auto [z0, z1] = z_range(structures_[s]);
             if (z < z0 || z > z1) {
-                outputs[3 + s]->write(zero);
+                outputs_[3 + s]->write(zero_);
                 continue;
             }
-            const auto id = static_cast<std::int16_t>(structures[s].id);
-            for (std::size_t at = 0; at < n; ++at) one[at] = seg[at] == id ? id : std::int16_t{0};
-            outputs[3 + s]->write(one);
+            const auto id = static_cast<std::int16_t>(structures_[s].id);
+            for (std::size_t at = 0; at < one_.size(); ++at) one_[at] = seg[at] == id ? id : std::int16_t{0};
+            outputs_[3 + s]->write(one_);
         }
     }
+
     // Everything is complete before anything is renamed into place.
-    for (auto& o : outputs) o->finish();
-    for (auto& o : outputs) {
-        o->commit();
-        if (!quiet) std::printf("%s\n", o->path().string().c_str());
+    void commit(bool list) {
+        for (auto& o : outputs_) o->finish();
+        for (auto& o : outputs_) {
+            o->commit();
+            if (list) std::printf("%s\n", o->path().string().c_str());
+        }
     }
+
+private:
+    const std::vector<Structure>& structures_;
+    std::vector<std::unique_ptr<Output>> outputs_;
+    std::vector<std::int16_t> one_, zero_;
+};
+
+int run(const Args& args) {
+    const ParsedArgs parsed = parse_args(args, kOptions);
+    if (print_help(parsed, kUsage)) return 0;
+    const DemoOptions o = demo_options(parsed);
+    const std::vector<Structure> structures = anatomy(o.seed);
+    DemoFiles files(o.root, o.patient, o.g, structures);
+    SliceMaker slice(o.g, structures, o.seed);
+    for (std::int64_t k = 0; k < o.g.nz; ++k) {
+        slice.make(k);
+        files.write(o.g.z_of(k), slice.ct(), slice.seg());
+    }
+    files.commit(!o.quiet);
     return 0;
 }
 

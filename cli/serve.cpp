@@ -1,25 +1,26 @@
-// `medimg serve`: the embedded default server. Renders lighttpd's
-// configuration from lighttpd/medimg-serve.conf.in into a private runtime
-// directory, checks it (`lighttpd -tt`), runs `lighttpd -D` in the foreground
-// with a medimg-fcgi worker pool (lighttpd's bin-path spawning), and on
-// SIGINT/SIGTERM stops lighttpd and its workers and removes the directory.
+// `medimg serve`: the embedded default server, in three steps.
+// resolve_settings() turns the command line and the configuration into what
+// the server needs, refusing bad values before anything is started;
+// render_lighttpd_conf() (lighttpd_conf.hpp) fills
+// lighttpd/medimg-serve.conf.in with it in a private runtime directory, and
+// `lighttpd -tt` checks the result; supervise() (supervisor.hpp) runs
+// `lighttpd -D` in the foreground with a medimg-fcgi worker pool (lighttpd's
+// bin-path spawning) and on SIGINT/SIGTERM stops lighttpd and its workers.
+// Every failure is a medimg::Error, reported once by run_serve()
+// (report_error, the error table's exit code) after the runtime directory is
+// removed.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cctype>
 #include <cerrno>
 #include <csignal>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -30,15 +31,14 @@
 #include <sstream>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <vector>
 
 #include "cli_util.hpp"
 #include "commands.hpp"
 #include "config.hpp"
 #include "error.hpp"
-
-extern char** environ;
+#include "lighttpd_conf.hpp"
+#include "supervisor.hpp"
 
 namespace medimg::cli {
 namespace {
@@ -80,54 +80,21 @@ const std::vector<OptionSpec> kOptions = {
     {"--quiet", false}};
 
 // ---------------------------------------------------------------------------
-// Rendering
+// Configuration resolution
 
-// A value placed between double quotes in lighttpd's configuration. A value
-// with quotes, backslashes or control characters is refused rather than
-// risk lighttpd reading something else.
-std::string conf_string(const std::string& value, std::string_view what) {
-    for (unsigned char c : value)
-        if (c == '"' || c == '\\' || c < 0x20 || c == 0x7f)
-            throw Error(ErrorCode::BadParameter,
-                        std::string(what) +
-                            ": characters lighttpd's configuration cannot hold: " + value);
-    return value;
-}
-
-// Replaces every @NAME@; a placeholder left over is a template bug.
-std::string render(std::string text, const std::map<std::string, std::string>& values) {
-    for (const auto& [name, value] : values) {
-        const std::string key = "@" + name + "@";
-        for (std::size_t at = text.find(key); at != std::string::npos;
-             at = text.find(key, at + value.size()))
-            text.replace(at, key.size(), value);
-    }
-    for (std::size_t at = text.find('@'); at != std::string::npos; at = text.find('@', at + 1)) {
-        const auto end = text.find('@', at + 1);
-        if (end == std::string::npos) break;
-        const std::string name = text.substr(at + 1, end - at - 1);
-        bool placeholder = !name.empty();
-        for (char c : name) placeholder = placeholder && ((c >= 'A' && c <= 'Z') || c == '_');
-        if (placeholder)
-            throw Error(ErrorCode::Internal, "lighttpd template: unknown placeholder @" + name + "@");
-    }
-    return text;
-}
-
-std::string read_text(const fs::path& file) {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) throw Error(ErrorCode::NotFound, "cannot read " + file.string());
-    std::ostringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
-
-void write_text(const fs::path& file, const std::string& text) {
-    std::ofstream out(file, std::ios::binary | std::ios::trunc);
-    out << text;
-    out.close();
-    if (!out) throw Error(ErrorCode::Io, "cannot write " + file.string());
-}
+// What serve runs with: the effective configuration, and where everything it
+// starts is.
+struct ServeSettings {
+    Config config;
+    std::optional<fs::path> ini_file;   // passed on to the workers (--config)
+    fs::path exe;                       // this program, for `medimg demo`
+    fs::path worker_binary;             // medimg-fcgi
+    fs::path lighttpd;
+    fs::path lighttpd_dir;              // medimg-routes.conf, the .lua files
+    fs::path template_file;             // medimg-serve.conf.in
+    std::string bind;                   // the numeric address lighttpd binds
+    bool quiet = false;
+};
 
 // "localhost" and names under ".localhost" (any case, optional final dot):
 // RFC 6761 §6.3 reserves them for loopback, to be answered without asking the
@@ -162,12 +129,90 @@ std::string resolve_host(const std::string& host) {
 }
 
 bool is_any_address(const std::string& numeric) { return numeric == "0.0.0.0" || numeric == "::"; }
-bool is_ipv6(const std::string& numeric) { return numeric.find(':') != std::string::npos; }
 
-std::string join(const std::vector<std::string>& items, const char* sep) {
-    std::string out;
-    for (const auto& s : items) out += (out.empty() ? "" : sep) + s;
-    return out;
+// Flags over the environment (MEDIMG_*, IMAGE_SERVER, OUTPUT_FOLDER) over
+// .env over the ini over built-in defaults; `ini_file` is set to the ini
+// read (--config, else $MEDIMG_CONFIG), which the workers read too.
+Config load_serve_config(const ParsedArgs& parsed, const DataDirs& dirs,
+                         std::optional<fs::path>& ini_file) {
+    ConfigSources sources;
+    if (auto v = parsed.value("--config")) sources.ini_file = fs::absolute(*v);
+    sources.environment = environment_map();
+    std::error_code ec;
+    sources.working_dir = fs::current_path(ec);
+    sources.dotenv_dir = sources.working_dir;
+    const std::map<std::string, std::string> flag_keys = {
+        {"--host", "server.host"},          {"--port", "server.port"},
+        {"--data-root", "paths.data_root"}, {"--workers", "server.workers"},
+        {"--threads", "server.threads"},    {"--cache-dir", "paths.cache_dir"},
+        {"--cors-origins", "server.cors_origins"}};
+    for (const auto& [flag, key] : flag_keys)
+        if (auto v = parsed.value(flag)) sources.flags[key] = *v;
+    if (parsed.has("--disable-dir-listing")) sources.flags["server.dir_listing"] = "false";
+    sources.conf_dir = dirs.conf_dir;
+    sources.share_dir = dirs.share_dir;
+    Config config = load_config(sources);
+    if (!sources.ini_file) {
+        const auto named = sources.environment.find("MEDIMG_CONFIG");
+        if (named != sources.environment.end() && !named->second.empty())
+            sources.ini_file = fs::absolute(named->second);
+    }
+    ini_file = sources.ini_file;
+    if (config.port < 1 || config.port > 65535)
+        throw Error(ErrorCode::BadParameter, "server.port: out of range: " + std::to_string(config.port));
+    if (config.workers < 1 || config.workers > 256)
+        throw Error(ErrorCode::BadParameter,
+                    "server.workers: must be 1..256, got " + std::to_string(config.workers));
+    return config;
+}
+
+// The files and programs serve runs; throws Error(NotFound) naming the one
+// missing.
+void find_installation(ServeSettings& s, const DataDirs& dirs) {
+    std::error_code ec;
+    s.lighttpd_dir = dirs.share_dir / "lighttpd";
+    s.template_file = s.lighttpd_dir / "medimg-serve.conf.in";
+    if (!fs::exists(s.template_file, ec))
+        throw Error(ErrorCode::NotFound, "lighttpd template not found: " + s.template_file.string());
+    // lighttpd/cors.lua reads the CORS header values from this one list
+    // (docs/SECURITY.md, "CORS"): refuse to start rather than fail each answer.
+    const fs::path cors_headers = dirs.share_dir / "apache" / "cors-headers.conf";
+    if (!s.config.cors_origins.empty() && !fs::exists(cors_headers, ec))
+        throw Error(ErrorCode::NotFound, "CORS header list not found: " + cors_headers.string());
+    // Build tree: {build}/cli/medimg and {build}/fcgi/medimg-fcgi; installed:
+    // both in {prefix}/bin.
+    s.worker_binary = s.exe.parent_path().parent_path() / "fcgi" / "medimg-fcgi";
+    if (::access(s.worker_binary.c_str(), X_OK) != 0) s.worker_binary = s.exe.parent_path() / "medimg-fcgi";
+    if (::access(s.worker_binary.c_str(), X_OK) != 0)
+        throw Error(ErrorCode::NotFound, "medimg-fcgi not found next to " + s.exe.string());
+    s.lighttpd = find_program("lighttpd", {"/usr/sbin/lighttpd", "/usr/local/sbin/lighttpd"});
+    if (s.lighttpd.empty())
+        throw Error(ErrorCode::NotFound, "lighttpd not found in PATH or /usr/sbin (apt-get install lighttpd)");
+}
+
+// The data root, absolute and canonical: created if missing.
+fs::path prepare_data_root(const fs::path& configured) {
+    std::error_code ec;
+    fs::path data_root = fs::absolute(configured).lexically_normal();
+    if (data_root.has_parent_path() && data_root.filename().empty()) data_root = data_root.parent_path();
+    fs::create_directories(data_root, ec);
+    if (!fs::is_directory(data_root, ec))
+        throw Error(ErrorCode::NotFound, "data root is not a directory: " + data_root.string());
+    return fs::canonical(data_root);
+}
+
+ServeSettings resolve_settings(const ParsedArgs& parsed) {
+    ServeSettings s;
+    s.exe = current_executable();
+    const DataDirs dirs = find_data_dirs(s.exe);
+    s.config = load_serve_config(parsed, dirs, s.ini_file);
+    find_installation(s, dirs);
+    s.config.data_root = prepare_data_root(s.config.data_root);
+    s.bind = resolve_host(s.config.host);
+    if (is_any_address(s.bind))
+        std::fprintf(stderr, "medimg serve: warning: %s binds every interface\n", s.config.host.c_str());
+    s.quiet = parsed.has("--quiet");
+    return s;
 }
 
 // Every key of the schema as MEDIMG_* variables (config_environment()), so
@@ -175,7 +220,7 @@ std::string join(const std::vector<std::string>& items, const char* sep) {
 // starts them in the binary's directory, where the caller's `.env` is not),
 // except the cache directory and the sendfile header, which serve decides.
 // The worker sends no CORS headers whatever MEDIMG_CORS_ORIGINS says:
-// lighttpd owns CORS (CORS_ORIGINS below; docs/SECURITY.md, "CORS").
+// lighttpd owns CORS (CORS_ORIGINS in the template; docs/SECURITY.md, "CORS").
 std::vector<std::pair<std::string, std::string>> worker_environment(const Config& c,
                                                                     const fs::path& cache_dir) {
     Config worker = c;
@@ -186,127 +231,7 @@ std::vector<std::pair<std::string, std::string>> worker_environment(const Config
 }
 
 // ---------------------------------------------------------------------------
-// Processes
-
-fs::path find_program(const std::string& name, const std::vector<fs::path>& fallbacks) {
-    if (const char* path = std::getenv("PATH")) {
-        std::stringstream dirs(path);
-        std::string dir;
-        while (std::getline(dirs, dir, ':')) {
-            if (dir.empty()) continue;
-            const fs::path p = fs::path(dir) / name;
-            if (::access(p.c_str(), X_OK) == 0) return p;
-        }
-    }
-    for (const auto& p : fallbacks)
-        if (::access(p.c_str(), X_OK) == 0) return p;
-    return {};
-}
-
-// Runs argv with default signal handling and `child_mask`; stdin from
-// /dev/null; stdout and stderr to `output_fd` when given, else ours.
-pid_t spawn(const std::vector<std::string>& argv, const sigset_t& child_mask, bool new_group,
-            int output_fd = -1) {
-    std::vector<char*> cargv;
-    for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
-    cargv.push_back(nullptr);
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
-    if (new_group) flags |= POSIX_SPAWN_SETPGROUP;
-    posix_spawnattr_setflags(&attr, flags);
-    posix_spawnattr_setsigmask(&attr, &child_mask);
-    sigset_t defaults;
-    sigemptyset(&defaults);
-    for (int s : {SIGINT, SIGTERM, SIGHUP, SIGCHLD, SIGPIPE}) sigaddset(&defaults, s);
-    posix_spawnattr_setsigdefault(&attr, &defaults);
-    if (new_group) posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-    if (output_fd >= 0) {
-        posix_spawn_file_actions_adddup2(&actions, output_fd, 1);
-        posix_spawn_file_actions_adddup2(&actions, output_fd, 2);
-    }
-    pid_t pid = -1;
-    const int rc = ::posix_spawn(&pid, cargv[0], &actions, &attr, cargv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attr);
-    if (rc != 0) throw Error(ErrorCode::Io, "cannot run " + argv[0] + ": " + std::strerror(rc));
-    return pid;
-}
-
-int wait_exit_code(pid_t pid) {
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    if (WIFEXITED(status)) return WEXITSTATUS(status);
-    return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-}
-
-// Children of this process (lighttpd, and its workers when lighttpd died
-// first: we are their subreaper), zombies included.
-std::vector<pid_t> own_children() {
-    std::vector<pid_t> out;
-    const long self = ::getpid();
-    std::error_code ec;
-    for (const auto& entry : fs::directory_iterator("/proc", ec)) {
-        const std::string name = entry.path().filename().string();
-        if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
-        std::ifstream stat(entry.path() / "stat");
-        std::string line;
-        if (!std::getline(stat, line)) continue;
-        const auto close = line.rfind(')');
-        if (close == std::string::npos || close + 2 >= line.size()) continue;
-        std::istringstream rest(line.substr(close + 2));
-        char state = 0;
-        long ppid = 0;
-        rest >> state >> ppid;
-        if (ppid == self) out.push_back(static_cast<pid_t>(std::stol(name)));
-    }
-    return out;
-}
-
-void reap(const std::vector<pid_t>& pids) {
-    for (pid_t p : pids) ::waitpid(p, nullptr, WNOHANG);
-}
-
-// Stops every remaining child: SIGTERM, then SIGKILL after `grace`.
-void stop_children(std::chrono::milliseconds grace) {
-    auto children = own_children();
-    for (pid_t p : children) ::kill(p, SIGTERM);
-    const auto deadline = std::chrono::steady_clock::now() + grace;
-    while (!children.empty() && std::chrono::steady_clock::now() < deadline) {
-        reap(children);
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-        children = own_children();
-    }
-    for (pid_t p : children) ::kill(p, SIGKILL);
-    for (pid_t p : children) ::waitpid(p, nullptr, 0);
-}
-
-bool port_answers(const std::string& numeric_host, int port) {
-    addrinfo hints{};
-    hints.ai_flags = AI_NUMERICHOST;
-    hints.ai_socktype = SOCK_STREAM;
-    addrinfo* res = nullptr;
-    if (::getaddrinfo(numeric_host.c_str(), std::to_string(port).c_str(), &hints, &res) != 0)
-        return false;
-    const int fd = ::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    const bool ok = fd >= 0 && ::connect(fd, res->ai_addr, res->ai_addrlen) == 0;
-    if (fd >= 0) ::close(fd);
-    ::freeaddrinfo(res);
-    return ok;
-}
-
-bool has_patient_folders(const fs::path& root) {
-    std::error_code ec;
-    for (const auto& entry : fs::directory_iterator(root, ec)) {
-        const std::string name = entry.path().filename().string();
-        if (!name.empty() && name[0] != '.' && entry.is_directory(ec)) return true;
-    }
-    return false;
-}
+// The runtime directory
 
 // The private runtime directory, mode 0700: $XDG_RUNTIME_DIR/medimg-{port}-XXXXXX,
 // else /tmp/medimg-{uid}-{port}-XXXXXX. Several instances never share one.
@@ -327,6 +252,7 @@ fs::path make_runtime_dir(int port) {
     return fs::path(buf.data());
 }
 
+// Removed, with all it holds, when serve returns or fails.
 struct RuntimeDir {
     fs::path path;
     ~RuntimeDir() {
@@ -336,109 +262,12 @@ struct RuntimeDir {
     }
 };
 
-int serve(const Args& args) {
-    const ParsedArgs parsed = parse_args(args, kOptions);
-    if (print_help(parsed, kUsage)) return 0;
-    if (!parsed.positional.empty())
-        throw Error(ErrorCode::BadParameter, "unexpected argument '" + parsed.positional[0] + "'");
-
-    // Configuration: flags over the environment (MEDIMG_*, IMAGE_SERVER,
-    // OUTPUT_FOLDER) over .env over the ini over built-in defaults.
-    ConfigSources sources;
-    if (auto v = parsed.value("--config")) sources.ini_file = fs::absolute(*v);
-    sources.environment = environment_map();
+// The results cache: inside the runtime directory unless configured.
+fs::path prepare_cache_dir(const Config& config, const fs::path& runtime) {
     std::error_code ec;
-    sources.working_dir = fs::current_path(ec);
-    sources.dotenv_dir = sources.working_dir;
-    const std::map<std::string, std::string> flag_keys = {
-        {"--host", "server.host"},          {"--port", "server.port"},
-        {"--data-root", "paths.data_root"}, {"--workers", "server.workers"},
-        {"--threads", "server.threads"},    {"--cache-dir", "paths.cache_dir"},
-        {"--cors-origins", "server.cors_origins"}};
-    for (const auto& [flag, key] : flag_keys)
-        if (auto v = parsed.value(flag)) sources.flags[key] = *v;
-    if (parsed.has("--disable-dir-listing")) sources.flags["server.dir_listing"] = "false";
-    const fs::path exe = current_executable();
-    const DataDirs dirs = find_data_dirs(exe);
-    sources.conf_dir = dirs.conf_dir;
-    sources.share_dir = dirs.share_dir;
-    Config config = load_config(sources);
-    if (!sources.ini_file) {
-        const auto named = sources.environment.find("MEDIMG_CONFIG");
-        if (named != sources.environment.end() && !named->second.empty())
-            sources.ini_file = fs::absolute(named->second);
-    }
-
-    if (config.port < 1 || config.port > 65535)
-        throw Error(ErrorCode::BadParameter, "server.port: out of range: " + std::to_string(config.port));
-    if (config.workers < 1 || config.workers > 256)
-        throw Error(ErrorCode::BadParameter,
-                    "server.workers: must be 1..256, got " + std::to_string(config.workers));
-
-    const fs::path lighttpd_dir = dirs.share_dir / "lighttpd";
-    const fs::path template_file = lighttpd_dir / "medimg-serve.conf.in";
-    if (!fs::exists(template_file, ec))
-        throw Error(ErrorCode::NotFound, "lighttpd template not found: " + template_file.string());
-    // lighttpd/cors.lua reads the CORS header values from this one list
-    // (docs/SECURITY.md, "CORS"): refuse to start rather than fail each answer.
-    const fs::path cors_headers = dirs.share_dir / "apache" / "cors-headers.conf";
-    if (!config.cors_origins.empty() && !fs::exists(cors_headers, ec))
-        throw Error(ErrorCode::NotFound, "CORS header list not found: " + cors_headers.string());
-    // Build tree: {build}/cli/medimg and {build}/fcgi/medimg-fcgi; installed:
-    // both in {prefix}/bin.
-    fs::path worker_binary = exe.parent_path().parent_path() / "fcgi" / "medimg-fcgi";
-    if (::access(worker_binary.c_str(), X_OK) != 0) worker_binary = exe.parent_path() / "medimg-fcgi";
-    if (::access(worker_binary.c_str(), X_OK) != 0)
-        throw Error(ErrorCode::NotFound, "medimg-fcgi not found next to " + exe.string());
-    const fs::path lighttpd =
-        find_program("lighttpd", {"/usr/sbin/lighttpd", "/usr/local/sbin/lighttpd"});
-    if (lighttpd.empty())
-        throw Error(ErrorCode::NotFound, "lighttpd not found in PATH or /usr/sbin (apt-get install lighttpd)");
-
-    // The data root: created if missing; a demo patient when it holds none.
-    fs::path data_root = fs::absolute(config.data_root).lexically_normal();
-    if (data_root.has_parent_path() && data_root.filename().empty()) data_root = data_root.parent_path();
-    fs::create_directories(data_root, ec);
-    if (!fs::is_directory(data_root, ec))
-        throw Error(ErrorCode::NotFound, "data root is not a directory: " + data_root.string());
-    data_root = fs::canonical(data_root);
-    config.data_root = data_root;
-
-    // A closed stdout (`medimg serve | head`) must not end us before
-    // lighttpd and the workers are stopped.
-    std::signal(SIGPIPE, SIG_IGN);
-    sigset_t stop_signals, old_mask, child_mask;
-    sigemptyset(&stop_signals);
-    for (int s : {SIGINT, SIGTERM, SIGHUP, SIGCHLD}) sigaddset(&stop_signals, s);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, &old_mask);
-    sigemptyset(&child_mask);
-
-    if (!has_patient_folders(data_root)) {
-        std::vector<std::string> demo_args = {exe.string(), "demo", data_root.string()};
-        if (const char* size = std::getenv("MEDIMG_DEMO_SIZE"); size && *size) {
-            demo_args.push_back("--size");
-            demo_args.push_back(size);
-        }
-        std::string shown;
-        for (std::size_t i = 1; i < demo_args.size(); ++i) shown += " " + demo_args[i];
-        std::printf("No patient folders in %s: generating a demo patient (medimg%s)...\n",
-                    data_root.c_str(), shown.c_str());
-        std::fflush(stdout);
-        const pid_t demo = spawn(demo_args, child_mask, false);
-        if (const int rc = wait_exit_code(demo); rc != 0)
-            throw Error(ErrorCode::Io, "medimg demo failed (exit code " + std::to_string(rc) + ")");
-    }
-
-    const std::string bind = resolve_host(config.host);
-    if (is_any_address(bind))
-        std::fprintf(stderr, "medimg serve: warning: %s binds every interface\n", config.host.c_str());
-
-    RuntimeDir runtime{make_runtime_dir(config.port)};
-    fs::create_directory(runtime.path / "empty");
-    const auto cache_origin = config.origin.find("paths.cache_dir");
-    const bool default_cache =
-        cache_origin == config.origin.end() || cache_origin->second == "default";
-    fs::path cache_dir = default_cache ? runtime.path / "cache" : fs::absolute(config.cache_dir);
+    const auto origin = config.origin.find("paths.cache_dir");
+    const bool default_cache = origin == config.origin.end() || origin->second == "default";
+    fs::path cache_dir = default_cache ? runtime / "cache" : fs::absolute(config.cache_dir);
     // Private whatever the umask (docs/SECURITY.md): the worker refuses a
     // cache directory others may write and sets 0700 on the rest.
     if (!fs::is_directory(cache_dir, ec)) {
@@ -447,134 +276,136 @@ int serve(const Args& args) {
     }
     if (!fs::is_directory(cache_dir, ec))
         throw Error(ErrorCode::Io, "cannot create cache directory " + cache_dir.string());
-    cache_dir = fs::canonical(cache_dir);
+    return fs::canonical(cache_dir);
+}
 
+// What the lighttpd configuration holds, with the runtime directory's
+// contents (the empty document root, the cache) in place.
+LighttpdSettings prepare_runtime(const ServeSettings& s, const fs::path& runtime) {
+    fs::create_directory(runtime / "empty");
+    LighttpdSettings conf;
+    conf.bind = s.bind;
+    conf.port = s.config.port;
+    conf.runtime_dir = runtime;
+    conf.data_root = s.config.data_root;
+    conf.www_root = fs::absolute(s.config.www_root).lexically_normal();
+    conf.lighttpd_dir = s.lighttpd_dir;
+    conf.cache_dir = prepare_cache_dir(s.config, runtime);
     // lighttpd appends "-0" … "-N" to the socket name.
-    const fs::path socket = runtime.path / "fcgi.sock";
-    if (socket.string().size() + 5 > sizeof(sockaddr_un{}.sun_path))
+    conf.socket = runtime / "fcgi.sock";
+    if (conf.socket.string().size() + 5 > sizeof(sockaddr_un{}.sun_path))
         throw Error(ErrorCode::BadParameter,
-                    "runtime directory path too long for a socket: " + runtime.path.string());
+                    "runtime directory path too long for a socket: " + runtime.string());
+    conf.access_log = !s.quiet;
+    conf.dir_listing = s.config.dir_listing;
+    conf.cors_origins = s.config.cors_origins;
+    conf.worker_binary = s.worker_binary;
+    conf.worker_threads = s.config.threads;
+    conf.worker_config = s.ini_file;
+    conf.workers = s.config.workers;
+    conf.worker_environment = worker_environment(s.config, conf.cache_dir);
+    return conf;
+}
 
-    // lighttpd splits bin-path at spaces.
-    const auto no_spaces = [](const std::string& s, std::string_view what) {
-        if (s.find(' ') != std::string::npos)
-            throw Error(ErrorCode::BadParameter,
-                        std::string(what) + ": a path with spaces cannot start the workers: " + s);
-        return conf_string(s, what);
-    };
-    std::string worker_command = no_spaces(worker_binary.string(), "medimg-fcgi") +
-                                 " --threads " + std::to_string(config.threads);
-    if (sources.ini_file) worker_command += " --config " + no_spaces(sources.ini_file->string(), "--config");
-    std::string environment;
-    for (const auto& [name, value] : worker_environment(config, cache_dir))
-        environment += "    \"" + name + "\" => \"" + conf_string(value, name) + "\",\n";
-    if (!environment.empty()) environment.pop_back();
+std::string read_text(const fs::path& file) {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) throw Error(ErrorCode::NotFound, "cannot read " + file.string());
+    std::ostringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
 
-    const fs::path www_root = fs::absolute(config.www_root).lexically_normal();
-    const std::map<std::string, std::string> values = {
-        // lighttpd 1.4.69 takes an IPv6 address in brackets, without server.use-ipv6.
-        {"HOST", is_ipv6(bind) ? "[" + bind + "]" : bind},
-        {"PORT", std::to_string(config.port)},
-        {"RUNTIME_DIR", conf_string(runtime.path.string(), "runtime directory")},
-        {"ACCESS_LOG", parsed.has("--quiet") ? "/dev/null" : "/dev/stderr"},
-        {"DATA_ROOT", conf_string(data_root.string(), "data root")},
-        {"WWW_ROOT", conf_string(www_root.string(), "paths.www_root")},
-        {"LIGHTTPD_DIR", conf_string(lighttpd_dir.string(), "share directory")},
-        {"CACHE_DIR", conf_string(cache_dir.string(), "paths.cache_dir")},
-        {"DIR_LISTING", config.dir_listing ? "enable" : "disable"},
-        // lighttpd/cors.lua applies the allow-list; empty: no CORS headers.
-        {"CORS_ORIGINS", conf_string(join(config.cors_origins, " "), "server.cors_origins")},
-        {"SOCKET", conf_string(socket.string(), "socket")},
-        {"WORKER_COMMAND", worker_command},
-        {"WORKERS", std::to_string(config.workers)},
-        {"WORKER_ENVIRONMENT", environment},
-    };
+void write_text(const fs::path& file, const std::string& text) {
+    std::ofstream out(file, std::ios::binary | std::ios::trunc);
+    out << text;
+    out.close();
+    if (!out) throw Error(ErrorCode::Io, "cannot write " + file.string());
+}
+
+// ---------------------------------------------------------------------------
+// Before serving
+
+bool has_patient_folders(const fs::path& root) {
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(root, ec)) {
+        const std::string name = entry.path().filename().string();
+        if (!name.empty() && name[0] != '.' && entry.is_directory(ec)) return true;
+    }
+    return false;
+}
+
+// A data root without patient folders gets `medimg demo`'s patient.
+void generate_demo(const ServeSettings& s) {
+    const fs::path& data_root = s.config.data_root;
+    std::vector<std::string> demo_args = {s.exe.string(), "demo", data_root.string()};
+    if (const char* size = std::getenv("MEDIMG_DEMO_SIZE"); size && *size) {
+        demo_args.push_back("--size");
+        demo_args.push_back(size);
+    }
+    std::string shown;
+    for (std::size_t i = 1; i < demo_args.size(); ++i) shown += " " + demo_args[i];
+    std::printf("No patient folders in %s: generating a demo patient (medimg%s)...\n",
+                data_root.c_str(), shown.c_str());
+    std::fflush(stdout);
+    if (const int rc = run_to_end(demo_args); rc != 0)
+        throw Error(ErrorCode::Io, "medimg demo failed (exit code " + std::to_string(rc) + ")");
+}
+
+// `lighttpd -tt`: the rendered configuration is checked before serving. A
+// refusal is a template or installation fault (the values were checked when
+// rendered), so Error(Internal) with lighttpd's words.
+void check_conf(const fs::path& lighttpd, const fs::path& conf_file, const fs::path& check_log) {
+    const int fd = ::open(check_log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    const int rc = run_to_end({lighttpd.string(), "-tt", "-f", conf_file.string()}, fd);
+    if (fd >= 0) ::close(fd);
+    if (rc == 0) return;
+    std::string said = read_text(check_log);
+    while (!said.empty() && said.back() == '\n') said.pop_back();
+    throw Error(ErrorCode::Internal, "lighttpd rejects the configuration " + conf_file.string() + ":\n" + said);
+}
+
+void announce(const ServeSettings& s, const fs::path& cache_dir) {
+    const std::string host = s.bind.find(':') != std::string::npos ? "[" + s.bind + "]" : s.bind;
+    const std::string url = "http://" + host + ":" + std::to_string(s.config.port) + "/";
+    std::printf("Serving %s on %s\n", s.config.data_root.c_str(), url.c_str());
+    std::printf("  browse  %soutput/%s\n", url.c_str(),
+                s.config.dir_listing ? "" : "  (directory listings disabled)");
+    std::printf("  viewer  %sviewer.html\n", url.c_str());
+    std::printf("  workers %d x %d threads, cache %s\n", s.config.workers, s.config.threads,
+                cache_dir.c_str());
+    std::printf("Press Ctrl-C to stop.\n");
+    std::fflush(stdout);
+}
+
+// ---------------------------------------------------------------------------
+
+int serve(const Args& args) {
+    const ParsedArgs parsed = parse_args(args, kOptions);
+    if (print_help(parsed, kUsage)) return 0;
+    if (!parsed.positional.empty())
+        throw Error(ErrorCode::BadParameter, "unexpected argument '" + parsed.positional[0] + "'");
+    const ServeSettings settings = resolve_settings(parsed);
+
+    // A closed stdout (`medimg serve | head`) must not end us before
+    // lighttpd and the workers are stopped.
+    std::signal(SIGPIPE, SIG_IGN);
+    const StopSignals signals;
+    const RuntimeDir runtime{make_runtime_dir(settings.config.port)};
+    const LighttpdSettings conf = prepare_runtime(settings, runtime.path);
     const fs::path conf_file = runtime.path / "lighttpd.conf";
-    write_text(conf_file, render(read_text(template_file), values));
+    write_text(conf_file, render_lighttpd_conf(read_text(settings.template_file), conf));
 
-    // Check the configuration before serving.
-    {
-        const fs::path check_log = runtime.path / "check.log";
-        const int fd = ::open(check_log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        const pid_t check = spawn({lighttpd.string(), "-tt", "-f", conf_file.string()}, child_mask,
-                                  false, fd);
-        if (fd >= 0) ::close(fd);
-        if (const int rc = wait_exit_code(check); rc != 0) {
-            std::fprintf(stderr, "medimg serve: lighttpd rejects the configuration %s:\n%s",
-                         conf_file.c_str(), read_text(check_log).c_str());
-            return 1;
-        }
-    }
+    check_conf(settings.lighttpd, conf_file, runtime.path / "check.log");
+    if (!has_patient_folders(settings.config.data_root)) generate_demo(settings);
 
-    // Workers are reparented to us if lighttpd dies first, so none outlives
-    // `medimg serve`. lighttpd gets its own process group: a Ctrl-C reaches
-    // us, and we stop it in order.
-    ::prctl(PR_SET_CHILD_SUBREAPER, 1);
-    const pid_t server = spawn({lighttpd.string(), "-D", "-f", conf_file.string()}, child_mask, true);
-
-    const std::string host_in_url = is_ipv6(bind) ? "[" + bind + "]" : bind;
-    const std::string url = "http://" + host_in_url + ":" + std::to_string(config.port) + "/";
-    bool announced = false;
-    bool server_alive = true;
-    int exit_code = 0;
-    const auto started = std::chrono::steady_clock::now();
-    for (;;) {
-        if (!announced && port_answers(bind, config.port)) {
-            announced = true;
-            std::printf("Serving %s on %s\n", data_root.c_str(), url.c_str());
-            std::printf("  browse  %soutput/%s\n", url.c_str(),
-                        config.dir_listing ? "" : "  (directory listings disabled)");
-            std::printf("  viewer  %sviewer.html\n", url.c_str());
-            std::printf("  workers %d x %d threads, cache %s\n", config.workers, config.threads,
-                        cache_dir.c_str());
-            std::printf("Press Ctrl-C to stop.\n");
-            std::fflush(stdout);
-        }
-        if (!announced && std::chrono::steady_clock::now() - started > std::chrono::seconds(15)) {
-            std::fprintf(stderr, "medimg serve: lighttpd does not answer on %s\n", url.c_str());
-            exit_code = 1;
-            break;
-        }
-        timespec timeout{0, announced ? 500'000'000L : 50'000'000L};
-        const int sig = ::sigtimedwait(&stop_signals, nullptr, &timeout);
-        if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) {
-            std::printf("Stopping (%s)\n", sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "SIGHUP");
-            std::fflush(stdout);
-            break;
-        }
-        int status = 0;
-        if (::waitpid(server, &status, WNOHANG) == server) {
-            server_alive = false;
-            std::fprintf(stderr, "medimg serve: lighttpd exited unexpectedly (%s %d)\n",
-                         WIFEXITED(status) ? "exit code" : "signal",
-                         WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
-            exit_code = 1;
-            break;
-        }
-        // Orphaned workers (lighttpd restarted one) end up here: reap them.
-        std::vector<pid_t> others;
-        for (pid_t p : own_children())
-            if (p != server) others.push_back(p);
-        reap(others);
-    }
-
-    if (server_alive) {
-        // SIGTERM: lighttpd stops at once and terminates its bin-path workers.
-        ::kill(server, SIGTERM);
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-        int status = 0;
-        pid_t done = 0;
-        while ((done = ::waitpid(server, &status, WNOHANG)) == 0 &&
-               std::chrono::steady_clock::now() < deadline)
-            std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        if (done == 0) {
-            ::kill(server, SIGKILL);
-            ::waitpid(server, &status, 0);
-        }
-    }
-    stop_children(std::chrono::milliseconds(3000));
-    pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
-    return exit_code;
+    Supervised server;
+    server.lighttpd = settings.lighttpd;
+    server.conf_file = conf_file;
+    server.bind = settings.bind;
+    server.port = settings.config.port;
+    server.on_ready = [&] { announce(settings, conf.cache_dir); };
+    supervise(server, signals);
+    return 0;
 }
 
 }  // namespace

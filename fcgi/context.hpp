@@ -61,7 +61,9 @@ struct Context {
                             const std::function<std::string()>& compute) const;
 
     // Opens the data root, loads the label tables, creates the cache
-    // directory. Throws Error naming what is wrong (the worker exits 2).
+    // directory. Throws Error naming what is wrong (the worker exits with
+    // the error table's code: 2 for a bad setting, 1 for a missing data root
+    // or an unusable cache directory).
     // `log` defaults to one line on stderr.
     static std::unique_ptr<Context> create(const Config& config,
                                            std::function<void(std::string_view)> log = {});

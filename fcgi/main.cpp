@@ -1,8 +1,11 @@
-// medimg-fcgi: the FastCGI worker. One acceptor thread takes connections
-// (FCGX_Accept_r) into a bounded queue; request threads answer them; a
-// signal thread turns SIGTERM/SIGINT/SIGHUP into an orderly stop. libfcgi's
-// own SIGTERM flag is never seen by threads blocked in accept, so signals are
-// blocked everywhere and taken with sigwait().
+// medimg-fcgi: the FastCGI worker, in three steps: parse_arguments(),
+// set_up() (configuration, the shared Context, the listening socket,
+// libfcgi, the routes) and serve_requests() (the threads and the accept
+// loop). One acceptor thread takes connections (FCGX_Accept_r) into a
+// bounded queue; request threads answer them; a signal thread turns
+// SIGTERM/SIGINT/SIGHUP into an orderly stop. libfcgi's own SIGTERM flag is
+// never seen by threads blocked in accept, so signals are blocked everywhere
+// and taken with sigwait().
 //
 // The listening socket may be shared: spawn-fcgi -F, multiwatch and systemd
 // socket activation hand the same socket to every worker process, side by
@@ -31,10 +34,14 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <filesystem>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -70,9 +77,11 @@ constexpr const char* kUsage =
     "                  (what /openapi.json describes), and exit\n"
     "  --help          this text\n";
 
-[[noreturn]] void usage_error(const std::string& message) {
-    std::fprintf(stderr, "medimg-fcgi: %s\n%s", message.c_str(), kUsage);
-    std::exit(2);
+// A command line the worker cannot take: the reason and the usage text on
+// stderr; the error table's exit code (2, a usage error).
+int usage_failure(const Error& e) {
+    std::fprintf(stderr, "medimg-fcgi: %s\n%s", e.what(), kUsage);
+    return e.exit_code();
 }
 
 // A worker that cannot start says why on stderr, which every supported
@@ -165,15 +174,6 @@ void answer(const fcgi::Router& router, const fcgi::Context& context, FCGX_Reque
     FCGX_Finish_r(&request);
 }
 
-// /health answers on the acceptor itself, never behind queued work: a
-// liveness probe must not wait for requests that stall on slow clients.
-bool is_health(FCGX_Request& request) {
-    const char* uri = FCGX_GetParam("REQUEST_URI", request.envp);
-    const char* method = FCGX_GetParam("REQUEST_METHOD", request.envp);
-    return uri && method && std::strcmp(uri, "/health") == 0 &&
-           (std::strcmp(method, "GET") == 0 || std::strcmp(method, "HEAD") == 0);
-}
-
 // Accepted requests waiting for a thread, bounded: past the bound the
 // acceptor answers 503 itself (README.md). The kernel's backlog of
 // connections not yet accepted is invisible to us; what we bound is what
@@ -242,42 +242,115 @@ private:
     std::vector<std::thread> threads_;
 };
 
-}  // namespace
+// ---------------------------------------------------------------------------
+// Arguments
 
-int main(int argc, char** argv) {
+struct Arguments {
+    enum class Action { Serve, Help, Routes } action = Action::Serve;
     std::optional<std::filesystem::path> config_file;
     std::optional<std::string> listen_addr;
-    std::map<std::string, std::string> flags;
+    std::map<std::string, std::string> flags;   // configuration keys set on the command line
+};
+
+// The command line; throws Error(BadParameter) for an unknown argument or a
+// missing value. --help and --routes end the parse.
+Arguments parse_arguments(int argc, char** argv) {
+    Arguments out;
     for (int i = 1; i < argc; ++i) {
-        std::string arg = argv[i];
+        const std::string arg = argv[i];
         auto value = [&]() -> std::string {
             if (auto eq = arg.find('='); eq != std::string::npos) return arg.substr(eq + 1);
-            if (i + 1 >= argc) usage_error(arg + " needs a value");
+            if (i + 1 >= argc) throw Error(ErrorCode::BadParameter, arg + " needs a value");
             return argv[++i];
         };
         auto is = [&](const char* name) { return arg == name || arg.rfind(std::string(name) + "=", 0) == 0; };
         if (arg == "--help" || arg == "-h") {
-            std::fputs(kUsage, stdout);
-            return 0;
+            out.action = Arguments::Action::Help;
+            return out;
         } else if (arg == "--routes") {
-            fcgi::Context none;   // handlers are registered, never called
-            fcgi::Router router(none);
-            fcgi::register_all(router, none);
-            for (const auto& p : router.patterns()) std::printf("%s\n", p.c_str());
-            return 0;
+            out.action = Arguments::Action::Routes;
+            return out;
         } else if (is("--config")) {
-            config_file = value();
+            out.config_file = value();
         } else if (is("--threads")) {
-            flags["server.threads"] = value();
+            out.flags["server.threads"] = value();
         } else if (is("--listen")) {
-            listen_addr = value();
+            out.listen_addr = value();
         } else {
-            usage_error("unknown argument " + arg);
+            throw Error(ErrorCode::BadParameter, "unknown argument " + arg);
         }
     }
+    return out;
+}
 
-    // Signals: blocked in every thread (set before any thread starts), taken
-    // by one sigwait() thread.
+// --routes: the patterns of the routes, registered and never called.
+int print_routes() {
+    fcgi::Context none;
+    fcgi::Router router(none);
+    fcgi::register_all(router, none);
+    for (const auto& p : router.patterns()) std::printf("%s\n", p.c_str());
+    return 0;
+}
+
+// ---------------------------------------------------------------------------
+// Set-up
+
+// What the accept loop runs with.
+struct Worker {
+    std::unique_ptr<fcgi::Context> context;
+    std::unique_ptr<fcgi::Router> router;
+    int listen_fd = 0;
+    int wake_fd = -1;   // the stop: an eventfd the acceptor polls with the socket
+};
+
+// Flags over the environment (MEDIMG_*) over ./.env over the ini file
+// (--config, else $MEDIMG_CONFIG) over built-in defaults.
+medimg::Config load_worker_config(const Arguments& args) {
+    medimg::ConfigSources sources;
+    sources.ini_file = args.config_file;
+    sources.environment = medimg::environment_map();
+    std::error_code ec;
+    sources.working_dir = std::filesystem::current_path(ec);
+    sources.dotenv_dir = sources.working_dir;
+    sources.flags = args.flags;
+    const auto dirs = medimg::find_data_dirs(medimg::current_executable());
+    sources.conf_dir = dirs.conf_dir;
+    sources.share_dir = dirs.share_dir;
+    return medimg::load_config(sources);
+}
+
+// The socket to accept on: --listen's, else the one on fd 0.
+int listening_socket(const Arguments& args) {
+    if (args.listen_addr) return open_listen_socket(*args.listen_addr);
+    if (!fd0_is_listening_socket())
+        throw Error(ErrorCode::BadParameter,
+                    "no listening socket on fd 0 (start me from lighttpd, spawn-fcgi or systemd, or pass --listen)");
+    return 0;
+}
+
+// Everything before the first accept. Throws Error naming what is wrong
+// (a bad setting, a missing data root, an unusable cache directory or
+// socket), with the error table's exit code.
+Worker set_up(const Arguments& args) {
+    Worker w;
+    w.context = fcgi::Context::create(load_worker_config(args));
+    w.listen_fd = listening_socket(args);
+    if (FCGX_Init() != 0) throw Error(ErrorCode::Internal, "FCGX_Init failed");
+    ::signal(SIGPIPE, SIG_IGN);   // a vanished client shows as a failed write
+    w.router = std::make_unique<fcgi::Router>(*w.context);
+    fcgi::register_all(*w.router, *w.context);
+    w.router->open_metrics(*w.context);
+    w.wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (w.wake_fd < 0) throw Error(ErrorCode::Io, std::string("eventfd: ") + std::strerror(errno));
+    return w;
+}
+
+// ---------------------------------------------------------------------------
+// The accept loop
+
+// Signals: blocked in every thread (set before any thread starts), taken by
+// one sigwait() thread. SIGUSR2 only wakes the acceptor.
+sigset_t block_signals() {
     sigset_t stop_signals;
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGTERM);
@@ -285,125 +358,137 @@ int main(int argc, char** argv) {
     sigaddset(&stop_signals, SIGHUP);
     sigaddset(&stop_signals, SIGUSR1);   // libfcgi's graceful-stop signal
     sigset_t blocked = stop_signals;
-    sigaddset(&blocked, SIGUSR2);        // wakes the acceptor only (below)
+    sigaddset(&blocked, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &blocked, nullptr);
+    return stop_signals;
+}
 
-    std::unique_ptr<fcgi::Context> context;
-    try {
-        medimg::ConfigSources sources;
-        sources.ini_file = config_file;
-        sources.environment = medimg::environment_map();
-        std::error_code ec;
-        sources.working_dir = std::filesystem::current_path(ec);
-        sources.dotenv_dir = sources.working_dir;
-        sources.flags = flags;
-        auto dirs = medimg::find_data_dirs(medimg::current_executable());
-        sources.conf_dir = dirs.conf_dir;
-        sources.share_dir = dirs.share_dir;
-        auto config = medimg::load_config(sources);
-        context = fcgi::Context::create(config);
-    } catch (const Error& e) {
-        return startup_failure(e.what(), e.exit_code());
-    } catch (const std::exception& e) {
-        return startup_failure(e.what(), 1);
-    }
+// Shared by the acceptor and the signal thread; static, since the detached
+// signal thread may look at it until the process exits.
+struct StopState {
+    std::atomic<bool> stopping{false}, accepting_done{false};
+};
+StopState stop_state;
 
-    int listen_fd = 0;
-    if (listen_addr) {
-        try {
-            listen_fd = open_listen_socket(*listen_addr);
-        } catch (const Error& e) {
-            return startup_failure(e.what(), e.exit_code());
-        }
-    } else if (!fd0_is_listening_socket()) {
-        usage_error("no listening socket on fd 0 (start me from lighttpd, spawn-fcgi or systemd, or pass --listen)");
-    }
-
-    if (FCGX_Init() != 0) return startup_failure("FCGX_Init failed", 1);
-    ::signal(SIGPIPE, SIG_IGN);   // a vanished client shows as a failed write
-
-    fcgi::Router router(*context);
-    fcgi::register_all(router, *context);
-    router.open_metrics(*context);
-
-    // The stop: an eventfd the acceptor polls with the listening socket.
-    const int wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (wake_fd < 0) return startup_failure(std::string("eventfd: ") + std::strerror(errno), 1);
+// The signal thread: the first stop signal sets `stopping` and writes the
+// eventfd. The acceptor normally leaves poll() at once. Should it sit in
+// accept() (a sibling took the connection poll() announced), a SIGUSR2
+// every 100 ms ends that accept; a second stop signal while waiting or
+// draining ends the process at once.
+void start_signal_thread(sigset_t stop_signals, int wake_fd, pthread_t acceptor, StopState& state) {
     struct sigaction wake{};
     wake.sa_handler = wake_handler;
     sigemptyset(&wake.sa_mask);
     wake.sa_flags = 0;   // no SA_RESTART: accept() returns EINTR
     ::sigaction(SIGUSR2, &wake, nullptr);
-    const pthread_t acceptor = ::pthread_self();
-
-    std::atomic<bool> stopping{false}, accepting_done{false};
-    std::thread signal_thread([&] {
+    std::thread([stop_signals, wake_fd, acceptor, &state] {
         int sig = 0;
         sigwait(&stop_signals, &sig);
-        stopping = true;
+        state.stopping = true;
         const std::uint64_t one = 1;
         [[maybe_unused]] auto n = ::write(wake_fd, &one, sizeof one);
-        // The acceptor normally leaves poll() at once. Should it sit in
-        // accept() (a sibling took the connection poll() announced), a
-        // SIGUSR2 every 100 ms ends that accept; a second stop signal while
-        // waiting or draining ends the process at once.
         const timespec tick{0, 100'000'000L};
-        while (!accepting_done) {
+        while (!state.accepting_done) {
             if (sigtimedwait(&stop_signals, nullptr, &tick) > 0) std::_Exit(0);
-            if (!accepting_done) ::pthread_kill(acceptor, SIGUSR2);
+            if (!state.accepting_done) ::pthread_kill(acceptor, SIGUSR2);
         }
         sigwait(&stop_signals, &sig);
         std::_Exit(0);
-    });
-    signal_thread.detach();
+    }).detach();
+}
 
-    Pool pool(router, *context, context->config.threads, context->config.max_queue);
-    context->log("listening (" + std::to_string(context->config.threads) + " threads, data root " +
-                 context->data_root->path().string() + ")");
+// One accepted request: answered here when its route says so (/health,
+// AnswerOn::Acceptor), else queued for a request thread, else (queue full)
+// refused with 503 here.
+void answer_or_queue(const Worker& w, Pool& pool, std::unique_ptr<FCGX_Request>& request) {
+    const char* uri = FCGX_GetParam("REQUEST_URI", request->envp);
+    const char* method = FCGX_GetParam("REQUEST_METHOD", request->envp);
+    if (uri && method && w.router->answers_on_acceptor(method, uri)) {
+        answer(*w.router, *w.context, *request);
+        return;
+    }
+    if (pool.offer(request)) return;
+    try {
+        fcgi::FcgiTransport transport(*request, w.context->config.send_timeout);
+        fcgi::write_response(transport, fcgi::busy_response(1), false);
+        if (w.context->metrics) w.context->metrics->count_request(w.context->metrics->refused(), 503, 0, 0);
+    } catch (...) {
+    }
+    FCGX_Finish_r(request.get());
+}
+
+// Accepts until a stop; 1 when poll() or accept() fails for good.
+int accept_until_stopped(const Worker& w, Pool& pool, const StopState& state) {
+    while (!state.stopping) {
+        pollfd fds[2] = {{w.listen_fd, POLLIN, 0}, {w.wake_fd, POLLIN, 0}};
+        if (::poll(fds, 2, -1) < 0) {
+            if (errno == EINTR) continue;
+            w.context->log(std::string("poll failed: ") + std::strerror(errno));
+            return 1;
+        }
+        if (state.stopping || fds[1].revents) break;
+        if (!fds[0].revents) continue;
+        auto request = std::make_unique<FCGX_Request>();
+        FCGX_InitRequest(request.get(), w.listen_fd, FCGI_FAIL_ACCEPT_ON_INTR);
+        if (const int rc = FCGX_Accept_r(request.get()); rc < 0) {
+            if (state.stopping) break;
+            if (rc == -EINTR || rc == -ECONNABORTED || rc == -EAGAIN) continue;
+            w.context->log(std::string("accept failed: ") + std::strerror(-rc));
+            return 1;
+        }
+        answer_or_queue(w, pool, request);
+    }
+    return 0;
+}
+
+// Starts the signal thread and the request threads, accepts until a stop,
+// lets the threads finish what is queued (5 s at most). The exit code.
+int serve_requests(const Worker& w, const sigset_t& stop_signals) {
+    StopState& state = stop_state;
+    start_signal_thread(stop_signals, w.wake_fd, ::pthread_self(), state);
+    const medimg::Config& config = w.context->config;
+    Pool pool(*w.router, *w.context, config.threads, config.max_queue);
+    w.context->log("listening (" + std::to_string(config.threads) + " threads, data root " +
+                   w.context->data_root->path().string() + ")");
     // Only this thread takes SIGUSR2 (every thread started above blocks it).
     sigset_t wake_signal;
     sigemptyset(&wake_signal);
     sigaddset(&wake_signal, SIGUSR2);
     pthread_sigmask(SIG_UNBLOCK, &wake_signal, nullptr);
-    int exit_code = 0;
-    while (!stopping) {
-        pollfd fds[2] = {{listen_fd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
-        if (::poll(fds, 2, -1) < 0) {
-            if (errno == EINTR) continue;
-            context->log(std::string("poll failed: ") + std::strerror(errno));
-            exit_code = 1;
-            break;
-        }
-        if (stopping || fds[1].revents) break;
-        if (!fds[0].revents) continue;
-        auto request = std::make_unique<FCGX_Request>();
-        FCGX_InitRequest(request.get(), listen_fd, FCGI_FAIL_ACCEPT_ON_INTR);
-        if (const int rc = FCGX_Accept_r(request.get()); rc < 0) {
-            if (stopping) break;
-            if (rc == -EINTR || rc == -ECONNABORTED || rc == -EAGAIN) continue;
-            context->log(std::string("accept failed: ") + std::strerror(-rc));
-            exit_code = 1;
-            break;
-        }
-        if (is_health(*request)) {
-            answer(router, *context, *request);
-        } else if (!pool.offer(request)) {
-            try {
-                fcgi::FcgiTransport transport(*request, context->config.send_timeout);
-                fcgi::write_response(transport, fcgi::busy_response(1), false);
-                if (context->metrics)
-                    context->metrics->count_request(context->metrics->refused(), 503, 0, 0);
-            } catch (...) {
-            }
-            FCGX_Finish_r(request.get());
-        }
-    }
-    accepting_done = true;
+    const int exit_code = accept_until_stopped(w, pool, state);
+    state.accepting_done = true;
     pthread_sigmask(SIG_BLOCK, &wake_signal, nullptr);
     if (!pool.stop(std::chrono::seconds(5))) {
-        context->log("requests still running 5 s after the stop signal; exiting anyway");
+        w.context->log("requests still running 5 s after the stop signal; exiting anyway");
         std::fflush(stderr);
         std::_Exit(exit_code);
     }
     return exit_code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    Arguments args;
+    try {
+        args = parse_arguments(argc, argv);
+    } catch (const Error& e) {
+        return usage_failure(e);
+    }
+    if (args.action == Arguments::Action::Help) {
+        std::fputs(kUsage, stdout);
+        return 0;
+    }
+    if (args.action == Arguments::Action::Routes) return print_routes();
+
+    const sigset_t stop_signals = block_signals();
+    Worker worker;
+    try {
+        worker = set_up(args);
+    } catch (const Error& e) {
+        return startup_failure(e.what(), e.exit_code());
+    } catch (const std::exception& e) {
+        return startup_failure(e.what(), medimg::error_info(ErrorCode::Internal).exit_code);
+    }
+    return serve_requests(worker, stop_signals);
 }

@@ -255,104 +255,135 @@ std::string Metrics::label(std::size_t route) const {
     return route == unmatched() ? "unmatched" : "refused";
 }
 
-std::string Metrics::render(std::int64_t cache_bytes, std::int64_t cache_max_bytes) const {
-    const File& f = *file_;
+// Every slot's counters summed; the gauges of live processes only.
+struct Metrics::Totals {
     std::uint64_t requests[kRouteSlots][kStatusSlots] = {};
     std::uint64_t bytes[kRouteSlots] = {};
     std::uint64_t latency[kRouteSlots][kBuckets.size() + 1] = {};
-    std::uint64_t latency_sum[kRouteSlots] = {};
+    std::uint64_t latency_sum_us[kRouteSlots] = {};
     std::uint64_t hits = 0, misses = 0, evictions = 0, evicted_bytes = 0;
     std::int64_t busy = 0, queued = 0, threads = 0, live = 0;
-    for (const auto& s : f.slots) {
+};
+
+Metrics::Totals Metrics::totals() const {
+    Totals t;
+    for (const auto& s : file_->slots) {
         const auto pid = s.pid.load();
         if (pid == 0) continue;
         for (std::size_t r = 0; r < kRouteSlots; ++r) {
-            for (std::size_t i = 0; i < kStatusSlots; ++i) requests[r][i] += s.requests[r][i].load();
-            bytes[r] += s.bytes[r].load();
-            for (std::size_t b = 0; b <= kBuckets.size(); ++b) latency[r][b] += s.latency[r][b].load();
-            latency_sum[r] += s.latency_sum_us[r].load();
+            for (std::size_t i = 0; i < kStatusSlots; ++i) t.requests[r][i] += s.requests[r][i].load();
+            t.bytes[r] += s.bytes[r].load();
+            for (std::size_t b = 0; b <= kBuckets.size(); ++b) t.latency[r][b] += s.latency[r][b].load();
+            t.latency_sum_us[r] += s.latency_sum_us[r].load();
         }
-        hits += s.cache_hits.load();
-        misses += s.cache_misses.load();
-        evictions += s.evictions.load();
-        evicted_bytes += s.evicted_bytes.load();
+        t.hits += s.cache_hits.load();
+        t.misses += s.cache_misses.load();
+        t.evictions += s.evictions.load();
+        t.evicted_bytes += s.evicted_bytes.load();
         if (start_ticks(pid) == s.start_ticks.load()) {
-            ++live;
-            busy += std::max<std::int64_t>(0, s.busy.load());
-            queued += std::max<std::int64_t>(0, s.queued.load());
-            threads += s.threads.load();
+            ++t.live;
+            t.busy += std::max<std::int64_t>(0, s.busy.load());
+            t.queued += std::max<std::int64_t>(0, s.queued.load());
+            t.threads += s.threads.load();
         }
     }
-    std::string out;
-    auto head = [&](const char* name, const char* type, const char* help) {
-        out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
-    };
-    auto line = [&](const std::string& series, const std::string& value) { out += series + " " + value + "\n"; };
+    return t;
+}
+
+// The exposition text, one metric family after another.
+class Metrics::Exposition {
+public:
+    void head(const char* name, const char* type, const char* help) {
+        out_ += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+    }
+    void line(const std::string& series, const std::string& value) { out_ += series + " " + value + "\n"; }
+    // A metric of one unlabelled series.
+    template <typename V>
+    void single(const char* name, const char* type, const char* help, V value) {
+        head(name, type, help);
+        line(name, std::to_string(value));
+    }
+    std::string take() { return std::move(out_); }
+
+private:
+    std::string out_;
+};
+
+// Requests, latency histograms and bytes, by route ("unmatched" and
+// "refused" after the patterns); a route without requests has no series.
+void Metrics::render_routes(Exposition& x, const Totals& t) const {
     const std::size_t nroutes = routes_.size() + 2;
-
-    head("medimg_build_info", "gauge", "Version of the medimg-fcgi workers answering (always 1).");
-    line("medimg_build_info{version=\"" + escape_label(MEDIMG_VERSION) + "\"}", "1");
-
-    head("medimg_http_requests_total", "counter",
-         "Requests answered by the pool, by route pattern and status.");
+    x.head("medimg_http_requests_total", "counter", "Requests answered by the pool, by route pattern and status.");
     for (std::size_t r = 0; r < nroutes; ++r)
         for (std::size_t i = 0; i < kStatusSlots; ++i)
-            if (requests[r][i])
-                line("medimg_http_requests_total{route=\"" + label(r) + "\",status=\"" + status_label(i) + "\"}",
-                     std::to_string(requests[r][i]));
+            if (t.requests[r][i])
+                x.line("medimg_http_requests_total{route=\"" + label(r) + "\",status=\"" + status_label(i) + "\"}",
+                       std::to_string(t.requests[r][i]));
 
-    head("medimg_http_request_duration_seconds", "histogram",
-         "Time from the request's arrival at a thread to the answer written, by route.");
+    x.head("medimg_http_request_duration_seconds", "histogram",
+           "Time from the request's arrival at a thread to the answer written, by route.");
     for (std::size_t r = 0; r < nroutes; ++r) {
         std::uint64_t cumulative = 0;
-        for (std::size_t b = 0; b <= kBuckets.size(); ++b) cumulative += latency[r][b];
+        for (std::size_t b = 0; b <= kBuckets.size(); ++b) cumulative += t.latency[r][b];
         if (!cumulative) continue;
         const std::string route = "route=\"" + label(r) + "\"";
         cumulative = 0;
         for (std::size_t b = 0; b <= kBuckets.size(); ++b) {
-            cumulative += latency[r][b];
+            cumulative += t.latency[r][b];
             const std::string le = b < kBuckets.size() ? format_number(kBuckets[b]) : "+Inf";
-            line("medimg_http_request_duration_seconds_bucket{" + route + ",le=\"" + le + "\"}",
-                 std::to_string(cumulative));
+            x.line("medimg_http_request_duration_seconds_bucket{" + route + ",le=\"" + le + "\"}",
+                   std::to_string(cumulative));
         }
-        line("medimg_http_request_duration_seconds_sum{" + route + "}",
-             format_number(static_cast<double>(latency_sum[r]) / 1e6));
-        line("medimg_http_request_duration_seconds_count{" + route + "}", std::to_string(cumulative));
+        x.line("medimg_http_request_duration_seconds_sum{" + route + "}",
+               format_number(static_cast<double>(t.latency_sum_us[r]) / 1e6));
+        x.line("medimg_http_request_duration_seconds_count{" + route + "}", std::to_string(cumulative));
     }
 
-    head("medimg_http_response_bytes_total", "counter",
-         "Body bytes of the answers, by route (for X-Sendfile answers: the file the web server sends).");
+    x.head("medimg_http_response_bytes_total", "counter",
+           "Body bytes of the answers, by route (for X-Sendfile answers: the file the web server sends).");
     for (std::size_t r = 0; r < nroutes; ++r)
-        if (bytes[r]) line("medimg_http_response_bytes_total{route=\"" + label(r) + "\"}", std::to_string(bytes[r]));
+        if (t.bytes[r]) x.line("medimg_http_response_bytes_total{route=\"" + label(r) + "\"}", std::to_string(t.bytes[r]));
+}
 
-    // A metric of one unlabelled series.
-    auto single = [&](const char* name, const char* type, const char* help, auto value) {
-        head(name, type, help);
-        line(name, std::to_string(value));
-    };
-    single("medimg_cache_hits_total", "counter", "Results cache lookups answered from the cache.", hits);
-    single("medimg_cache_misses_total", "counter", "Results cache lookups that computed the result.", misses);
-    single("medimg_cache_evictions_total", "counter",
-           "Results cache entries removed to keep the cache under its bound.", evictions);
-    single("medimg_cache_evicted_bytes_total", "counter", "Bytes of the entries evicted.", evicted_bytes);
+std::string Metrics::render(std::int64_t cache_bytes, std::int64_t cache_max_bytes) const {
+    const Totals t = totals();
+    Exposition x;
+    x.head("medimg_build_info", "gauge", "Version of the medimg-fcgi workers answering (always 1).");
+    x.line("medimg_build_info{version=\"" + escape_label(MEDIMG_VERSION) + "\"}", "1");
+    render_routes(x, t);
+    render_cache(x, t, cache_bytes, cache_max_bytes);
+    render_pool(x, t);
+    return x.take();
+}
+
+// The results cache's counters and, when it is on, its size and bound.
+void Metrics::render_cache(Exposition& x, const Totals& t, std::int64_t cache_bytes, std::int64_t cache_max_bytes) {
+    x.single("medimg_cache_hits_total", "counter", "Results cache lookups answered from the cache.", t.hits);
+    x.single("medimg_cache_misses_total", "counter", "Results cache lookups that computed the result.", t.misses);
+    x.single("medimg_cache_evictions_total", "counter",
+             "Results cache entries removed to keep the cache under its bound.", t.evictions);
+    x.single("medimg_cache_evicted_bytes_total", "counter", "Bytes of the entries evicted.", t.evicted_bytes);
     if (cache_bytes >= 0)
-        single("medimg_cache_bytes", "gauge", "Bytes held by results cache entries.", cache_bytes);
+        x.single("medimg_cache_bytes", "gauge", "Bytes held by results cache entries.", cache_bytes);
     if (cache_max_bytes >= 0)
-        single("medimg_cache_max_bytes", "gauge", "The results cache's size bound ([cache] max_bytes).",
-               cache_max_bytes);
-    single("medimg_busy_threads", "gauge", "Request threads answering a request now, all live workers.", busy);
-    single("medimg_threads", "gauge", "Request threads of all live workers.", threads);
-    single("medimg_queue_depth", "gauge", "Requests accepted and waiting for a thread, all live workers.", queued);
-    single("medimg_worker_processes", "gauge", "Live worker processes sharing the counters file.", live);
-    single("medimg_worker_starts_total", "counter", "Worker processes started.", f.starts.load());
-    single("medimg_worker_restarts_total", "counter",
-           "Worker processes started in place of one that had exited (killed, crashed or stopped).",
-           f.restarts.load());
-    single("medimg_worker_uncounted_total", "counter",
-           "Worker processes that found every counter slot held by a live process (their requests are "
-           "not counted).",
-           f.no_slot.load());
-    return out;
+        x.single("medimg_cache_max_bytes", "gauge", "The results cache's size bound ([cache] max_bytes).",
+                 cache_max_bytes);
+}
+
+// The pool's threads and processes.
+void Metrics::render_pool(Exposition& x, const Totals& t) const {
+    x.single("medimg_busy_threads", "gauge", "Request threads answering a request now, all live workers.", t.busy);
+    x.single("medimg_threads", "gauge", "Request threads of all live workers.", t.threads);
+    x.single("medimg_queue_depth", "gauge", "Requests accepted and waiting for a thread, all live workers.", t.queued);
+    x.single("medimg_worker_processes", "gauge", "Live worker processes sharing the counters file.", t.live);
+    x.single("medimg_worker_starts_total", "counter", "Worker processes started.", file_->starts.load());
+    x.single("medimg_worker_restarts_total", "counter",
+             "Worker processes started in place of one that had exited (killed, crashed or stopped).",
+             file_->restarts.load());
+    x.single("medimg_worker_uncounted_total", "counter",
+             "Worker processes that found every counter slot held by a live process (their requests are "
+             "not counted).",
+             file_->no_slot.load());
 }
 
 }  // namespace medimg::fcgi

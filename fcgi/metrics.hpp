@@ -55,8 +55,15 @@ public:
 private:
     struct File;
     struct Slot;
+    struct Totals;       // every slot summed, for render()
+    class Exposition;    // the text render() writes
     Metrics() = default;
     std::string label(std::size_t route) const;
+    Totals totals() const;
+    void render_routes(Exposition& x, const Totals& t) const;
+    static void render_cache(Exposition& x, const Totals& t, std::int64_t cache_bytes,
+                             std::int64_t cache_max_bytes);
+    void render_pool(Exposition& x, const Totals& t) const;
 
     std::filesystem::path path_;
     std::vector<std::string> routes_;

@@ -58,11 +58,26 @@ Response busy_response(int retry_after_seconds) {
     return r;
 }
 
-void Router::add(std::string pattern, Handler handler) {
+void Router::add(std::string pattern, Handler handler, AnswerOn on) {
     Route route;
     for (auto seg : split_path(pattern)) route.segments.emplace_back(seg);
     route.handler = std::move(handler);
+    if (on == AnswerOn::Acceptor) {
+        for (const auto& seg : route.segments)
+            if (is_capture(seg))
+                throw Error(ErrorCode::Internal, "route " + pattern + ": a route answered on the acceptor "
+                                                                     "must be literal");
+        acceptor_paths_.push_back(pattern);
+    }
     routes_.push_back(std::move(route));
+}
+
+bool Router::answers_on_acceptor(std::string_view method, std::string_view uri) const noexcept {
+    if (method != "GET" && method != "HEAD") return false;
+    const std::string_view path = uri.substr(0, uri.find('?'));
+    for (const auto& p : acceptor_paths_)
+        if (path == p) return true;
+    return false;
 }
 
 bool Router::match(const Route& route, const std::vector<std::string_view>& path,

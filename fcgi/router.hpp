@@ -19,6 +19,18 @@ namespace medimg::fcgi {
 using PathParams = std::map<std::string, std::string>;
 using Handler = std::function<Response(const Request&, const PathParams&)>;
 
+// Which thread of the worker answers a route's requests (fcgi/main.cpp).
+enum class AnswerOn {
+    // A request thread ([server] threads), after the queue ([limits] max_queue).
+    RequestThread,
+    // The acceptor thread itself, before the queue: for an answer that must
+    // come while every request thread is held by slow clients or long
+    // filters (the liveness probe, /health). Literal patterns only, and a
+    // handler that reads no file and cannot block: while it runs, nothing is
+    // accepted.
+    Acceptor,
+};
+
 class Router {
 public:
     explicit Router(const Context& context) : context_(context) {}
@@ -26,7 +38,15 @@ public:
     // `pattern`: "/" separated literals, "{name}" (one segment) and at most
     // one "{name...}" (one or more segments). Every route answers GET and
     // HEAD (HEAD: same headers, no body) and OPTIONS (CORS preflight, 204).
-    void add(std::string pattern, Handler handler);
+    // A route answered on the acceptor must be all literals, else
+    // Error(Internal).
+    void add(std::string pattern, Handler handler, AnswerOn on = AnswerOn::RequestThread);
+
+    // Whether the acceptor answers this request itself: GET or HEAD whose
+    // path (`uri` before any '?') is exactly the pattern of a route added
+    // with AnswerOn::Acceptor. Compares text only: nothing is decoded, so a
+    // path that only decodes to the pattern goes to a request thread.
+    bool answers_on_acceptor(std::string_view method, std::string_view uri) const noexcept;
 
     // Routes one request; throws Error for every refusal (no route: NotFound;
     // other methods: MethodNotAllowed).
@@ -60,6 +80,7 @@ private:
 
     const Context& context_;
     std::vector<Route> routes_;
+    std::vector<std::string> acceptor_paths_;   // the AnswerOn::Acceptor patterns
 };
 
 // Renders the 503 answer for a request refused before routing (queue full).

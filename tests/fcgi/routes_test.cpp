@@ -13,6 +13,7 @@
 
 #include "catch.hpp"
 #include "context.hpp"
+#include "error.hpp"
 #include "nifti_builder.hpp"
 #include "router.hpp"
 #include "routes/routes.hpp"
@@ -180,6 +181,38 @@ TEST_CASE("fcgi routes: /health", "[fcgi][health]") {
     CHECK(j["status"] == "healthy");
     CHECK(j["service"] == "image-server");
     CHECK(j["version"] == MEDIMG_VERSION);
+}
+
+TEST_CASE("fcgi router: only /health is answered on the acceptor", "[fcgi][health][router]") {
+    Fixture f;
+    const Router& r = *f.router;
+    CHECK(r.answers_on_acceptor("GET", "/health"));
+    CHECK(r.answers_on_acceptor("HEAD", "/health"));
+    CHECK(r.answers_on_acceptor("GET", "/health?probe=1"));
+    // Other methods get their 405 (and OPTIONS its 204) from a request thread.
+    CHECK_FALSE(r.answers_on_acceptor("OPTIONS", "/health"));
+    CHECK_FALSE(r.answers_on_acceptor("POST", "/health"));
+    // Only the literal path: nothing is decoded or normalised on the acceptor.
+    CHECK_FALSE(r.answers_on_acceptor("GET", "/health/"));
+    CHECK_FALSE(r.answers_on_acceptor("GET", "/heal%74h"));
+    CHECK_FALSE(r.answers_on_acceptor("GET", "/healthz"));
+    CHECK_FALSE(r.answers_on_acceptor("GET", ""));
+    for (const auto& pattern : r.patterns())
+        if (pattern != "/health") CHECK_FALSE(r.answers_on_acceptor("GET", pattern));
+    CHECK_FALSE(r.answers_on_acceptor("GET", "/metrics"));
+    CHECK_FALSE(r.answers_on_acceptor("GET", "/filtered-scans/PA01/all.nii.gz"));
+}
+
+TEST_CASE("fcgi router: a route answered on the acceptor must be literal", "[fcgi][router]") {
+    Context none;
+    Router r(none);
+    auto handler = [](const medimg::fcgi::Request&, const medimg::fcgi::PathParams&) {
+        return medimg::fcgi::Response::json(200, "{}");
+    };
+    CHECK_THROWS_AS(r.add("/probe/{pid}", handler, medimg::fcgi::AnswerOn::Acceptor), medimg::Error);
+    r.add("/probe/ready", handler, medimg::fcgi::AnswerOn::Acceptor);
+    CHECK(r.answers_on_acceptor("GET", "/probe/ready"));
+    CHECK_FALSE(r.answers_on_acceptor("GET", "/probe/x"));
 }
 
 TEST_CASE("fcgi routes: filtered scan answers", "[fcgi][filter]") {

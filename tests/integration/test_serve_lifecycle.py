@@ -232,3 +232,77 @@ def test_localhost_without_hosts_file(tree, tmp_path):
         assert_loopback_only(s)
     finally:
         s.stop()
+
+
+# --- start-up failures: one message, the error table's exit code, nothing left
+
+def serve_once(data_root, *args, port=None, timeout=60):
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("MEDIMG_") and k not in ("IMAGE_SERVER", "OUTPUT_FOLDER")}
+    port = port or free_port()
+    cmd = [str(MEDIMG), "serve", "--host", "127.0.0.1", "--port", str(port),
+           "--data-root", str(data_root), "--workers", "1", "--threads", "1", "--quiet", *args]
+    return port, subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                env=env, timeout=timeout, start_new_session=True)
+
+
+def runtime_dirs(port):
+    """`medimg serve`'s runtime directories for `port` (docs/SECURITY.md)."""
+    found = list(Path("/tmp").glob(f"medimg-{os.getuid()}-{port}-*"))
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg:
+        found += list(Path(xdg).glob(f"medimg-{port}-*"))
+    return found
+
+
+@pytest.mark.parametrize("name", ['scans"x', "scans\\x"])
+def test_data_root_lighttpd_cannot_hold_is_refused(tmp_path, name):
+    """A double quote or a backslash would end or escape lighttpd's string:
+    refused naming the data root, before the demo is generated."""
+    root = tmp_path / name
+    port, r = serve_once(root)
+    assert r.returncode == 2, r.stderr
+    assert f"medimg serve: data root: characters lighttpd's configuration cannot hold: {root}" in r.stderr
+    assert "(see 'medimg serve --help')" in r.stderr
+    assert list(root.iterdir()) == []          # no demo patient
+    assert runtime_dirs(port) == []
+
+
+def test_data_root_with_spaces_is_served(tmp_path, tree):
+    root = tmp_path / "my scans"
+    (root / "PA 1").mkdir(parents=True)
+    (root / "PA 1" / "notes.txt").write_text("kept")
+    s = LighttpdServer(BUILD, SOURCE, root, workers=1, threads=1)
+    s.start()
+    try:
+        assert request(s.base_url, "/health").status == 200
+        assert request(s.base_url, "/output/PA%201/notes.txt").body == b"kept"
+    finally:
+        s.stop()
+
+
+@pytest.mark.parametrize("args, message, code", [
+    (["--workers", "0"], "workers", 2),                                   # bad_parameter
+    (["--config", "/nonexistent/medimg.ini"], "/nonexistent/medimg.ini not found", 1),   # not_found
+    (["--unknown-flag"], "unknown option '--unknown-flag'", 2),
+])
+def test_bad_settings_exit_with_the_table_code(tmp_path, tree, args, message, code):
+    port, r = serve_once(tree["root"], *args)
+    assert r.returncode == code, r.stderr
+    assert r.stderr.startswith("medimg serve: ") and message in r.stderr, r.stderr
+    assert runtime_dirs(port) == []
+
+
+def test_port_in_use_is_a_start_up_failure(tree):
+    """lighttpd cannot bind: it exits, serve stops everything it started and
+    exits 1 (io_error) with one sentence, not a traceback of lighttpd's."""
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        _, r = serve_once(tree["root"], port=port)
+    assert r.returncode == 1, r.stderr
+    assert "medimg serve: lighttpd exited unexpectedly (exit code " in r.stderr, r.stderr
+    assert r.stderr.count("medimg serve: ") == 1, r.stderr
+    assert runtime_dirs(port) == []

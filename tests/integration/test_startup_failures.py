@@ -18,11 +18,17 @@ pytestmark = pytest.mark.skipif(not (os.path.exists(LIGHTTPD) and WORKER.exists(
                                 reason="lighttpd and medimg-fcgi needed")
 
 
-@pytest.mark.parametrize("setting, value, reason, code", [
+# The error table's exit code of each (lib/error.hpp): BadParameter 2,
+# NotFound 1, Io 1.
+STARTUP_FAILURES = [
     ("MEDIMG_MAX_QUEUE", "-3", 'configuration: [limits] max_queue = "-3": out of range', 2),
     ("MEDIMG_SEND_TIMEOUT", "soon", '[limits] send_timeout = "soon"', 2),
+    ("MEDIMG_DATA_ROOT", "/nonexistent/medimg", "data root /nonexistent/medimg is not a directory", 1),
     ("MEDIMG_CACHE_DIR", "/etc/hostname/cache", "cache directory /etc/hostname/cache is not a directory", 1),
-])
+]
+
+
+@pytest.mark.parametrize("setting, value, reason, code", STARTUP_FAILURES)
 def test_reason_in_lighttpd_breakagelog(tmp_path, tree, setting, value, reason, code):
     env = {"MEDIMG_DATA_ROOT": str(tree["root"]), "MEDIMG_CACHE_DIR": str(tmp_path / "cache"),
            setting: value}
@@ -60,16 +66,12 @@ def test_reason_in_lighttpd_breakagelog(tmp_path, tree, setting, value, reason, 
         web.stop()
 
 
-@pytest.mark.parametrize("env, code", [
-    ({"MEDIMG_MAX_QUEUE": "-3"}, 2),                         # BadParameter
-    ({"MEDIMG_DATA_ROOT": "/nonexistent/medimg"}, 1),        # not a directory
-    ({"MEDIMG_CACHE_DIR": "/etc/hostname/cache"}, 1),        # Io
-])
-def test_exit_code_from_the_error_table(tmp_path, tree, env, code):
+@pytest.mark.parametrize("setting, value, reason, code", STARTUP_FAILURES)
+def test_exit_code_from_the_error_table(tmp_path, tree, setting, value, reason, code):
     """Started as systemd starts it (a listening socket on fd 0)."""
     full = {k: v for k, v in os.environ.items() if not k.startswith("MEDIMG_")}
     full.update({"MEDIMG_DATA_ROOT": str(tree["root"]), "MEDIMG_CACHE_DIR": str(tmp_path / "c")})
-    full.update(env)
+    full[setting] = value
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.bind(str(tmp_path / "s.sock"))
         s.listen(4)
@@ -77,20 +79,51 @@ def test_exit_code_from_the_error_table(tmp_path, tree, env, code):
                            env=full, timeout=30)
     assert r.returncode == code, r.stderr
     assert "cannot start: " in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert reason in r.stderr
 
 
-def test_reason_in_apache_error_log_under_mod_fcgid(tree):
+@pytest.mark.parametrize("args, reason, code", [
+    # No socket on fd 0 and no --listen: the stdin of a terminal or a file.
+    ([], "no listening socket on fd 0", 2),
+    (["--listen", "0.0.0.0:9000"], "binding every interface is refused", 2),   # BadParameter
+    (["--listen", "/nonexistent/dir/medimg.sock"], "--listen /nonexistent/dir/medimg.sock: ", 1),   # Io
+])
+def test_socket_failures_from_the_error_table(tmp_path, tree, args, reason, code):
+    full = {k: v for k, v in os.environ.items() if not k.startswith("MEDIMG_")}
+    full.update({"MEDIMG_DATA_ROOT": str(tree["root"]), "MEDIMG_CACHE_DIR": str(tmp_path / "c")})
+    r = subprocess.run([str(WORKER)] + args, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       env=full, timeout=30)
+    assert r.returncode == code, r.stderr
+    assert re.fullmatch(r"medimg-fcgi\[\d+\]: cannot start: .*\n", r.stderr), r.stderr
+    assert reason in r.stderr
+
+
+def test_usage_error_exits_2_with_the_usage(tmp_path):
+    r = subprocess.run([str(WORKER), "--frobnicate"], stdin=subprocess.DEVNULL, capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith("medimg-fcgi: unknown argument --frobnicate\nusage: medimg-fcgi"), r.stderr
+
+
+@pytest.mark.parametrize("setting, value, reason, code",
+                         [f for f in STARTUP_FAILURES if f[0] != "MEDIMG_SEND_TIMEOUT"])
+def test_reason_in_apache_error_log_under_mod_fcgid(tree, setting, value, reason, code):
     """mod_fcgid starts the workers and writes their stderr to Apache's
-    ErrorLog (apache/medimg-fcgid.conf)."""
+    ErrorLog (apache/medimg-fcgid.conf); at its info level it logs each
+    worker's exit code too, which must be the table's."""
     from conftest import BUILD, SOURCE, _available
     if not _available("apache"):
         pytest.skip("apache: not available")
     from apache_server import ApacheServer
+    # The last FcgidInitialEnv of a name wins over the snippet's.
     server = ApacheServer(BUILD, SOURCE, tree["root"], variant="fcgid",
-                          extra_conf="FcgidInitialEnv MEDIMG_MAX_QUEUE -3")
+                          extra_conf=f"FcgidInitialEnv {setting} {value}\nLogLevel warn fcgid:info")
     with pytest.raises(RuntimeError) as failed:
         server.start(timeout=8)       # never healthy; the logs are in the message
     text = str(failed.value)
     sections = {part.split("\n", 1)[0]: part for part in text.split("--- ")[1:]}
     error_log = sections.get(server.error_log.name, "")
-    assert 'cannot start: configuration: [limits] max_queue = "-3": out of range' in error_log, text
+    assert f"cannot start: {reason}" in error_log, text
+    codes = set(re.findall(r"medimg-fcgi\(\d+\) exit\(.*\), terminated by calling exit\(\), "
+                           r"return code: (\d+)", error_log))
+    assert codes == {str(code)}, error_log
