@@ -1,10 +1,5 @@
 // `medimg filter`: keep (or mask) chosen label ids of one segmentation, or of
 // many into an output directory (man/medimg.1).
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cstdlib>
 #include <chrono>
 #include <condition_variable>
@@ -22,11 +17,11 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_util.hpp"
-#include "fs/fd.hpp"
 #include "commands.hpp"
 #include "error.hpp"
 #include "labels/filter.hpp"
 #include "labels/filter_options.hpp"
+#include "nifti/datatype.hpp"
 #include "nifti/file_name.hpp"
 #include "nifti/reader.hpp"
 #include "nifti/stream.hpp"
@@ -45,6 +40,12 @@ constexpr const char* kUsage =
     "stdout. The output container follows OUT's name (.nii.gz gzip, .nii plain;\n"
     "stdout: IN's, gzip for stdin); .hdr/.img inputs become .nii.gz. A failed\n"
     "filter leaves no output file. IN OUT overwrites OUT unless --no-clobber.\n"
+    "\n"
+    "Stdin (a .nii or .nii.gz) from a pipe is read once as it arrives, in\n"
+    "memory that does not grow with the image; nothing is copied, except that\n"
+    "--crop and float or scaled label maps, which read the voxels twice, keep\n"
+    "one copy of them in an unlinked file in $TMPDIR (default /tmp). A stream\n"
+    "that ends early is status 3; a .hdr/.img pair on stdin is refused.\n"
     "\n"
     "Batch (--outdir): every IN is written to DIR/filtered_{name} (with\n"
     "--keep-tree: DIR/{IN's folder}/filtered_{name}). Every output name is\n"
@@ -397,55 +398,31 @@ int run_batch(const ParsedArgs& parsed, const Job& job) {
     return first_failure;
 }
 
+// Whether filtering `reader` reads its voxels twice (labels::filter: crop
+// finds the bounding box first; float and scaled maps are verified to hold
+// ids before anything is written). Scaled maps are all counted, a few more
+// than the filter verifies: a copy too many costs disk, one too few would
+// stop the filter at its rewind.
+bool reads_twice(const nifti::Reader& reader, const labels::FilterOptions& options) {
+    const nifti::Header& h = reader.header();
+    return options.crop || h.datatype().kind == nifti::TypeKind::Float || h.scaled();
+}
+
+// Where the copy of a stream read twice goes: $TMPDIR, else /tmp.
+fs::path temporary_dir() {
+    const char* tmp = std::getenv("TMPDIR");
+    return tmp && *tmp ? fs::path(tmp) : fs::path("/tmp");
+}
+
 // The image on stdin. A regular file (`< file`) is read in place; a pipe is
-// first copied into an unlinked temporary file in $TMPDIR, because the reader
-// reads by offset (and cropping reads twice). A .hdr/.img pair cannot come
-// through one stream: refused with a message that says so.
+// read once as it arrives, header first, in bounded memory. Only a filter
+// that reads the voxels twice keeps a copy of them, in an unlinked file in
+// $TMPDIR (man/medimg.1). A .hdr/.img pair cannot come through one stream:
+// the reader refuses it with a message that says so.
 void filter_stdin(const std::string& out, const labels::FilterOptions& options,
                   const nifti::ReadLimits& limits) {
-    struct stat st{};
-    if (::fstat(0, &st) != 0) throw Error(ErrorCode::Io, "cannot stat stdin");
-    int fd = -1;
-    if (S_ISREG(st.st_mode)) {
-        fd = ::dup(0);
-    } else {
-        const char* tmp = std::getenv("TMPDIR");
-        fd = ::open(tmp && *tmp ? tmp : "/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-        if (fd < 0) throw Error(ErrorCode::Io, "cannot make a temporary file for stdin");
-        std::vector<char> buf(1 << 20);
-        std::uint64_t total = 0;
-        for (;;) {
-            const ssize_t n = ::read(0, buf.data(), buf.size());
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0) throw Error(ErrorCode::Io, "cannot read stdin");
-            if (n == 0) break;
-            // Bounded like a file: the largest image accepted, with slack.
-            total += static_cast<std::uint64_t>(n);
-            if (total > limits.header.max_voxels * 8 + (64u << 20))
-                throw Error(ErrorCode::TooLarge, "more bytes than the largest image accepted");
-            for (ssize_t off = 0; off < n;) {
-                const ssize_t w = ::write(fd, buf.data() + off, static_cast<std::size_t>(n - off));
-                if (w < 0 && errno == EINTR) continue;
-                if (w < 0) throw Error(ErrorCode::Io, "cannot spool stdin to $TMPDIR");
-                off += w;
-            }
-        }
-    }
-    // A plain Analyze/pair header: sizeof_hdr 348 and no single-file magic.
-    unsigned char head[348] = {};
-    if (::pread(fd, head, sizeof head, 0) == static_cast<ssize_t>(sizeof head) &&
-        !(head[0] == 0x1f && head[1] == 0x8b)) {
-        const bool size_348 = (head[0] == 92 && head[1] == 1) || (head[3] == 92 && head[2] == 1);
-        const std::string magic(reinterpret_cast<const char*>(head + 344), 3);
-        if (size_348 && magic != "n+1")
-            throw Error(ErrorCode::BadParameter,
-                        "a .hdr/.img pair cannot be read from stdin (its header needs the .img "
-                        "beside it); name the .hdr file instead");
-    }
-    nifti::ImageFiles files;
-    files.file = std::make_shared<const medimg::fs::UniqueFd>(fd);
-    files.name = "stdin.nii.gz";
-    nifti::Reader reader = nifti::Reader::open(files, limits);
+    nifti::Reader reader = nifti::Reader::open_stream(0, "stdin", limits);
+    if (reader.sequential() && reads_twice(reader, options)) reader.keep_for_rewind(temporary_dir());
     if (out == "-") {
         nifti::FdSink sink(1);
         labels::filter(reader, sink, nifti::Container::Gzip, options);
