@@ -1,10 +1,5 @@
 // `medimg filter`: keep (or mask) chosen label ids of one segmentation, or of
 // many into an output directory (man/medimg.1).
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cstdlib>
 #include <chrono>
 #include <condition_variable>
@@ -22,11 +17,11 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_util.hpp"
-#include "fs/fd.hpp"
 #include "commands.hpp"
 #include "error.hpp"
 #include "labels/filter.hpp"
 #include "labels/filter_options.hpp"
+#include "nifti/datatype.hpp"
 #include "nifti/file_name.hpp"
 #include "nifti/reader.hpp"
 #include "nifti/stream.hpp"
@@ -45,6 +40,12 @@ constexpr const char* kUsage =
     "stdout. The output container follows OUT's name (.nii.gz gzip, .nii plain;\n"
     "stdout: IN's, gzip for stdin); .hdr/.img inputs become .nii.gz. A failed\n"
     "filter leaves no output file. IN OUT overwrites OUT unless --no-clobber.\n"
+    "\n"
+    "Stdin (a .nii or .nii.gz) from a pipe is read once as it arrives, in\n"
+    "memory that does not grow with the image; nothing is copied, except that\n"
+    "--crop and float or scaled label maps, which read the voxels twice, keep\n"
+    "one copy of them in an unlinked file in $TMPDIR (default /tmp). A stream\n"
+    "that ends early is status 3; a .hdr/.img pair on stdin is refused.\n"
     "\n"
     "Batch (--outdir): every IN is written to DIR/filtered_{name} (with\n"
     "--keep-tree: DIR/{IN's folder}/filtered_{name}). Every output name is\n"
@@ -253,27 +254,45 @@ void filter_one(Item& item, const Job& job) {
     item.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-int run_batch(const ParsedArgs& parsed, const Job& job) {
-    const fs::path outdir = *parsed.value("--outdir");
-    const bool keep_tree = parsed.has("--keep-tree");
-    const bool force = parsed.has("--force");
-    const bool no_clobber = parsed.has("--no-clobber");
-    const bool json = parsed.has("--json");
-    if (force && no_clobber)
-        throw Error(ErrorCode::BadParameter, "--force and --no-clobber exclude each other");
+// The batch options (man/medimg.1).
+struct BatchSettings {
+    fs::path outdir;
+    bool keep_tree = false, force = false, no_clobber = false, json = false, quiet = false;
     int jobs = 1;
-    if (auto j = parsed.value("-j").has_value() ? parsed.value("-j") : parsed.value("--jobs"))
-        jobs = static_cast<int>(parse_int(*j, "-j", 1, 256));
+};
 
+BatchSettings batch_settings(const ParsedArgs& parsed) {
+    BatchSettings b;
+    b.outdir = *parsed.value("--outdir");
+    b.keep_tree = parsed.has("--keep-tree");
+    b.force = parsed.has("--force");
+    b.no_clobber = parsed.has("--no-clobber");
+    b.json = parsed.has("--json");
+    b.quiet = parsed.has("--quiet");
+    if (b.force && b.no_clobber)
+        throw Error(ErrorCode::BadParameter, "--force and --no-clobber exclude each other");
+    if (auto j = parsed.value("-j").has_value() ? parsed.value("-j") : parsed.value("--jobs"))
+        b.jobs = static_cast<int>(parse_int(*j, "-j", 1, 256));
+    return b;
+}
+
+// Step 1: one item per input, with its output name.
+std::vector<Item> plan_outputs(const ParsedArgs& parsed, const BatchSettings& b) {
     std::vector<Item> items;
     for (auto& in : batch_inputs(parsed)) {
         Item item;
-        item.output = output_of(in, outdir, keep_tree);
+        item.output = output_of(in, b.outdir, b.keep_tree);
         item.input = std::move(in);
         items.push_back(std::move(item));
     }
+    return items;
+}
 
-    // Every name is checked before anything is written.
+// Still step 1: every output name is checked before anything is written.
+// Marks the outputs of an earlier run and, with --no-clobber, inputs whose
+// output exists as skipped; returns the refusals (two inputs with one
+// output, an output that is its input, an output that exists).
+std::vector<std::string> check_outputs(std::vector<Item>& items, const BatchSettings& b) {
     std::map<fs::path, std::size_t> first_with_output;
     std::vector<std::string> refusals;
     for (std::size_t i = 0; i < items.size(); ++i) {
@@ -293,45 +312,82 @@ int run_batch(const ParsedArgs& parsed, const Job& job) {
         if (!fresh) {
             refusals.push_back(item.input + ": its output " + item.output.string() +
                                " is also that of " + items[it->second].input +
-                               (keep_tree ? "" : " (--keep-tree keeps their folders apart)"));
+                               (b.keep_tree ? "" : " (--keep-tree keeps their folders apart)"));
             continue;
         }
         std::error_code ec;
         if (same_entry(in, item.output)) {
             refusals.push_back(item.input + ": its output is the input itself");
         } else if (fs::symlink_status(item.output, ec).type() != fs::file_type::not_found) {
-            if (no_clobber) {
+            if (b.no_clobber) {
                 item.status = Status::Skipped;
                 item.skip_reason = "output exists (--no-clobber)";
-            } else if (!force) {
+            } else if (!b.force) {
                 refusals.push_back(item.input + ": its output " + item.output.string() +
                                    " exists (--force overwrites it, --no-clobber skips it)");
             }
         }
     }
-    if (!refusals.empty()) {
-        for (const auto& r : refusals) report_error("filter", r, 2);
-        return report_error("filter",
-                            "nothing written: " + std::to_string(refusals.size()) +
-                                " output name(s) refused",
-                            2);
+    return refusals;
+}
+
+// Step 3, as results arrive: each item's message, JSON line and progress,
+// in input order; the counts, the first failure's status and the summary.
+class BatchReport {
+public:
+    BatchReport(std::size_t total, const BatchSettings& b)
+        : total_(total), json_(b.json), tty_(stderr_is_tty() && !b.quiet), progress_(total, tty_),
+          started_(std::chrono::steady_clock::now()) {}
+
+    void add(std::size_t index, const Item& item) {
+        if (item.status == Status::Error) {
+            progress_.clear();
+            report_error("filter", item.input + ": " + item.error, item.exit_status);
+            if (!first_failure_) first_failure_ = item.exit_status;
+            ++failed_;
+        } else if (item.status == Status::Skipped) {
+            ++skipped_;
+        } else {
+            ++ok_;
+        }
+        if (json_) {
+            const std::string line = json_line(item).dump();
+            std::fwrite(line.data(), 1, line.size(), stdout);
+            std::fputc('\n', stdout);
+            std::fflush(stdout);
+        }
+        progress_.show(index + 1, item.input);
     }
 
-    std::error_code ec;
-    fs::create_directories(outdir, ec);
-    if (ec || !fs::is_directory(outdir))
-        throw Error(ErrorCode::Io, "cannot create the output directory " + outdir.string() +
-                                       (ec ? ": " + ec.message() : ""));
+    // The summary line (on a terminal); returns the batch's exit status.
+    int finish() {
+        progress_.clear();
+        if (tty_) {
+            const double secs =
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+            std::fprintf(stderr, "medimg filter: %zu written, %zu skipped, %zu failed of %zu in %.2f s\n",
+                         ok_, skipped_, failed_, total_, secs);
+        }
+        return first_failure_;
+    }
 
-    const bool tty = stderr_is_tty() && !parsed.has("--quiet");
-    Progress progress(items.size(), tty);
-    const auto started = std::chrono::steady_clock::now();
+private:
+    std::size_t total_;
+    bool json_, tty_;
+    Progress progress_;
+    std::chrono::steady_clock::time_point started_;
+    int first_failure_ = 0;
+    std::size_t ok_ = 0, failed_ = 0, skipped_ = 0;
+};
 
-    // Workers take the next pending item; results are reported in input
-    // order as soon as every earlier one is done, whatever -j is.
+// Step 2: `jobs` workers take the next pending item; `done(i, item)` is
+// called on this thread in input order as soon as every earlier item is
+// done, whatever the number of workers.
+template <typename Done>
+void run_jobs(std::vector<Item>& items, const Job& job, const BatchSettings& b, Done done) {
     std::mutex mutex;
     std::condition_variable done_cv;
-    std::vector<bool> done(items.size(), false);
+    std::vector<bool> finished(items.size(), false);
     std::size_t next = 0;
     auto worker = [&] {
         for (;;) {
@@ -343,7 +399,7 @@ int run_batch(const ParsedArgs& parsed, const Job& job) {
             }
             Item& item = items[i];
             if (item.status == Status::Pending) {
-                if (keep_tree) {
+                if (b.keep_tree) {
                     std::error_code mk;
                     fs::create_directories(item.output.parent_path(), mk);
                 }
@@ -351,101 +407,72 @@ int run_batch(const ParsedArgs& parsed, const Job& job) {
             }
             {
                 std::lock_guard lock(mutex);
-                done[i] = true;
+                finished[i] = true;
             }
             done_cv.notify_all();
         }
     };
     std::vector<std::thread> threads;
-    const int n_threads = static_cast<int>(std::min<std::size_t>(jobs, items.size()));
+    const int n_threads = static_cast<int>(std::min<std::size_t>(b.jobs, items.size()));
     for (int t = 0; t < n_threads; ++t) threads.emplace_back(worker);
-
-    int first_failure = 0;
-    std::size_t ok = 0, failed = 0, skipped = 0;
     for (std::size_t i = 0; i < items.size(); ++i) {
         {
             std::unique_lock lock(mutex);
-            done_cv.wait(lock, [&] { return done[i]; });
+            done_cv.wait(lock, [&] { return finished[i]; });
         }
-        const Item& item = items[i];
-        if (item.status == Status::Error) {
-            progress.clear();
-            report_error("filter", item.input + ": " + item.error, item.exit_status);
-            if (!first_failure) first_failure = item.exit_status;
-            ++failed;
-        } else if (item.status == Status::Skipped) {
-            ++skipped;
-        } else {
-            ++ok;
-        }
-        if (json) {
-            const std::string line = json_line(item).dump();
-            std::fwrite(line.data(), 1, line.size(), stdout);
-            std::fputc('\n', stdout);
-            std::fflush(stdout);
-        }
-        progress.show(i + 1, item.input);
+        done(i, items[i]);
     }
     for (auto& t : threads) t.join();
-    progress.clear();
-    if (tty) {
-        const double secs =
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-        std::fprintf(stderr, "medimg filter: %zu written, %zu skipped, %zu failed of %zu in %.2f s\n",
-                     ok, skipped, failed, items.size(), secs);
+}
+
+int run_batch(const ParsedArgs& parsed, const Job& job) {
+    const BatchSettings b = batch_settings(parsed);
+    std::vector<Item> items = plan_outputs(parsed, b);
+    const std::vector<std::string> refusals = check_outputs(items, b);
+    if (!refusals.empty()) {
+        for (const auto& r : refusals) report_error("filter", r, 2);
+        return report_error("filter",
+                            "nothing written: " + std::to_string(refusals.size()) +
+                                " output name(s) refused",
+                            2);
     }
-    return first_failure;
+
+    std::error_code ec;
+    fs::create_directories(b.outdir, ec);
+    if (ec || !fs::is_directory(b.outdir))
+        throw Error(ErrorCode::Io, "cannot create the output directory " + b.outdir.string() +
+                                       (ec ? ": " + ec.message() : ""));
+
+    BatchReport report(items.size(), b);
+    run_jobs(items, job, b, [&](std::size_t i, const Item& item) { report.add(i, item); });
+    return report.finish();
+}
+
+// Whether filtering `reader` reads its voxels twice (labels::filter: crop
+// finds the bounding box first; float and scaled maps are verified to hold
+// ids before anything is written). Scaled maps are all counted, a few more
+// than the filter verifies: a copy too many costs disk, one too few would
+// stop the filter at its rewind.
+bool reads_twice(const nifti::Reader& reader, const labels::FilterOptions& options) {
+    const nifti::Header& h = reader.header();
+    return options.crop || h.datatype().kind == nifti::TypeKind::Float || h.scaled();
+}
+
+// Where the copy of a stream read twice goes: $TMPDIR, else /tmp.
+fs::path temporary_dir() {
+    const char* tmp = std::getenv("TMPDIR");
+    return tmp && *tmp ? fs::path(tmp) : fs::path("/tmp");
 }
 
 // The image on stdin. A regular file (`< file`) is read in place; a pipe is
-// first copied into an unlinked temporary file in $TMPDIR, because the reader
-// reads by offset (and cropping reads twice). A .hdr/.img pair cannot come
-// through one stream: refused with a message that says so.
+// read once as it arrives, header first, in bounded memory. Only a filter
+// that reads the voxels twice keeps a copy of them, in an unlinked file in
+// $TMPDIR (man/medimg.1). A .hdr/.img pair cannot come through one stream:
+// the reader refuses it with a message that says so.
 void filter_stdin(const std::string& out, const labels::FilterOptions& options,
                   const nifti::ReadLimits& limits) {
-    struct stat st{};
-    if (::fstat(0, &st) != 0) throw Error(ErrorCode::Io, "cannot stat stdin");
-    int fd = -1;
-    if (S_ISREG(st.st_mode)) {
-        fd = ::dup(0);
-    } else {
-        const char* tmp = std::getenv("TMPDIR");
-        fd = ::open(tmp && *tmp ? tmp : "/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-        if (fd < 0) throw Error(ErrorCode::Io, "cannot make a temporary file for stdin");
-        std::vector<char> buf(1 << 20);
-        std::uint64_t total = 0;
-        for (;;) {
-            const ssize_t n = ::read(0, buf.data(), buf.size());
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0) throw Error(ErrorCode::Io, "cannot read stdin");
-            if (n == 0) break;
-            // Bounded like a file: the largest image accepted, with slack.
-            total += static_cast<std::uint64_t>(n);
-            if (total > limits.header.max_voxels * 8 + (64u << 20))
-                throw Error(ErrorCode::TooLarge, "more bytes than the largest image accepted");
-            for (ssize_t off = 0; off < n;) {
-                const ssize_t w = ::write(fd, buf.data() + off, static_cast<std::size_t>(n - off));
-                if (w < 0 && errno == EINTR) continue;
-                if (w < 0) throw Error(ErrorCode::Io, "cannot spool stdin to $TMPDIR");
-                off += w;
-            }
-        }
-    }
-    // A plain Analyze/pair header: sizeof_hdr 348 and no single-file magic.
-    unsigned char head[348] = {};
-    if (::pread(fd, head, sizeof head, 0) == static_cast<ssize_t>(sizeof head) &&
-        !(head[0] == 0x1f && head[1] == 0x8b)) {
-        const bool size_348 = (head[0] == 92 && head[1] == 1) || (head[3] == 92 && head[2] == 1);
-        const std::string magic(reinterpret_cast<const char*>(head + 344), 3);
-        if (size_348 && magic != "n+1")
-            throw Error(ErrorCode::BadParameter,
-                        "a .hdr/.img pair cannot be read from stdin (its header needs the .img "
-                        "beside it); name the .hdr file instead");
-    }
-    nifti::ImageFiles files;
-    files.file = std::make_shared<const medimg::fs::UniqueFd>(fd);
-    files.name = "stdin.nii.gz";
-    nifti::Reader reader = nifti::Reader::open(files, limits);
+    nifti::Reader reader = nifti::Reader::open_stream(0, "stdin", limits);
+    if (reader.sequential() && reads_twice(reader, options)) reader.keep_for_rewind(temporary_dir());
     if (out == "-") {
         nifti::FdSink sink(1);
         labels::filter(reader, sink, nifti::Container::Gzip, options);

@@ -6,9 +6,16 @@
 // before returning, so a bad CRC-32/ISIZE or a truncated final member is
 // reported by the call that delivers the last data, never after a caller has
 // seen read() return 0.
+//
+// A stream (stdin from a pipe) is read with read(2), once: the two bytes that
+// tell gzip from plain are looked at and handed on, the header and the
+// extensions are read, then the voxels. rewind() re-reads such a stream only
+// from the copy that keep_for_rewind() makes of the voxels as they pass.
 #include "nifti/reader.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -74,6 +81,58 @@ private:
     std::uint64_t offset_ = 0;
 };
 
+// Reads a descriptor front to back with read(2): a pipe or a socket, which
+// has no offsets. peek() looks at the first bytes; read() then delivers them
+// again before anything new.
+class SequentialSource final : public ByteSource {
+public:
+    SequentialSource(std::shared_ptr<const fs::UniqueFd> fd, std::string name)
+        : fd_(std::move(fd)), name_(std::move(name)) {}
+    std::size_t read(std::uint8_t* buf, std::size_t n) override {
+        if (head_pos_ < head_len_) {
+            const std::size_t k = std::min(n, head_len_ - head_pos_);
+            std::memcpy(buf, head_ + head_pos_, k);
+            head_pos_ += k;
+            return k;
+        }
+        return read_fd(buf, n);
+    }
+    std::uint64_t size() const noexcept { return UINT64_MAX; }   // unknown until the end
+    // Up to n (at most sizeof head_) first bytes, fewer only at the end.
+    std::size_t peek(std::uint8_t* buf, std::size_t n) {
+        n = std::min(n, sizeof head_);
+        while (head_len_ < n) {
+            const std::size_t r = read_fd(head_ + head_len_, n - head_len_);
+            if (r == 0) break;
+            head_len_ += r;
+        }
+        n = std::min(n, head_len_);
+        std::memcpy(buf, head_, n);
+        return n;
+    }
+
+private:
+    std::size_t read_fd(std::uint8_t* buf, std::size_t n) {
+        for (;;) {
+            const ssize_t r = ::read(fd_->get(), buf, n);
+            if (r >= 0) return static_cast<std::size_t>(r);
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {   // a descriptor left non-blocking
+                pollfd p{fd_->get(), POLLIN, 0};
+                ::poll(&p, 1, -1);
+                continue;
+            }
+            const int e = errno;
+            throw Error(ErrorCode::Io, "cannot read " + name_ + ": " + std::strerror(e));
+        }
+    }
+
+    std::shared_ptr<const fs::UniqueFd> fd_;
+    std::string name_;
+    std::uint8_t head_[8] = {};
+    std::size_t head_len_ = 0, head_pos_ = 0;
+};
+
 class MemSource final : public ByteSource {
 public:
     explicit MemSource(std::shared_ptr<const std::vector<std::uint8_t>> b) : bytes_(std::move(b)) {}
@@ -115,10 +174,11 @@ struct Stream {
     }
 };
 
-// Opens a stream over `fd`; `gzip` says whether it holds gzip (the inflater
-// is created later, once the output cap is known).
-Stream open_stream(const std::shared_ptr<const fs::UniqueFd>& fd, const std::string& name, bool& gzip) {
-    auto src = std::make_unique<FdSource>(fd, name);
+// A stream over `src` (an FdSource or a SequentialSource); `gzip` says
+// whether its first bytes are gzip's (the inflater is created later, once the
+// output cap is known).
+template <typename Source>
+Stream sniffed(std::unique_ptr<Source> src, const std::string& name, bool& gzip) {
     std::uint8_t magic[2] = {0, 0};
     const std::size_t m = src->peek(magic, 2);
     gzip = is_gzip(std::span<const std::uint8_t>(magic, m));
@@ -127,6 +187,35 @@ Stream open_stream(const std::shared_ptr<const fs::UniqueFd>& fd, const std::str
     s.name = name;
     s.raw = std::move(src);
     return s;
+}
+
+// True when the first `got` bytes of a `hsize`-byte header are those of a
+// .hdr/.img pair (magic ni1 or ni2, or none: Analyze 7.5), whose voxels are
+// in another file.
+bool pair_header(const std::uint8_t* hb, std::size_t got, std::size_t hsize) {
+    if (got < hsize) return false;   // too short: the header parser says so
+    if (hsize == 540) return std::memcmp(hb + 4, "ni2", 4) == 0;
+    const std::uint8_t* m = hb + 344;
+    if (std::memcmp(m, "ni1", 4) == 0) return true;
+    return std::memcmp(m, "n+1", 4) != 0 && std::memcmp(m, "n+2", 4) != 0 &&
+           std::memcmp(m, "ni2", 4) != 0;
+}
+
+// An unlinked temporary file in `dir`, read and written by descriptor.
+std::shared_ptr<const fs::UniqueFd> unlinked_temporary(const std::filesystem::path& dir,
+                                                       const std::string& what) {
+    int fd = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR)) {   // no O_TMPFILE there
+        std::string name = (dir / ".medimg-copy-XXXXXX").string();
+        fd = ::mkostemp(name.data(), O_CLOEXEC);
+        if (fd >= 0) ::unlink(name.c_str());
+    }
+    if (fd < 0) {
+        const int e = errno;
+        throw Error(ErrorCode::Io, "cannot make a temporary file in " + dir.string() + " for " + what +
+                                       ": " + std::strerror(e));
+    }
+    return std::make_shared<const fs::UniqueFd>(fd);
 }
 
 // open(2) of a file the caller named, without blocking on a FIFO; nullopt
@@ -159,9 +248,16 @@ struct Reader::Impl {
     std::shared_ptr<const fs::UniqueFd> data_fd;
     std::string data_name;
     std::shared_ptr<const std::vector<std::uint8_t>> memory;
+    bool from_stream = false;   // open_stream(): no file name, so no pair
+    bool sequential = false;    // data_fd is read once, with read(2)
     Stream data;
     std::uint64_t remaining = 0;
     std::vector<std::uint8_t> scratch;
+    bool read_started = false;
+    // keep_for_rewind(): the voxels read so far, and where that copy is.
+    std::shared_ptr<const fs::UniqueFd> copy;
+    std::string copy_what;
+    bool replaying = false;     // the voxels now come from `copy`
 
     std::uint64_t cap() const {
         std::uint64_t c = static_cast<std::uint64_t>(header->vox_offset()) + header->data_bytes();
@@ -178,7 +274,8 @@ struct Reader::Impl {
             s.name = "image";
             return s;
         }
-        return open_stream(data_fd, data_name, gz);
+        if (sequential) return sniffed(std::make_unique<SequentialSource>(data_fd, data_name), data_name, gz);
+        return sniffed(std::make_unique<FdSource>(data_fd, data_name), data_name, gz);
     }
 
     // Skips n bytes of the data stream; TruncatedData if it ends first.
@@ -235,6 +332,10 @@ struct Reader::Impl {
             if (le == 348 || be == 348) hsize = 348;   // host is little-endian (x86-64, arm64)
             got += data.read_full(hb + 4, hsize - 4);
         }
+        if (from_stream && pair_header(hb, got, hsize))
+            throw Error(ErrorCode::BadParameter,
+                        "a .hdr/.img pair cannot be read from " + data_name +
+                            " (its header needs the .img beside it); name the .hdr file instead");
         header = Header::parse(std::span<const std::uint8_t>(hb, got), Layout::Single, limits.header,
                                data.plain_size);
         if (gz) data.gz->set_max_output(cap());
@@ -244,7 +345,7 @@ struct Reader::Impl {
 
     void open_pair(const std::shared_ptr<const fs::UniqueFd>& hdr_fd, const std::string& hdr_name) {
         bool hgz = false;
-        Stream hs = open_stream(hdr_fd, hdr_name, hgz);
+        Stream hs = sniffed(std::make_unique<FdSource>(hdr_fd, hdr_name), hdr_name, hgz);
         if (hgz) hs.set_cap(kMaxHeader + limits.inflate_slack);
         std::uint8_t hb[kMaxHeader];
         const std::size_t got = hs.read_full(hb, kMaxHeader);
@@ -264,6 +365,7 @@ struct Reader::Impl {
     }
 
     void reopen_data() {
+        if (sequential) return replay_copy();
         bool gz = false;
         data = Stream{};
         data = open_data(gz);
@@ -273,7 +375,50 @@ struct Reader::Impl {
         remaining = header->data_bytes();
     }
 
+    void keep_for_rewind(const std::filesystem::path& dir) {
+        if (!sequential || copy) return;
+        if (read_started)
+            throw Error(ErrorCode::Internal,
+                        "keep_for_rewind() on " + data_name + " after its voxels were read");
+        copy_what = "the copy of " + data_name;
+        copy = unlinked_temporary(dir, copy_what);
+        copy_what += " in " + dir.string();
+    }
+
+    // A sequential reader's rewind: what the caller has not read yet goes
+    // into the copy too, then the voxels come from the copy.
+    void replay_copy() {
+        if (!copy)
+            throw Error(ErrorCode::Internal,
+                        data_name + " is a stream read once: rewind() needs keep_for_rewind() "
+                                    "before the first read()");
+        if (!replaying) {
+            std::vector<std::uint8_t> rest(kScratch);
+            while (read(rest.data(), rest.size()) > 0) {
+            }
+            replaying = true;
+        }
+        data = Stream{};
+        data.raw = std::make_unique<FdSource>(copy, copy_what);
+        data.plain_size = header->data_bytes();
+        data.name = copy_what;
+        remaining = header->data_bytes();
+    }
+
+    void write_copy(const std::uint8_t* buf, std::size_t n) {
+        for (std::size_t off = 0; off < n;) {
+            const ssize_t w = ::write(copy->get(), buf + off, n - off);
+            if (w < 0 && errno == EINTR) continue;
+            if (w < 0) {
+                const int e = errno;
+                throw Error(ErrorCode::Io, "cannot write " + copy_what + ": " + std::strerror(e));
+            }
+            off += static_cast<std::size_t>(w);
+        }
+    }
+
     std::size_t read(std::uint8_t* buf, std::size_t n) {
+        read_started = true;
         if (remaining == 0) return 0;
         if (limits.deadline != std::chrono::steady_clock::time_point::max() &&
             std::chrono::steady_clock::now() > limits.deadline)
@@ -291,6 +436,7 @@ struct Reader::Impl {
             got += r;
             if (!data.gz) break;   // plain: return what the read gave
         }
+        if (copy && !replaying) write_copy(buf, got);
         remaining -= got;
         if (remaining == 0 && data.gz) {
             // Drain the gzip stream so CRC-32/ISIZE of every member are verified
@@ -356,11 +502,34 @@ Reader Reader::open_memory(std::vector<std::uint8_t> bytes, const ReadLimits& li
     return Reader(std::move(impl));
 }
 
+Reader Reader::open_stream(int fd, const std::string& name, const ReadLimits& limits) {
+    struct stat st{};
+    if (::fstat(fd, &st) != 0) {
+        const int e = errno;
+        throw Error(ErrorCode::Io, "cannot read " + name + ": " + std::strerror(e));
+    }
+    const int own = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (own < 0) {
+        const int e = errno;
+        throw Error(ErrorCode::Io, "cannot read " + name + ": " + std::strerror(e));
+    }
+    auto impl = std::make_unique<Impl>();
+    impl->limits = limits;
+    impl->data_fd = std::make_shared<const fs::UniqueFd>(own);
+    impl->data_name = name;
+    impl->from_stream = true;
+    impl->sequential = !S_ISREG(st.st_mode);
+    impl->open_single();
+    return Reader(std::move(impl));
+}
+
 const Header& Reader::header() const noexcept { return *impl_->header; }
 const std::vector<std::uint8_t>& Reader::extension_bytes() const noexcept { return impl_->ext; }
 bool Reader::gzip() const noexcept { return impl_->gzip; }
 std::size_t Reader::read(std::uint8_t* buf, std::size_t n) { return impl_->read(buf, n); }
 std::uint64_t Reader::remaining() const noexcept { return impl_->remaining; }
+bool Reader::sequential() const noexcept { return impl_->sequential; }
+void Reader::keep_for_rewind(const std::filesystem::path& dir) { impl_->keep_for_rewind(dir); }
 void Reader::rewind() { impl_->reopen_data(); }
 
 }  // namespace medimg::nifti

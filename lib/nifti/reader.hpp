@@ -50,6 +50,15 @@ public:
     static ImageFiles open_files(const std::filesystem::path& path);
     // A single-file image held in memory (tests, fuzzing).
     static Reader open_memory(std::vector<std::uint8_t> bytes, const ReadLimits& limits);
+    // An image that comes through one descriptor with no file name (stdin):
+    // a single-file .nii or .nii.gz, the container sniffed from the bytes;
+    // `name` ("stdin") is what messages call it. `fd` is duplicated, not
+    // taken. A regular file is read by offset like a named one. Anything
+    // else (a pipe, a socket) is read once, front to back, through bounded
+    // buffers: the header and extensions first, then the voxels, and nothing
+    // is copied unless keep_for_rewind() asks for it. A .hdr/.img pair header
+    // is Error(BadParameter): its voxels are in another file.
+    static Reader open_stream(int fd, const std::string& name, const ReadLimits& limits);
 
     Reader(Reader&&) noexcept;
     Reader& operator=(Reader&&) noexcept;
@@ -69,7 +78,18 @@ public:
     // Extensions (vox_offset - header size) above 16 MiB are refused (TooLarge).
     std::size_t read(std::uint8_t* buf, std::size_t n);
     std::uint64_t remaining() const noexcept;
-    // Back to the first voxel (re-opens / re-inflates); for two-pass work.
+    // True when the voxels come from a stream that can be read only once.
+    bool sequential() const noexcept;
+    // For a sequential reader, before the first read(): every voxel byte
+    // read is also written to an unlinked temporary file in `dir`, so that
+    // rewind() can deliver the voxels again (the one case the command line
+    // copies stdin: man/medimg.1). Does nothing for other readers. Throws
+    // Error(Io) naming `dir` when no file can be made or written there, and
+    // Error(Internal) once read() has been called.
+    void keep_for_rewind(const std::filesystem::path& dir);
+    // Back to the first voxel (re-opens / re-inflates, or reads the copy
+    // kept by keep_for_rewind()); for two-pass work. A sequential reader
+    // without that copy throws Error(Internal): its bytes are gone.
     void rewind();
 
 private:

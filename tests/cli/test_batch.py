@@ -5,6 +5,7 @@ failure, re-runs over an output folder, stdin as IN, and `labels`/`info` on
 several files. Every output is read back with nibabel."""
 import json
 import os
+import pathlib
 import pty
 import subprocess
 
@@ -111,6 +112,47 @@ def test_no_clobber_skips_and_force_overwrites(tmp_path, three):
     np.testing.assert_array_equal(load(outdir / "filtered_s1.nii.gz")[1], kept(d[1]))
     p = run("filter", "--labels", "1", "--outdir", outdir, "--force", "--no-clobber", *names)
     assert p.returncode == 2 and "exclude" in p.stderr
+
+
+def test_no_clobber_still_refuses_a_collision_before_any_write(tmp_path, three, patients):
+    names, _ = three
+    paths, _ = patients
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    (outdir / "filtered_s1.nii.gz").write_bytes(b"precious")
+    # s0 and s2 could be written and s1 skipped, but the two patients' maps,
+    # last in the list, share one output: the batch stops before any write.
+    p = run("filter", "--labels", "1", "--outdir", outdir, "--no-clobber", "--json",
+            *names, *paths)
+    assert p.returncode == 2, p.stderr
+    assert f"is also that of {paths[0]}" in p.stderr and "nothing written" in p.stderr, p.stderr
+    assert p.stdout == b""
+    assert files_under(outdir) == ["filtered_s1.nii.gz"]
+    assert (outdir / "filtered_s1.nii.gz").read_bytes() == b"precious"
+
+
+def test_exit_status_per_case_is_the_first_failure_in_input_order(tmp_path, three):
+    names, d = three
+    corrupt = tmp_path / "corrupt.nii.gz"
+    corrupt.write_bytes(names[0].read_bytes()[:200])
+    missing = tmp_path / "missing.nii.gz"
+    cases = [([names[0], names[1]], 0, [0, 0]),
+             ([names[0], corrupt, missing], 3, [0, 3, 1]),
+             ([missing, names[2], corrupt], 1, [1, 0, 3])]
+    for i, (inputs, status, per_file) in enumerate(cases):
+        outdir = tmp_path / f"o{i}"
+        p = run("filter", "--labels", "1,5,10-12", "--outdir", outdir, "--json", *inputs)
+        assert p.returncode == status, (i, p.stderr)
+        lines = [json.loads(l) for l in p.stdout.decode().splitlines()]
+        assert [l["exit_status"] for l in lines] == per_file
+        assert [l["status"] for l in lines] == ["ok" if s == 0 else "error" for s in per_file]
+        # Every failure is on stderr, naming its file; the good ones are written.
+        for l in lines:
+            if l["status"] == "error":
+                assert l["input"] in p.stderr
+            else:
+                k = names.index(pathlib.Path(l["input"]))
+                np.testing.assert_array_equal(load(l["output"])[1], kept(d[k]))
 
 
 def test_rerun_in_place_never_makes_filtered_filtered(tmp_path, three):

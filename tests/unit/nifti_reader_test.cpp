@@ -1,6 +1,11 @@
-// Reader + Writer: containers, pairs, round trips, truncation, gzip checks.
+// Reader + Writer: containers, pairs, round trips, truncation, gzip checks,
+// streams read once (pipes).
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cstring>
 #include <random>
+#include <thread>
 
 #include "catch.hpp"
 #include "error.hpp"
@@ -34,6 +39,49 @@ std::vector<std::uint8_t> read_all(Reader& r, std::size_t chunk = 65536) {
 void read_file_fully(const std::filesystem::path& path) {
     Reader r = Reader::open(path, {});
     read_all(r);
+}
+
+// A real pipe: a thread writes `bytes` into it in chunks of `chunk` bytes,
+// then closes its end. The destructor reads what is left, so the writer
+// never blocks (nor meets a closed pipe) and can be joined.
+class FedPipe {
+public:
+    explicit FedPipe(std::vector<std::uint8_t> bytes, std::size_t chunk = 4093) {
+        int fds[2];
+        REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+        read_end_ = fds[0];
+        writer_ = std::thread([w = fds[1], b = std::move(bytes), chunk] {
+            for (std::size_t off = 0; off < b.size();) {
+                const ssize_t n = ::write(w, b.data() + off, std::min(chunk, b.size() - off));
+                if (n <= 0) break;
+                off += static_cast<std::size_t>(n);
+            }
+            ::close(w);
+        });
+    }
+    ~FedPipe() {
+        char sink[4096];
+        while (::read(read_end_, sink, sizeof sink) > 0) {
+        }
+        writer_.join();
+        ::close(read_end_);
+    }
+    FedPipe(const FedPipe&) = delete;
+    FedPipe& operator=(const FedPipe&) = delete;
+    int fd() const noexcept { return read_end_; }
+
+private:
+    int read_end_ = -1;
+    std::thread writer_;
+};
+
+NiftiSpec stream_spec() {
+    NiftiSpec s;
+    s.dims = {40, 30, 20};
+    s.datatype = 4;
+    s.data = random_bytes(40 * 30 * 20 * 2, 9);
+    s.extension = std::vector<std::uint8_t>{1, 0, 0, 0, 16, 0, 0, 0, 4, 0, 0, 0, 'x', 'y', 'z', 0, 0, 0, 0, 0};
+    return s;
 }
 
 }  // namespace
@@ -278,3 +326,109 @@ TEST_CASE("nifti writer: refuses wrong sizes and pair headers", "[nifti][writer]
     }
 }
 
+
+TEST_CASE("nifti reader: a pipe is read once, header first, plain or gzip", "[nifti][reader][stream]") {
+    const bool gzip = GENERATE(false, true);
+    INFO("gzip " << gzip);
+    const NiftiSpec s = stream_spec();
+    const auto plain = test::build_nifti(s);
+    FedPipe pipe(gzip ? test::gzip_bytes(plain) : plain);
+    Reader r = Reader::open_stream(pipe.fd(), "stdin", {});
+    CHECK(r.sequential());
+    CHECK(r.gzip() == gzip);
+    CHECK(r.header().dim(2) == 30);
+    CHECK(r.extension_bytes() == *s.extension);
+    CHECK(read_all(r, 1000) == *s.data);
+    // Its bytes are gone: a rewind is a clear internal error, never a
+    // silent re-read of nothing.
+    expect_error([&] { r.rewind(); }, ErrorCode::Internal, "keep_for_rewind");
+    // And it is too late to ask for a copy.
+    test::TempDir dir;
+    expect_error([&] { r.keep_for_rewind(dir.path()); }, ErrorCode::Internal, "after");
+}
+
+TEST_CASE("nifti reader: keep_for_rewind copies a pipe's voxels to an unlinked file", "[nifti][reader][stream]") {
+    const bool gzip = GENERATE(false, true);
+    INFO("gzip " << gzip);
+    test::TempDir dir;
+    const NiftiSpec s = stream_spec();
+    const auto plain = test::build_nifti(s);
+    FedPipe pipe(gzip ? test::gzip_bytes(plain) : plain);
+    Reader r = Reader::open_stream(pipe.fd(), "stdin", {});
+    r.keep_for_rewind(dir.path());
+    CHECK(dir.entries().empty());   // unlinked from the start
+    std::vector<std::uint8_t> part(5000);
+    REQUIRE(r.read(part.data(), part.size()) > 0);
+    r.rewind();   // copies the rest first
+    CHECK(r.remaining() == s.data->size());
+    CHECK(read_all(r, 777) == *s.data);
+    r.rewind();
+    CHECK(read_all(r) == *s.data);
+    CHECK(dir.entries().empty());
+}
+
+TEST_CASE("nifti reader: keep_for_rewind in a folder that cannot hold the copy is Io", "[nifti][reader][stream]") {
+    test::TempDir dir;
+    FedPipe pipe(test::build_nifti(stream_spec()));
+    Reader r = Reader::open_stream(pipe.fd(), "stdin", {});
+    expect_error([&] { r.keep_for_rewind(dir / "missing"); }, ErrorCode::Io, (dir / "missing").string());
+}
+
+TEST_CASE("nifti reader: a regular file given as a stream is read in place", "[nifti][reader][stream]") {
+    test::TempDir dir;
+    const NiftiSpec s = stream_spec();
+    test::write_nifti(dir / "f", s, true);
+    const int fd = ::open((dir / "f").c_str(), O_RDONLY | O_CLOEXEC);
+    REQUIRE(fd >= 0);
+    Reader r = Reader::open_stream(fd, "stdin", {});
+    ::close(fd);   // the reader holds its own descriptor
+    CHECK_FALSE(r.sequential());
+    r.keep_for_rewind(dir / "missing");   // nothing to copy: a file is read again by offset
+    CHECK(read_all(r) == *s.data);
+    r.rewind();
+    CHECK(read_all(r) == *s.data);
+}
+
+TEST_CASE("nifti reader: a pair header on a stream is refused; a stream cut short is TruncatedData", "[nifti][reader][stream]") {
+    SECTION("pair headers, plain or gzip, NIfTI-1, NIfTI-2 or Analyze") {
+        auto [version, gzip] = GENERATE(table<Version, bool>({
+            {Version::Nifti1, false}, {Version::Analyze75, false}, {Version::Nifti2, false},
+            {Version::Nifti1, true},
+        }));
+        NiftiSpec s;
+        s.pair = true;
+        s.version = version;
+        const auto hdr = test::build_header(s);
+        FedPipe pipe(gzip ? test::gzip_bytes(hdr) : hdr);
+        expect_error([&] { Reader::open_stream(pipe.fd(), "stdin", {}); }, ErrorCode::BadParameter,
+                     "pair cannot be read from stdin");
+    }
+    const NiftiSpec s = stream_spec();
+    const auto plain = test::build_nifti(s);
+    const auto gz = test::gzip_bytes(plain);
+    auto cut = [](const std::vector<std::uint8_t>& v, std::size_t n) {
+        return std::vector<std::uint8_t>(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(n));
+    };
+    SECTION("inside the header") {
+        FedPipe pipe(cut(plain, 200));
+        expect_error([&] { Reader::open_stream(pipe.fd(), "stdin", {}); }, ErrorCode::TruncatedData, "header");
+        FedPipe gz_pipe(cut(gz, 30));
+        expect_error([&] { Reader::open_stream(gz_pipe.fd(), "stdin", {}); }, ErrorCode::TruncatedData);
+    }
+    SECTION("inside the extensions") {
+        FedPipe pipe(cut(plain, 352 + 6));
+        expect_error([&] { Reader::open_stream(pipe.fd(), "stdin", {}); }, ErrorCode::TruncatedData, "extension");
+    }
+    SECTION("inside the voxels") {
+        FedPipe pipe(cut(plain, plain.size() - 100));
+        Reader r = Reader::open_stream(pipe.fd(), "stdin", {});
+        expect_error([&] { read_all(r); }, ErrorCode::TruncatedData, "ends after");
+        FedPipe gz_pipe(cut(gz, gz.size() / 2));
+        Reader g = Reader::open_stream(gz_pipe.fd(), "stdin", {});
+        expect_error([&] { read_all(g); }, ErrorCode::TruncatedData);
+    }
+    SECTION("nothing at all") {
+        FedPipe pipe({});
+        expect_error([&] { Reader::open_stream(pipe.fd(), "stdin", {}); }, ErrorCode::NotNifti);
+    }
+}
