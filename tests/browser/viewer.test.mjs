@@ -9,32 +9,18 @@
 // that is already running instead.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { createRequire } from "node:module";
-import { spawn, execFile } from "node:child_process";
-import { promisify } from "node:util";
 import fs from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { SOURCE_DIR, PYTHON, run, sleep, make_demo, start_medimg_serve, launch_chromium } from "./harness.mjs";
 
-// playwright-core is CommonJS and lives in www/node_modules (NODE_PATH).
-const require = createRequire(import.meta.url);
-const { chromium } = require("playwright-core");
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const SOURCE_DIR = process.env.MEDIMG_SOURCE_DIR || path.resolve(here, "../..");
-const BUILD_DIR = process.env.MEDIMG_BUILD_DIR || path.join(SOURCE_DIR, "build");
 const ARTIFACTS = path.join(SOURCE_DIR, "tests/browser/artifacts");
 const PATIENT = "PA00000002";
 const FIXTURES = "PA00000009"; // broken, float and signed-id files; no voxels/ folder
-const PYTHON = "/usr/bin/python3";
 
 // The machine may be busy (several builds on two cores): generous, bounded.
 const WAIT_MS = 150_000;
 const TEST_MS = 300_000;
-
-const run = promisify(execFile);
 
 // nibabel reads every file the tests compare against (real files, real reader).
 async function python(code, ...args) {
@@ -85,7 +71,6 @@ let base = "";
 let data_root = "";
 let tmp = "";
 let server = null;
-let server_log = "";
 let browser = null;
 let context = null;
 
@@ -93,47 +78,6 @@ const console_errors = [];   // {url, text}
 const foreign_requests = []; // URLs not on our server
 let expected_http_errors = false;
 let expected_decoder_errors = false; // NiiVue's own log lines for a file it cannot read
-
-function free_port() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function wait_for_health(url, deadline_ms) {
-  const deadline = Date.now() + deadline_ms;
-  let last = "";
-  while (Date.now() < deadline) {
-    if (server && server.exitCode !== null) {
-      throw new Error(`medimg serve exited with ${server.exitCode}:\n${read_log()}`);
-    }
-    try {
-      const r = await fetch(`${url}/health`, { signal: AbortSignal.timeout(5000) });
-      if (r.ok) return;
-      last = `HTTP ${r.status}`;
-    } catch (e) {
-      last = e.message;
-    }
-    await sleep(300);
-  }
-  throw new Error(`server at ${url} not healthy within ${deadline_ms} ms (${last}):\n${read_log()}`);
-}
-
-function read_log() {
-  try {
-    return fs.readFileSync(server_log, "utf8").slice(-4000);
-  } catch (_) {
-    return "(no log)";
-  }
-}
 
 function find_files(dir) {
   const out = [];
@@ -155,37 +99,16 @@ before(async () => {
     data_root = process.env.MEDIMG_TEST_DATA_ROOT;
     assert.ok(data_root, "MEDIMG_TEST_DATA_ROOT must name the served data root");
   } else {
-    const medimg = path.join(BUILD_DIR, "cli", "medimg");
-    assert.ok(fs.existsSync(medimg), `${medimg} not built (cmake --build ${BUILD_DIR} --target medimg_cli medimg-fcgi)`);
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), "medimg-browser-"));
     data_root = path.join(tmp, "data");
-    await run(medimg, ["demo", data_root, "--size", "64x64x40", "--patient", PATIENT], { timeout: 120_000 });
-    const port = await free_port();
-    base = `http://127.0.0.1:${port}`;
-    server_log = path.join(tmp, "serve.log");
-    const log_fd = fs.openSync(server_log, "a");
-    server = spawn(medimg, ["serve", "--host", "127.0.0.1", "--port", String(port), "--data-root", data_root], {
-      cwd: tmp,
-      env: { ...process.env, MEDIMG_WWW_ROOT: path.join(SOURCE_DIR, "www") },
-      detached: true, // its own process group: lighttpd and workers end with it
-      stdio: ["ignore", log_fd, log_fd],
-    });
-    fs.closeSync(log_fd);
-    await wait_for_health(base, 90_000);
+    await make_demo(data_root, { size: "64x64x40", patient: PATIENT });
+    server = await start_medimg_serve({ data_root, log: path.join(tmp, "serve.log") });
+    base = server.base;
   }
 
   if (!fs.existsSync(path.join(data_root, FIXTURES))) await python(FIXTURE_PY, data_root, PATIENT, FIXTURES);
 
-  browser = await chromium.launch({
-    executablePath: process.env.MEDIMG_CHROMIUM || "/usr/bin/chromium",
-    timeout: 120_000,
-    args: [
-      "--headless=new", "--no-sandbox", "--disable-gpu",
-      "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
-      "--disable-quic", "--no-first-run", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync",
-    ],
-  });
+  browser = await launch_chromium();
   context = await browser.newContext({ viewport: { width: 1366, height: 768 } });
   context.setDefaultTimeout(WAIT_MS);
   context.on("request", (req) => {
@@ -196,22 +119,7 @@ before(async () => {
 
 after(async () => {
   if (browser) await browser.close().catch(() => {});
-  if (server && server.exitCode === null) {
-    try {
-      process.kill(-server.pid, "SIGTERM");
-    } catch (_) {
-      // already gone
-    }
-    const deadline = Date.now() + 15_000;
-    while (server.exitCode === null && server.signalCode === null && Date.now() < deadline) await sleep(100);
-    if (server.exitCode === null && server.signalCode === null) {
-      try {
-        process.kill(-server.pid, "SIGKILL");
-      } catch (_) {
-        // already gone
-      }
-    }
-  }
+  if (server) await server.stop();
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 });
 
