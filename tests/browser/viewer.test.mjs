@@ -17,6 +17,7 @@ import { SOURCE_DIR, PYTHON, run, sleep, make_demo, start_medimg_serve, launch_c
 const ARTIFACTS = path.join(SOURCE_DIR, "tests/browser/artifacts");
 const PATIENT = "PA00000002";
 const FIXTURES = "PA00000009"; // broken, float and signed-id files; no voxels/ folder
+const NO_CT = "PA00000010";    // an MR-like image (no values near -1000) and the demo map
 
 // The machine may be busy (several builds on two cores): generous, bounded.
 const WAIT_MS = 150_000;
@@ -67,6 +68,22 @@ img = nib.Nifti1Image(big, seg.affine, dtype=np.int64)
 nib.save(img, os.path.join(dst, "scans", "big.nii.gz"))
 `;
 
+// A patient without a CT: an image with the CT's grid and no value near
+// -1000 (as an MR has), named MR, and the demo label map under scans/.
+const NO_CT_PY = `
+import os, shutil, sys
+import numpy as np, nibabel as nib
+root, pid, dst = sys.argv[1], sys.argv[2], os.path.join(sys.argv[1], sys.argv[3])
+os.makedirs(os.path.join(dst, "nifti"))
+os.makedirs(os.path.join(dst, "scans"))
+ct = nib.load(os.path.join(root, pid, "nifti", pid + "_CT.nii.gz"))
+mr = np.clip(np.asanyarray(ct.dataobj).astype(np.int32) + 1024, 0, 4000).astype(np.int16)
+img = nib.Nifti1Image(mr, ct.affine)
+img.header.set_data_dtype(np.int16)
+nib.save(img, os.path.join(dst, "nifti", "MR.nii.gz"))
+shutil.copy(os.path.join(root, pid, "voxels", pid + "_CT", "original", "all.nii.gz"), os.path.join(dst, "scans", "seg.nii.gz"))
+`;
+
 let base = "";
 let data_root = "";
 let tmp = "";
@@ -107,6 +124,7 @@ before(async () => {
   }
 
   if (!fs.existsSync(path.join(data_root, FIXTURES))) await python(FIXTURE_PY, data_root, PATIENT, FIXTURES);
+  if (!fs.existsSync(path.join(data_root, NO_CT))) await python(NO_CT_PY, data_root, PATIENT, NO_CT);
 
   browser = await launch_chromium();
   context = await browser.newContext({ viewport: { width: 1366, height: 768 } });
@@ -328,6 +346,70 @@ test("progress stays visible until the first picture is drawn", { timeout: TEST_
   const gaps = loading.slice(first_shown).filter((s) => !s.shown);
   assert.deepEqual(gaps, [], "no frame without progress between the first request and the first picture");
   assert.ok(loading.some((s) => /segmentation/.test(s.text)), "the segmentation's stage is named");
+  await p.close();
+});
+
+// Mean of the image under each label id of the map, as nibabel and numpy read them.
+const MEANS_PY = `
+import sys, json
+import numpy as np, nibabel as nib
+root, image, seg = sys.argv[1:4]
+ct = nib.load(root + "/" + image).get_fdata(dtype=np.float64)
+lab = np.asanyarray(nib.load(root + "/" + seg).dataobj)
+assert ct.shape[:3] == lab.shape[:3]
+print(json.dumps({str(int(i)): float(ct[lab == i].mean()) for i in np.unique(lab) if i != 0}))
+`;
+
+test("label list: the HU column is each label's mean CT value under it, as numpy computes it from the same files", { timeout: TEST_MS }, async () => {
+  assert.ok(page, "viewer page from the first test");
+  await page.waitForFunction(() => document.body.classList.contains("has-intensity"), null, { timeout: WAIT_MS });
+  const asked = await page.evaluate(() => performance.getEntriesByType("resource").map((e) => e.name)
+    .filter((u) => u.includes("/labels?image=")));
+  assert.deepEqual(asked.map((u) => decodeURIComponent(new URL(u).search)), [`?image=${image_rel}`], "one statistics request for the image shown");
+  assert.equal(await page.locator("#label-table thead th.hu").isVisible(), true, "the HU column is shown");
+  assert.equal(await page.locator("#label-table thead th.hu").textContent(), "HU");
+  const cells = await page.$$eval("#label-rows tr", (trs) => trs.map((tr) => ({
+    id: tr.dataset.labelId,
+    text: tr.querySelector("td.hu").textContent,
+    title: tr.querySelector("td.hu").title,
+    shown: getComputedStyle(tr.querySelector("td.hu")).display !== "none",
+  })));
+  const want = await python(MEANS_PY, path.join(data_root, PATIENT), image_rel, seg);
+  assert.deepEqual(cells.map((c) => c.id).sort(), Object.keys(want).sort(), "a row for every label in the map");
+  assert.ok(cells.length >= 3, `several labels (${cells.length})`);
+  for (const c of cells) {
+    const mean = want[c.id];
+    assert.ok(c.shown, `label ${c.id}: cell shown`);
+    assert.match(c.text, /^-?\d+(\.\d)?$/, `label ${c.id}: "${c.text}" to 0.1 HU`);
+    assert.ok(Math.abs(Number(c.text) - mean) <= 0.05 + 1e-9, `label ${c.id}: shown ${c.text} HU, numpy's mean ${mean}`);
+    const full = Number(/^mean (-?[\d.e+-]+),/.exec(c.title)[1]);
+    assert.ok(Math.abs(full - mean) <= 1e-9 * Math.max(1, Math.abs(mean)), `label ${c.id}: title's mean ${full} = ${mean}`);
+  }
+  assert.ok(new Set(cells.map((c) => c.text)).size > 1, "the labels' means differ");
+});
+
+test("a patient without a CT: no HU column, no statistics request, no error", { timeout: TEST_MS }, async () => {
+  // the server would answer: leaving the column out is the viewer's choice
+  const r = await fetch(`${base}/output/${NO_CT}/scans/seg.nii.gz/labels?image=nifti/MR.nii.gz`);
+  assert.equal(r.status, 200);
+  assert.ok((await r.json()).labels.some((l) => l.intensity && Number.isFinite(l.intensity.mean)));
+  const before = console_errors.length;
+  const p = await new_page();
+  const requests = [];
+  p.on("request", (q) => requests.push(q.url()));
+  await open_viewer(p, `patient=${NO_CT}`);
+  assert.deepEqual(await p.evaluate(() => [window.medimg_viewer.state.image, window.medimg_viewer.state.seg]),
+    ["nifti/MR.nii.gz", "scans/seg.nii.gz"]);
+  assert.ok(await p.locator("#label-rows tr").count() >= 3, "the labels are listed");
+  await sleep(1500); // the statistics would be asked for right after the first picture
+  assert.deepEqual(requests.filter((u) => u.includes("labels?image=")), []);
+  assert.equal(await p.evaluate(() => document.body.classList.contains("has-intensity")), false);
+  assert.equal(await p.locator("#label-table thead th.hu").isVisible(), false, "no HU header");
+  assert.equal(await p.locator("#label-rows td.hu").first().isVisible(), false, "no HU cells");
+  assert.equal(await p.locator("#wl-unit").textContent(), "");
+  assert.doesNotMatch(await p.locator("#readout").textContent(), /HU/);
+  assert.equal(await p.locator("#alert").isVisible(), false);
+  assert.deepEqual(console_errors.slice(before), []);
   await p.close();
 });
 

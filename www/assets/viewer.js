@@ -1196,7 +1196,8 @@ async function main() {
   performance.mark("medimg:first-draw");
   progress_reset();
   state.restoring = false;
-  if (state.overlay) load_intensity().catch(() => {}); // optional: a column more when the server has it
+  // optional: a column more when the image is a CT and the server has the statistics
+  if (state.overlay && state.is_ct) load_intensity().catch(() => {});
   if (params.toString() !== "") write_url();
   set_state("ready");
 }
@@ -1285,9 +1286,10 @@ async function load_labels() {
   return true;
 }
 
-// Mean image value per label (HU for a CT) from `/labels?image=` (README.md),
-// asked for once the picture is drawn; a server without the statistics
-// answers without "intensity" and the column stays hidden.
+// Mean CT value per label in HU from `/labels?image=` (README.md), asked for
+// once the picture is drawn; a server without the statistics answers without
+// "intensity" and the column stays hidden, as it does for an image that is
+// no CT (the column is headed HU).
 async function load_intensity() {
   const url = `${patient_url(state.seg)}/labels?image=${encodeURIComponent(state.image)}`;
   const response = await fetch(url, { headers: { Accept: "application/json" } });
