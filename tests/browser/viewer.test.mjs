@@ -730,6 +730,192 @@ test("state in the URL: a copied link restores labels, view, W/L, crosshair and 
   await wait_ready(page);
 });
 
+// Two labels with a voxel each deep inside them (a 5x5 square of the label
+// around it) on one axial slice of the map: the largest label, and the
+// other label with the most such voxels on that slice. Needs a map whose
+// third axis is the world's z (the demo's).
+const SPOTS_PY = `
+import sys, json
+import numpy as np, nibabel as nib
+path, largest = sys.argv[1], int(sys.argv[2])
+img = nib.load(path)
+lab = np.asanyarray(img.dataobj)
+a = img.affine
+assert abs(a[0, 2]) < 1e-6 and abs(a[1, 2]) < 1e-6 and abs(a[2, 0]) < 1e-6 and abs(a[2, 1]) < 1e-6, a
+def interior(sl, i):
+    m = sl == i
+    out = np.zeros_like(m)
+    out[2:-2, 2:-2] = True
+    for di in range(-2, 3):
+        for dj in range(-2, 3):
+            out[2:-2, 2:-2] &= m[2 + di:m.shape[0] - 2 + di, 2 + dj:m.shape[1] - 2 + dj]
+    return out
+best = None
+for k in range(lab.shape[2]):
+    sl = lab[:, :, k]
+    ia = interior(sl, largest)
+    if not ia.any():
+        continue
+    for i in np.unique(sl):
+        if i == 0 or i == largest:
+            continue
+        ib = interior(sl, i)
+        score = min(int(ia.sum()), int(ib.sum()))
+        if score > 0 and (best is None or score > best[0]):
+            best = (score, k, int(i), ia, ib)
+assert best, "no slice with both labels deep inside"
+score, k, other, ia, ib = best
+def spot(mask, i):
+    pts = np.argwhere(mask)
+    c = pts.mean(0)
+    p = pts[np.argmin(((pts - c) ** 2).sum(1))]
+    mm = a @ np.array([p[0], p[1], k, 1.0])
+    return {"id": str(i), "vox": [int(p[0]), int(p[1]), k], "mm": [float(x) for x in mm[:3]]}
+print(json.dumps({"a": spot(ia, largest), "b": spot(ib, other)}))
+`;
+
+// The colour of the canvas at CSS pixel (x, y): the mean of the 3x3 patch
+// around it.
+async function canvas_colour_at(p, b64, [x, y], dx = 0) {
+  return p.evaluate(async ([data, cx, cy, d]) => {
+    const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+    const bmp = await createImageBitmap(new Blob([bytes], { type: "image/png" }));
+    const c = new OffscreenCanvas(bmp.width, bmp.height);
+    const g = c.getContext("2d");
+    g.drawImage(bmp, 0, 0);
+    const px = g.getImageData(Math.round(cx) + d - 1, Math.round(cy) + d - 1, 3, 3).data;
+    const sum = [0, 0, 0];
+    for (let i = 0; i < px.length; i += 4) for (let ch = 0; ch < 3; ch++) sum[ch] += px[i + ch];
+    return sum.map((v) => v / 9);
+  }, [b64, x, y, dx]);
+}
+
+const colour_change = (u, v) => Math.max(...u.map((x, i) => Math.abs(x - v[i])));
+
+// The two spots in CSS pixels of the canvas element. The crosshair is put on
+// their axial slice, near a corner of it: its lines (several pixels wide)
+// stay clear of both spots.
+async function spot_pixels(p, spots) {
+  return p.evaluate(([a, b]) => {
+    const nv = window.medimg_viewer.nv;
+    const frac = nv.mm2frac(a.mm);
+    frac[0] = 0.02;
+    frac[1] = 0.02;
+    nv.scene.crosshairPos = frac;
+    nv.createOnLocationChange();
+    nv.drawScene();
+    const canvas = document.getElementById("gl");
+    const scale = canvas.width / canvas.getBoundingClientRect().width;
+    return [a, b].map((s) => {
+      const pos = nv.frac2canvasPos(nv.mm2frac([s.mm[0], s.mm[1], a.mm[2]]));
+      return pos ? [pos[0] / scale, pos[1] / scale] : null;
+    });
+  }, [spots.a, spots.b]);
+}
+
+test("per-label opacity: a label's slider and - / + change its pixels only, through the colour table; the URL keeps it", { timeout: TEST_MS }, async () => {
+  const largest = labels.reduce((a, b) => (b.voxels > a.voxels ? b : a));
+  const spots = await python(SPOTS_PY, path.join(data_root, PATIENT, seg), String(largest.id));
+  const A = spots.a.id;
+  const B = spots.b.id;
+  await page.locator("#select-all").click();
+  await wait_ready(page);
+  await page.locator("input[name=view][value=axial]").check();
+  await wait_settled(page);
+  assert.equal(await page.locator("#opacity").inputValue(), "0.6");
+  const at = await spot_pixels(page, spots);
+  assert.ok(at[0] && at[1], `both spots are on the axial slice: ${JSON.stringify(at)}`);
+  await wait_settled(page);
+  const slider = page.locator(`#label-rows tr[data-label-id="${A}"] input.alpha`);
+  assert.equal(await slider.inputValue(), "100");
+  assert.equal(await page.evaluate((id) => window.medimg_viewer.label_alpha(id), A), 255);
+
+  const full = await canvas_png(page, "label-opacity-100");
+  const a100 = await canvas_colour_at(page, full, at[0]);
+  const b100 = await canvas_colour_at(page, full, at[1]);
+  await spy_uploads(page);
+  network.length = 0;
+
+  await slider.fill("0");
+  await wait_ready(page);
+  const none = await canvas_png(page, "label-opacity-0");
+  const a0 = await canvas_colour_at(page, none, at[0]);
+  const b0 = await canvas_colour_at(page, none, at[1]);
+  assert.ok(colour_change(a100, a0) > 20, `label ${A} at 0%: its pixels change (${a100} -> ${a0})`);
+  assert.ok(colour_change(b100, b0) <= 3, `label ${B} is untouched (${b100} -> ${b0})`);
+  assert.equal(await page.evaluate((id) => window.medimg_viewer.label_alpha(id), A), 0);
+  assert.equal(await page.evaluate((id) => window.medimg_viewer.label_alpha(id), B), 255);
+  assert.equal(await page.locator(`#label-${A}`).isChecked(), true, "the label stays ticked");
+
+  // hidden looks like 0%
+  await page.locator(`#label-${A}`).uncheck();
+  await wait_ready(page);
+  const hidden = await canvas_colour_at(page, await canvas_png(page), at[0]);
+  assert.ok(colour_change(hidden, a0) <= 3, `0% looks like hidden (${a0} vs ${hidden})`);
+  await page.locator(`#label-${A}`).check();
+  await wait_ready(page);
+
+  await slider.fill("50");
+  await wait_ready(page);
+  assert.equal(await page.evaluate((id) => window.medimg_viewer.label_alpha(id), A), 128);
+  const half = await canvas_png(page, "label-opacity-50");
+  const a50 = await canvas_colour_at(page, half, at[0]);
+  for (let ch = 0; ch < 3; ch++) {
+    const lo = Math.min(a0[ch], a100[ch]) - 3;
+    const hi = Math.max(a0[ch], a100[ch]) + 3;
+    assert.ok(a50[ch] >= lo && a50[ch] <= hi, `50% lies between 0% and 100% (${a0} / ${a50} / ${a100})`);
+  }
+  assert.ok(colour_change(a50, a0) > 5 && colour_change(a50, a100) > 5, `50% is neither (${a0} / ${a50} / ${a100})`);
+  assert.ok(colour_change(b100, await canvas_colour_at(page, half, at[1])) <= 3, `label ${B} still untouched`);
+
+  // keyboard: + and - on the label's row step by 10%
+  await page.locator(`#label-${A}`).focus();
+  await page.keyboard.press("+");
+  await wait_ready(page);
+  assert.equal(await slider.inputValue(), "60");
+  assert.equal(await page.evaluate((id) => window.medimg_viewer.label_alpha(id), A), 153);
+  await page.keyboard.press("-");
+  await page.keyboard.press("-");
+  await wait_ready(page);
+  assert.equal(await slider.inputValue(), "40");
+  await page.keyboard.press("+");
+  await wait_ready(page);
+  assert.equal(await slider.inputValue(), "50");
+
+  assert.deepEqual(network, [], "no request for an opacity change");
+  const u = await uploads(page);
+  assert.equal(u.layer0, 0, "the image layer is not uploaded again");
+  assert.equal(u.full, 0, "no full re-upload");
+
+  // the URL keeps it; a reload of that URL restores it, pixels included
+  await page.waitForFunction((want) => new URLSearchParams(location.search).get("alpha") === want, `${A}:50`, { timeout: WAIT_MS });
+  const url = page.url();
+  assert.match(url, new RegExp(`[?&]alpha=${A}:50(&|$)`), "readable in the URL");
+  const p = await new_page();
+  await p.setViewportSize(page.viewportSize());
+  await p.goto(url);
+  await wait_ready(p);
+  assert.equal(await p.locator(`#label-rows tr[data-label-id="${A}"] input.alpha`).inputValue(), "50");
+  assert.equal(await p.locator(`#label-rows tr[data-label-id="${B}"] input.alpha`).inputValue(), "100");
+  assert.equal(await p.evaluate((id) => window.medimg_viewer.label_alpha(id), A), 128);
+  await p.reload();
+  await wait_ready(p);
+  assert.equal(await p.evaluate((id) => window.medimg_viewer.label_alpha(id), A), 128, "and after a reload");
+  const at2 = await spot_pixels(p, spots);
+  await wait_settled(p);
+  const again = await canvas_png(p, "label-opacity-50-restored");
+  assert.ok(colour_change(await canvas_colour_at(p, again, at2[0]), a50) <= 3, "the restored page draws label A as before");
+  assert.ok(colour_change(await canvas_colour_at(p, again, at2[1]), b100) <= 3, "and label B");
+  assert.equal(new URL(p.url()).searchParams.get("alpha"), `${A}:50`);
+  await p.close();
+
+  await slider.fill("100");
+  await wait_ready(page);
+  await page.waitForFunction(() => !new URLSearchParams(location.search).has("alpha"), null, { timeout: WAIT_MS });
+  await page.locator("input[name=view][value=multiplanar]").check();
+  await wait_settled(page);
+});
+
 test("Download NIfTI: the link is the /filtered-scans query of the shown labels, its body the filtered file", { timeout: TEST_MS }, async () => {
   const keep = labels.filter((_, i) => i % 3 === 0).map((l) => l.id);
   await page.locator("#select-none").click();
@@ -866,6 +1052,51 @@ test("tablet portrait: canvas and panel both visible, nothing overflows sideways
     await page.screenshot({ path: path.join(ARTIFACTS, "viewer-tablet.png") });
   } finally {
     await page.setViewportSize({ width: 1366, height: 768 });
+  }
+});
+
+test("laptop (1366x768) and tablet (820x1180): each label's opacity control fits beside its name", { timeout: TEST_MS }, async () => {
+  assert.ok(page, "viewer page from the first test");
+  const largest = labels.reduce((a, b) => (b.voxels > a.voxels ? b : a));
+  const slider = page.locator(`#label-rows tr[data-label-id="${largest.id}"] input.alpha`);
+  await slider.fill("40");
+  await wait_ready(page);
+  try {
+    for (const [name, width, height] of [["laptop", 1366, 768], ["tablet", 820, 1180]]) {
+      await page.setViewportSize({ width, height });
+      await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+      await wait_settled(page);
+      const fit = await page.evaluate((id) => {
+        const panel = document.querySelector(".panel").getBoundingClientRect();
+        const table = document.getElementById("label-table");
+        const row = document.querySelector(`#label-rows tr[data-label-id="${id}"]`);
+        const box = (el) => {
+          const r = el.getBoundingClientRect();
+          return { left: r.left, right: r.right, width: r.width, height: r.height };
+        };
+        return {
+          panel: { left: panel.left, right: panel.right },
+          table_overflow: table.scrollWidth - table.parentElement.clientWidth,
+          page_overflow: document.documentElement.scrollWidth - window.innerWidth,
+          slider: box(row.querySelector("input.alpha")),
+          name: box(row.querySelector("td.name-cell")),
+          only: box(row.querySelector("button.only")),
+          header: getComputedStyle(document.querySelector("#label-table th.alpha")).display,
+        };
+      }, String(largest.id));
+      assert.ok(fit.page_overflow <= 0, `${name}: no horizontal overflow (${fit.page_overflow}px)`);
+      assert.ok(fit.table_overflow <= 0, `${name}: the label table fits its panel (${fit.table_overflow}px)`);
+      assert.ok(fit.slider.width >= 40 && fit.slider.height >= 10, `${name}: the slider is usable: ${JSON.stringify(fit.slider)}`);
+      assert.ok(fit.slider.left >= fit.panel.left && fit.slider.right <= fit.panel.right, `${name}: the slider lies in the panel`);
+      assert.ok(fit.name.width >= 110, `${name}: the label's name keeps room (${fit.name.width}px)`);
+      assert.ok(fit.only.right <= fit.panel.right, `${name}: the row's buttons stay in the panel`);
+      assert.notEqual(fit.header, "none", `${name}: the column has its header`);
+      await page.screenshot({ path: path.join(ARTIFACTS, `viewer-${name}-opacity.png`) });
+    }
+  } finally {
+    await page.setViewportSize({ width: 1366, height: 768 });
+    await slider.fill("100");
+    await wait_ready(page);
   }
 });
 
