@@ -527,6 +527,16 @@ test("a map NiiVue cannot take as its drawing (id above 255) is an overlay layer
   await p.locator("#outline").uncheck();
   await wait_settled(p);
   assert.ok((await pixel_diff(p, filled, await canvas_png(p))).differ < 20, "and back");
+  // a label's own opacity in this mode too: one re-render of the layer
+  const before_alpha = await uploads(p);
+  await p.locator("#label-rows tr[data-label-id='300'] input.alpha").fill("0");
+  await wait_ready(p);
+  assert.equal(await p.evaluate(() => window.medimg_viewer.label_alpha("300")), 0);
+  assert.ok((await pixel_diff(p, filled, await canvas_png(p))).differ > 20, "id 300 at 0% changes the picture");
+  assert.deepEqual(await uploads(p), { ...before_alpha, layer1: before_alpha.layer1 + 1 }, "one re-render of the overlay layer");
+  await p.locator("#label-rows tr[data-label-id='300'] input.alpha").fill("100");
+  await wait_ready(p);
+  assert.ok((await pixel_diff(p, filled, await canvas_png(p))).differ < 20, "and back at 100%");
   assert.deepEqual(requests, []);
   assert.equal((await uploads(p)).layer0, 0);
   await p.close();
