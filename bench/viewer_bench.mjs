@@ -17,18 +17,15 @@
 // `--www` serves another www/ tree (e.g. an older checkout) for a same-machine
 // comparison; such a viewer is timed from outside only. Prints a Markdown table;
 // raw numbers go to --out (JSON lines). Nothing here is a test: no assertion on time.
-import { createRequire } from "node:module";
-import { spawn, execFileSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { medimg_binary, start_medimg_serve, launch_chromium, sleep } from "../tests/browser/harness.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const src = path.resolve(here, "..");
-const require = createRequire(path.join(src, "www/node_modules/"));
-const { chromium } = require("playwright-core");
 
 const args = { size: "512x512x400", runs: 2, toggles: 4, steps: "untick,tick,only,none,all", scratch: path.join(os.tmpdir(), "medimg-bench"),
   build: path.join(src, "build"), www: path.join(src, "www"), label: "", out: "" };
@@ -42,20 +39,8 @@ for (let i = 2; i < process.argv.length; i += 2) {
 }
 args.label ||= path.resolve(args.www) === path.join(src, "www") ? "this checkout" : args.www;
 const log = (...xs) => console.error("==", ...xs);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const PATIENT = "PA00000002";
 const LOAD_MS = 900_000;
-
-function free_port() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function rss_kib(root_pid) {
   // the browser and every process below it
@@ -92,8 +77,7 @@ const median = (xs) => {
 };
 
 async function main() {
-  const medimg = path.join(args.build, "cli", "medimg");
-  if (!fs.existsSync(medimg)) throw new Error(`${medimg} not built (MEDIMG_BUILD_TARGETS="medimg medimg-fcgi" scripts/build.sh)`);
+  const medimg = medimg_binary(args.build);
   const data = path.join(args.scratch, `data-${args.size}`);
   if (!fs.existsSync(path.join(data, ".complete"))) {
     log(`generating demo data (${args.size}) in ${data}`);
@@ -102,32 +86,14 @@ async function main() {
     execFileSync(medimg, ["demo", data, "--size", args.size], { stdio: ["ignore", 2, 2] });
     fs.writeFileSync(path.join(data, ".complete"), "");
   }
-  const port = await free_port();
-  const base = `http://127.0.0.1:${port}`;
-  const logfile = path.join(args.scratch, `viewer-bench-serve-${port}.log`);
-  const fd = fs.openSync(logfile, "a");
-  const server = spawn(medimg, ["serve", "--host", "127.0.0.1", "--port", String(port), "--data-root", data], {
-    env: { ...process.env, MEDIMG_WWW_ROOT: path.resolve(args.www) }, detached: true, stdio: ["ignore", fd, fd],
+  fs.mkdirSync(args.scratch, { recursive: true });
+  const server = await start_medimg_serve({
+    data_root: data, www: args.www, build_dir: args.build, deadline_ms: 60_000,
+    log: path.join(args.scratch, `viewer-bench-serve-${process.pid}.log`),
   });
-  fs.closeSync(fd);
-  const stop = () => {
-    try {
-      process.kill(-server.pid, "SIGTERM");
-    } catch (_) {
-      // already gone
-    }
-  };
+  const base = server.base;
+  const stop = () => server.kill();
   process.on("exit", stop);
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    try {
-      if ((await fetch(`${base}/health`)).ok) break;
-    } catch (_) {
-      // not yet
-    }
-    if (Date.now() > deadline) throw new Error(`server not healthy: ${fs.readFileSync(logfile, "utf8").slice(-2000)}`);
-    await sleep(250);
-  }
 
   const machine = {
     kind: "machine", nproc: os.cpus().length, cpu: os.cpus()[0].model, size: args.size, www: args.label,
@@ -135,11 +101,7 @@ async function main() {
     chromium: execFileSync("/usr/bin/chromium", ["--version"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim(),
   };
   const results = [machine];
-  const browser = await chromium.launch({
-    executablePath: process.env.MEDIMG_CHROMIUM || "/usr/bin/chromium",
-    args: ["--headless=new", "--no-sandbox", "--disable-gpu", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
-      "--disable-background-networking", "--no-first-run"],
-  });
+  const browser = await launch_chromium();
   let browser_pid = null;
   try {
     browser_pid = Number(execFileSync("pgrep", ["-o", "-P", String(process.pid), "chromium"], { encoding: "utf8" }).trim()) || null;

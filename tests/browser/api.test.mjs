@@ -7,87 +7,30 @@
 //     node --test tests/browser/api.test.mjs
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { createRequire } from "node:module";
-import { spawn, execFile } from "node:child_process";
-import { promisify } from "node:util";
 import fs from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { make_demo, start_medimg_serve, launch_chromium } from "./harness.mjs";
 
-const require = createRequire(import.meta.url);
-const { chromium } = require("playwright-core");
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const SOURCE_DIR = process.env.MEDIMG_SOURCE_DIR || path.resolve(here, "../..");
-const BUILD_DIR = process.env.MEDIMG_BUILD_DIR || path.join(SOURCE_DIR, "build");
 const WAIT_MS = 120_000;
-const run = promisify(execFile);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 let base = "";
 let tmp = "";
 let server = null;
 let browser = null;
 
-function free_port() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
 before(async () => {
-  const medimg = path.join(BUILD_DIR, "cli", "medimg");
-  assert.ok(fs.existsSync(medimg), `${medimg} not built`);
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), "medimg-api-page-"));
   const data_root = path.join(tmp, "data");
-  await run(medimg, ["demo", data_root, "--size", "32x32x20", "--patient", "PA00000002"], { timeout: 120_000 });
-  const port = await free_port();
-  base = `http://127.0.0.1:${port}`;
-  const log_fd = fs.openSync(path.join(tmp, "serve.log"), "a");
-  server = spawn(medimg, ["serve", "--host", "127.0.0.1", "--port", String(port), "--data-root", data_root], {
-    cwd: tmp,
-    env: { ...process.env, MEDIMG_WWW_ROOT: path.join(SOURCE_DIR, "www") },
-    detached: true,
-    stdio: ["ignore", log_fd, log_fd],
-  });
-  fs.closeSync(log_fd);
-  const deadline = Date.now() + 90_000;
-  while (Date.now() < deadline) {
-    try {
-      if ((await fetch(`${base}/health`, { signal: AbortSignal.timeout(5000) })).ok) break;
-    } catch (_) {
-      // not up yet
-    }
-    await sleep(300);
-  }
-  browser = await chromium.launch({
-    executablePath: process.env.MEDIMG_CHROMIUM || "/usr/bin/chromium",
-    timeout: 120_000,
-    args: ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  await make_demo(data_root, { size: "32x32x20", patient: "PA00000002" });
+  server = await start_medimg_serve({ data_root, log: path.join(tmp, "serve.log") });
+  base = server.base;
+  browser = await launch_chromium({ webgl: false });
 });
 
 after(async () => {
   if (browser) await browser.close().catch(() => {});
-  if (server && server.exitCode === null) {
-    try {
-      process.kill(-server.pid, "SIGTERM");
-    } catch (_) {
-      // already gone
-    }
-    const deadline = Date.now() + 15_000;
-    while (server.exitCode === null && server.signalCode === null && Date.now() < deadline) await sleep(100);
-    if (server.exitCode === null && server.signalCode === null) process.kill(-server.pid, "SIGKILL");
-  }
+  if (server) await server.stop();
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 });
 

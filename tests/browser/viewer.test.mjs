@@ -9,32 +9,19 @@
 // that is already running instead.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { createRequire } from "node:module";
-import { spawn, execFile } from "node:child_process";
-import { promisify } from "node:util";
 import fs from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { SOURCE_DIR, PYTHON, run, sleep, make_demo, start_medimg_serve, launch_chromium } from "./harness.mjs";
 
-// playwright-core is CommonJS and lives in www/node_modules (NODE_PATH).
-const require = createRequire(import.meta.url);
-const { chromium } = require("playwright-core");
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const SOURCE_DIR = process.env.MEDIMG_SOURCE_DIR || path.resolve(here, "../..");
-const BUILD_DIR = process.env.MEDIMG_BUILD_DIR || path.join(SOURCE_DIR, "build");
 const ARTIFACTS = path.join(SOURCE_DIR, "tests/browser/artifacts");
 const PATIENT = "PA00000002";
 const FIXTURES = "PA00000009"; // broken, float and signed-id files; no voxels/ folder
-const PYTHON = "/usr/bin/python3";
+const NO_CT = "PA00000010";    // an MR-like image (no values near -1000) and the demo map
 
 // The machine may be busy (several builds on two cores): generous, bounded.
 const WAIT_MS = 150_000;
 const TEST_MS = 300_000;
-
-const run = promisify(execFile);
 
 // nibabel reads every file the tests compare against (real files, real reader).
 async function python(code, ...args) {
@@ -81,11 +68,26 @@ img = nib.Nifti1Image(big, seg.affine, dtype=np.int64)
 nib.save(img, os.path.join(dst, "scans", "big.nii.gz"))
 `;
 
+// A patient without a CT: an image with the CT's grid and no value near
+// -1000 (as an MR has), named MR, and the demo label map under scans/.
+const NO_CT_PY = `
+import os, shutil, sys
+import numpy as np, nibabel as nib
+root, pid, dst = sys.argv[1], sys.argv[2], os.path.join(sys.argv[1], sys.argv[3])
+os.makedirs(os.path.join(dst, "nifti"))
+os.makedirs(os.path.join(dst, "scans"))
+ct = nib.load(os.path.join(root, pid, "nifti", pid + "_CT.nii.gz"))
+mr = np.clip(np.asanyarray(ct.dataobj).astype(np.int32) + 1024, 0, 4000).astype(np.int16)
+img = nib.Nifti1Image(mr, ct.affine)
+img.header.set_data_dtype(np.int16)
+nib.save(img, os.path.join(dst, "nifti", "MR.nii.gz"))
+shutil.copy(os.path.join(root, pid, "voxels", pid + "_CT", "original", "all.nii.gz"), os.path.join(dst, "scans", "seg.nii.gz"))
+`;
+
 let base = "";
 let data_root = "";
 let tmp = "";
 let server = null;
-let server_log = "";
 let browser = null;
 let context = null;
 
@@ -93,47 +95,6 @@ const console_errors = [];   // {url, text}
 const foreign_requests = []; // URLs not on our server
 let expected_http_errors = false;
 let expected_decoder_errors = false; // NiiVue's own log lines for a file it cannot read
-
-function free_port() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function wait_for_health(url, deadline_ms) {
-  const deadline = Date.now() + deadline_ms;
-  let last = "";
-  while (Date.now() < deadline) {
-    if (server && server.exitCode !== null) {
-      throw new Error(`medimg serve exited with ${server.exitCode}:\n${read_log()}`);
-    }
-    try {
-      const r = await fetch(`${url}/health`, { signal: AbortSignal.timeout(5000) });
-      if (r.ok) return;
-      last = `HTTP ${r.status}`;
-    } catch (e) {
-      last = e.message;
-    }
-    await sleep(300);
-  }
-  throw new Error(`server at ${url} not healthy within ${deadline_ms} ms (${last}):\n${read_log()}`);
-}
-
-function read_log() {
-  try {
-    return fs.readFileSync(server_log, "utf8").slice(-4000);
-  } catch (_) {
-    return "(no log)";
-  }
-}
 
 function find_files(dir) {
   const out = [];
@@ -155,37 +116,17 @@ before(async () => {
     data_root = process.env.MEDIMG_TEST_DATA_ROOT;
     assert.ok(data_root, "MEDIMG_TEST_DATA_ROOT must name the served data root");
   } else {
-    const medimg = path.join(BUILD_DIR, "cli", "medimg");
-    assert.ok(fs.existsSync(medimg), `${medimg} not built (cmake --build ${BUILD_DIR} --target medimg_cli medimg-fcgi)`);
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), "medimg-browser-"));
     data_root = path.join(tmp, "data");
-    await run(medimg, ["demo", data_root, "--size", "64x64x40", "--patient", PATIENT], { timeout: 120_000 });
-    const port = await free_port();
-    base = `http://127.0.0.1:${port}`;
-    server_log = path.join(tmp, "serve.log");
-    const log_fd = fs.openSync(server_log, "a");
-    server = spawn(medimg, ["serve", "--host", "127.0.0.1", "--port", String(port), "--data-root", data_root], {
-      cwd: tmp,
-      env: { ...process.env, MEDIMG_WWW_ROOT: path.join(SOURCE_DIR, "www") },
-      detached: true, // its own process group: lighttpd and workers end with it
-      stdio: ["ignore", log_fd, log_fd],
-    });
-    fs.closeSync(log_fd);
-    await wait_for_health(base, 90_000);
+    await make_demo(data_root, { size: "64x64x40", patient: PATIENT });
+    server = await start_medimg_serve({ data_root, log: path.join(tmp, "serve.log") });
+    base = server.base;
   }
 
   if (!fs.existsSync(path.join(data_root, FIXTURES))) await python(FIXTURE_PY, data_root, PATIENT, FIXTURES);
+  if (!fs.existsSync(path.join(data_root, NO_CT))) await python(NO_CT_PY, data_root, PATIENT, NO_CT);
 
-  browser = await chromium.launch({
-    executablePath: process.env.MEDIMG_CHROMIUM || "/usr/bin/chromium",
-    timeout: 120_000,
-    args: [
-      "--headless=new", "--no-sandbox", "--disable-gpu",
-      "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
-      "--disable-quic", "--no-first-run", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync",
-    ],
-  });
+  browser = await launch_chromium();
   context = await browser.newContext({ viewport: { width: 1366, height: 768 } });
   context.setDefaultTimeout(WAIT_MS);
   context.on("request", (req) => {
@@ -196,22 +137,7 @@ before(async () => {
 
 after(async () => {
   if (browser) await browser.close().catch(() => {});
-  if (server && server.exitCode === null) {
-    try {
-      process.kill(-server.pid, "SIGTERM");
-    } catch (_) {
-      // already gone
-    }
-    const deadline = Date.now() + 15_000;
-    while (server.exitCode === null && server.signalCode === null && Date.now() < deadline) await sleep(100);
-    if (server.exitCode === null && server.signalCode === null) {
-      try {
-        process.kill(-server.pid, "SIGKILL");
-      } catch (_) {
-        // already gone
-      }
-    }
-  }
+  if (server) await server.stop();
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 });
 
@@ -423,6 +349,70 @@ test("progress stays visible until the first picture is drawn", { timeout: TEST_
   await p.close();
 });
 
+// Mean of the image under each label id of the map, as nibabel and numpy read them.
+const MEANS_PY = `
+import sys, json
+import numpy as np, nibabel as nib
+root, image, seg = sys.argv[1:4]
+ct = nib.load(root + "/" + image).get_fdata(dtype=np.float64)
+lab = np.asanyarray(nib.load(root + "/" + seg).dataobj)
+assert ct.shape[:3] == lab.shape[:3]
+print(json.dumps({str(int(i)): float(ct[lab == i].mean()) for i in np.unique(lab) if i != 0}))
+`;
+
+test("label list: the HU column is each label's mean CT value under it, as numpy computes it from the same files", { timeout: TEST_MS }, async () => {
+  assert.ok(page, "viewer page from the first test");
+  await page.waitForFunction(() => document.body.classList.contains("has-intensity"), null, { timeout: WAIT_MS });
+  const asked = await page.evaluate(() => performance.getEntriesByType("resource").map((e) => e.name)
+    .filter((u) => u.includes("/labels?image=")));
+  assert.deepEqual(asked.map((u) => decodeURIComponent(new URL(u).search)), [`?image=${image_rel}`], "one statistics request for the image shown");
+  assert.equal(await page.locator("#label-table thead th.hu").isVisible(), true, "the HU column is shown");
+  assert.equal(await page.locator("#label-table thead th.hu").textContent(), "HU");
+  const cells = await page.$$eval("#label-rows tr", (trs) => trs.map((tr) => ({
+    id: tr.dataset.labelId,
+    text: tr.querySelector("td.hu").textContent,
+    title: tr.querySelector("td.hu").title,
+    shown: getComputedStyle(tr.querySelector("td.hu")).display !== "none",
+  })));
+  const want = await python(MEANS_PY, path.join(data_root, PATIENT), image_rel, seg);
+  assert.deepEqual(cells.map((c) => c.id).sort(), Object.keys(want).sort(), "a row for every label in the map");
+  assert.ok(cells.length >= 3, `several labels (${cells.length})`);
+  for (const c of cells) {
+    const mean = want[c.id];
+    assert.ok(c.shown, `label ${c.id}: cell shown`);
+    assert.match(c.text, /^-?\d+(\.\d)?$/, `label ${c.id}: "${c.text}" to 0.1 HU`);
+    assert.ok(Math.abs(Number(c.text) - mean) <= 0.05 + 1e-9, `label ${c.id}: shown ${c.text} HU, numpy's mean ${mean}`);
+    const full = Number(/^mean (-?[\d.e+-]+),/.exec(c.title)[1]);
+    assert.ok(Math.abs(full - mean) <= 1e-9 * Math.max(1, Math.abs(mean)), `label ${c.id}: title's mean ${full} = ${mean}`);
+  }
+  assert.ok(new Set(cells.map((c) => c.text)).size > 1, "the labels' means differ");
+});
+
+test("a patient without a CT: no HU column, no statistics request, no error", { timeout: TEST_MS }, async () => {
+  // the server would answer: leaving the column out is the viewer's choice
+  const r = await fetch(`${base}/output/${NO_CT}/scans/seg.nii.gz/labels?image=nifti/MR.nii.gz`);
+  assert.equal(r.status, 200);
+  assert.ok((await r.json()).labels.some((l) => l.intensity && Number.isFinite(l.intensity.mean)));
+  const before = console_errors.length;
+  const p = await new_page();
+  const requests = [];
+  p.on("request", (q) => requests.push(q.url()));
+  await open_viewer(p, `patient=${NO_CT}`);
+  assert.deepEqual(await p.evaluate(() => [window.medimg_viewer.state.image, window.medimg_viewer.state.seg]),
+    ["nifti/MR.nii.gz", "scans/seg.nii.gz"]);
+  assert.ok(await p.locator("#label-rows tr").count() >= 3, "the labels are listed");
+  await sleep(1500); // the statistics would be asked for right after the first picture
+  assert.deepEqual(requests.filter((u) => u.includes("labels?image=")), []);
+  assert.equal(await p.evaluate(() => document.body.classList.contains("has-intensity")), false);
+  assert.equal(await p.locator("#label-table thead th.hu").isVisible(), false, "no HU header");
+  assert.equal(await p.locator("#label-rows td.hu").first().isVisible(), false, "no HU cells");
+  assert.equal(await p.locator("#wl-unit").textContent(), "");
+  assert.doesNotMatch(await p.locator("#readout").textContent(), /HU/);
+  assert.equal(await p.locator("#alert").isVisible(), false);
+  assert.deepEqual(console_errors.slice(before), []);
+  await p.close();
+});
+
 test("the overlay is drawn in the label colours; opacity 0 and 'none' remove it without a request", { timeout: TEST_MS }, async () => {
   assert.ok(page, "viewer page from the first test");
   const largest = labels.reduce((a, b) => (b.voxels > a.voxels ? b : a));
@@ -537,6 +527,16 @@ test("a map NiiVue cannot take as its drawing (id above 255) is an overlay layer
   await p.locator("#outline").uncheck();
   await wait_settled(p);
   assert.ok((await pixel_diff(p, filled, await canvas_png(p))).differ < 20, "and back");
+  // a label's own opacity in this mode too: one re-render of the layer
+  const before_alpha = await uploads(p);
+  await p.locator("#label-rows tr[data-label-id='300'] input.alpha").fill("0");
+  await wait_ready(p);
+  assert.equal(await p.evaluate(() => window.medimg_viewer.label_alpha("300")), 0);
+  assert.ok((await pixel_diff(p, filled, await canvas_png(p))).differ > 20, "id 300 at 0% changes the picture");
+  assert.deepEqual(await uploads(p), { ...before_alpha, layer1: before_alpha.layer1 + 1 }, "one re-render of the overlay layer");
+  await p.locator("#label-rows tr[data-label-id='300'] input.alpha").fill("100");
+  await wait_ready(p);
+  assert.ok((await pixel_diff(p, filled, await canvas_png(p))).differ < 20, "and back at 100%");
   assert.deepEqual(requests, []);
   assert.equal((await uploads(p)).layer0, 0);
   await p.close();
@@ -740,6 +740,192 @@ test("state in the URL: a copied link restores labels, view, W/L, crosshair and 
   await wait_ready(page);
 });
 
+// Two labels with a voxel each deep inside them (a 5x5 square of the label
+// around it) on one axial slice of the map: the largest label, and the
+// other label with the most such voxels on that slice. Needs a map whose
+// third axis is the world's z (the demo's).
+const SPOTS_PY = `
+import sys, json
+import numpy as np, nibabel as nib
+path, largest = sys.argv[1], int(sys.argv[2])
+img = nib.load(path)
+lab = np.asanyarray(img.dataobj)
+a = img.affine
+assert abs(a[0, 2]) < 1e-6 and abs(a[1, 2]) < 1e-6 and abs(a[2, 0]) < 1e-6 and abs(a[2, 1]) < 1e-6, a
+def interior(sl, i):
+    m = sl == i
+    out = np.zeros_like(m)
+    out[2:-2, 2:-2] = True
+    for di in range(-2, 3):
+        for dj in range(-2, 3):
+            out[2:-2, 2:-2] &= m[2 + di:m.shape[0] - 2 + di, 2 + dj:m.shape[1] - 2 + dj]
+    return out
+best = None
+for k in range(lab.shape[2]):
+    sl = lab[:, :, k]
+    ia = interior(sl, largest)
+    if not ia.any():
+        continue
+    for i in np.unique(sl):
+        if i == 0 or i == largest:
+            continue
+        ib = interior(sl, i)
+        score = min(int(ia.sum()), int(ib.sum()))
+        if score > 0 and (best is None or score > best[0]):
+            best = (score, k, int(i), ia, ib)
+assert best, "no slice with both labels deep inside"
+score, k, other, ia, ib = best
+def spot(mask, i):
+    pts = np.argwhere(mask)
+    c = pts.mean(0)
+    p = pts[np.argmin(((pts - c) ** 2).sum(1))]
+    mm = a @ np.array([p[0], p[1], k, 1.0])
+    return {"id": str(i), "vox": [int(p[0]), int(p[1]), k], "mm": [float(x) for x in mm[:3]]}
+print(json.dumps({"a": spot(ia, largest), "b": spot(ib, other)}))
+`;
+
+// The colour of the canvas at CSS pixel (x, y): the mean of the 3x3 patch
+// around it.
+async function canvas_colour_at(p, b64, [x, y], dx = 0) {
+  return p.evaluate(async ([data, cx, cy, d]) => {
+    const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+    const bmp = await createImageBitmap(new Blob([bytes], { type: "image/png" }));
+    const c = new OffscreenCanvas(bmp.width, bmp.height);
+    const g = c.getContext("2d");
+    g.drawImage(bmp, 0, 0);
+    const px = g.getImageData(Math.round(cx) + d - 1, Math.round(cy) + d - 1, 3, 3).data;
+    const sum = [0, 0, 0];
+    for (let i = 0; i < px.length; i += 4) for (let ch = 0; ch < 3; ch++) sum[ch] += px[i + ch];
+    return sum.map((v) => v / 9);
+  }, [b64, x, y, dx]);
+}
+
+const colour_change = (u, v) => Math.max(...u.map((x, i) => Math.abs(x - v[i])));
+
+// The two spots in CSS pixels of the canvas element. The crosshair is put on
+// their axial slice, near a corner of it: its lines (several pixels wide)
+// stay clear of both spots.
+async function spot_pixels(p, spots) {
+  return p.evaluate(([a, b]) => {
+    const nv = window.medimg_viewer.nv;
+    const frac = nv.mm2frac(a.mm);
+    frac[0] = 0.02;
+    frac[1] = 0.02;
+    nv.scene.crosshairPos = frac;
+    nv.createOnLocationChange();
+    nv.drawScene();
+    const canvas = document.getElementById("gl");
+    const scale = canvas.width / canvas.getBoundingClientRect().width;
+    return [a, b].map((s) => {
+      const pos = nv.frac2canvasPos(nv.mm2frac([s.mm[0], s.mm[1], a.mm[2]]));
+      return pos ? [pos[0] / scale, pos[1] / scale] : null;
+    });
+  }, [spots.a, spots.b]);
+}
+
+test("per-label opacity: a label's slider and - / + change its pixels only, through the colour table; the URL keeps it", { timeout: TEST_MS }, async () => {
+  const largest = labels.reduce((a, b) => (b.voxels > a.voxels ? b : a));
+  const spots = await python(SPOTS_PY, path.join(data_root, PATIENT, seg), String(largest.id));
+  const A = spots.a.id;
+  const B = spots.b.id;
+  await page.locator("#select-all").click();
+  await wait_ready(page);
+  await page.locator("input[name=view][value=axial]").check();
+  await wait_settled(page);
+  assert.equal(await page.locator("#opacity").inputValue(), "0.6");
+  const at = await spot_pixels(page, spots);
+  assert.ok(at[0] && at[1], `both spots are on the axial slice: ${JSON.stringify(at)}`);
+  await wait_settled(page);
+  const slider = page.locator(`#label-rows tr[data-label-id="${A}"] input.alpha`);
+  assert.equal(await slider.inputValue(), "100");
+  assert.equal(await page.evaluate((id) => window.medimg_viewer.label_alpha(id), A), 255);
+
+  const full = await canvas_png(page, "label-opacity-100");
+  const a100 = await canvas_colour_at(page, full, at[0]);
+  const b100 = await canvas_colour_at(page, full, at[1]);
+  await spy_uploads(page);
+  network.length = 0;
+
+  await slider.fill("0");
+  await wait_ready(page);
+  const none = await canvas_png(page, "label-opacity-0");
+  const a0 = await canvas_colour_at(page, none, at[0]);
+  const b0 = await canvas_colour_at(page, none, at[1]);
+  assert.ok(colour_change(a100, a0) > 20, `label ${A} at 0%: its pixels change (${a100} -> ${a0})`);
+  assert.ok(colour_change(b100, b0) <= 3, `label ${B} is untouched (${b100} -> ${b0})`);
+  assert.equal(await page.evaluate((id) => window.medimg_viewer.label_alpha(id), A), 0);
+  assert.equal(await page.evaluate((id) => window.medimg_viewer.label_alpha(id), B), 255);
+  assert.equal(await page.locator(`#label-${A}`).isChecked(), true, "the label stays ticked");
+
+  // hidden looks like 0%
+  await page.locator(`#label-${A}`).uncheck();
+  await wait_ready(page);
+  const hidden = await canvas_colour_at(page, await canvas_png(page), at[0]);
+  assert.ok(colour_change(hidden, a0) <= 3, `0% looks like hidden (${a0} vs ${hidden})`);
+  await page.locator(`#label-${A}`).check();
+  await wait_ready(page);
+
+  await slider.fill("50");
+  await wait_ready(page);
+  assert.equal(await page.evaluate((id) => window.medimg_viewer.label_alpha(id), A), 128);
+  const half = await canvas_png(page, "label-opacity-50");
+  const a50 = await canvas_colour_at(page, half, at[0]);
+  for (let ch = 0; ch < 3; ch++) {
+    const lo = Math.min(a0[ch], a100[ch]) - 3;
+    const hi = Math.max(a0[ch], a100[ch]) + 3;
+    assert.ok(a50[ch] >= lo && a50[ch] <= hi, `50% lies between 0% and 100% (${a0} / ${a50} / ${a100})`);
+  }
+  assert.ok(colour_change(a50, a0) > 5 && colour_change(a50, a100) > 5, `50% is neither (${a0} / ${a50} / ${a100})`);
+  assert.ok(colour_change(b100, await canvas_colour_at(page, half, at[1])) <= 3, `label ${B} still untouched`);
+
+  // keyboard: + and - on the label's row step by 10%
+  await page.locator(`#label-${A}`).focus();
+  await page.keyboard.press("+");
+  await wait_ready(page);
+  assert.equal(await slider.inputValue(), "60");
+  assert.equal(await page.evaluate((id) => window.medimg_viewer.label_alpha(id), A), 153);
+  await page.keyboard.press("-");
+  await page.keyboard.press("-");
+  await wait_ready(page);
+  assert.equal(await slider.inputValue(), "40");
+  await page.keyboard.press("+");
+  await wait_ready(page);
+  assert.equal(await slider.inputValue(), "50");
+
+  assert.deepEqual(network, [], "no request for an opacity change");
+  const u = await uploads(page);
+  assert.equal(u.layer0, 0, "the image layer is not uploaded again");
+  assert.equal(u.full, 0, "no full re-upload");
+
+  // the URL keeps it; a reload of that URL restores it, pixels included
+  await page.waitForFunction((want) => new URLSearchParams(location.search).get("alpha") === want, `${A}:50`, { timeout: WAIT_MS });
+  const url = page.url();
+  assert.match(url, new RegExp(`[?&]alpha=${A}:50(&|$)`), "readable in the URL");
+  const p = await new_page();
+  await p.setViewportSize(page.viewportSize());
+  await p.goto(url);
+  await wait_ready(p);
+  assert.equal(await p.locator(`#label-rows tr[data-label-id="${A}"] input.alpha`).inputValue(), "50");
+  assert.equal(await p.locator(`#label-rows tr[data-label-id="${B}"] input.alpha`).inputValue(), "100");
+  assert.equal(await p.evaluate((id) => window.medimg_viewer.label_alpha(id), A), 128);
+  await p.reload();
+  await wait_ready(p);
+  assert.equal(await p.evaluate((id) => window.medimg_viewer.label_alpha(id), A), 128, "and after a reload");
+  const at2 = await spot_pixels(p, spots);
+  await wait_settled(p);
+  const again = await canvas_png(p, "label-opacity-50-restored");
+  assert.ok(colour_change(await canvas_colour_at(p, again, at2[0]), a50) <= 3, "the restored page draws label A as before");
+  assert.ok(colour_change(await canvas_colour_at(p, again, at2[1]), b100) <= 3, "and label B");
+  assert.equal(new URL(p.url()).searchParams.get("alpha"), `${A}:50`);
+  await p.close();
+
+  await slider.fill("100");
+  await wait_ready(page);
+  await page.waitForFunction(() => !new URLSearchParams(location.search).has("alpha"), null, { timeout: WAIT_MS });
+  await page.locator("input[name=view][value=multiplanar]").check();
+  await wait_settled(page);
+});
+
 test("Download NIfTI: the link is the /filtered-scans query of the shown labels, its body the filtered file", { timeout: TEST_MS }, async () => {
   const keep = labels.filter((_, i) => i % 3 === 0).map((l) => l.id);
   await page.locator("#select-none").click();
@@ -876,6 +1062,51 @@ test("tablet portrait: canvas and panel both visible, nothing overflows sideways
     await page.screenshot({ path: path.join(ARTIFACTS, "viewer-tablet.png") });
   } finally {
     await page.setViewportSize({ width: 1366, height: 768 });
+  }
+});
+
+test("laptop (1366x768) and tablet (820x1180): each label's opacity control fits beside its name", { timeout: TEST_MS }, async () => {
+  assert.ok(page, "viewer page from the first test");
+  const largest = labels.reduce((a, b) => (b.voxels > a.voxels ? b : a));
+  const slider = page.locator(`#label-rows tr[data-label-id="${largest.id}"] input.alpha`);
+  await slider.fill("40");
+  await wait_ready(page);
+  try {
+    for (const [name, width, height] of [["laptop", 1366, 768], ["tablet", 820, 1180]]) {
+      await page.setViewportSize({ width, height });
+      await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+      await wait_settled(page);
+      const fit = await page.evaluate((id) => {
+        const panel = document.querySelector(".panel").getBoundingClientRect();
+        const table = document.getElementById("label-table");
+        const row = document.querySelector(`#label-rows tr[data-label-id="${id}"]`);
+        const box = (el) => {
+          const r = el.getBoundingClientRect();
+          return { left: r.left, right: r.right, width: r.width, height: r.height };
+        };
+        return {
+          panel: { left: panel.left, right: panel.right },
+          table_overflow: table.scrollWidth - table.parentElement.clientWidth,
+          page_overflow: document.documentElement.scrollWidth - window.innerWidth,
+          slider: box(row.querySelector("input.alpha")),
+          name: box(row.querySelector("td.name-cell")),
+          only: box(row.querySelector("button.only")),
+          header: getComputedStyle(document.querySelector("#label-table th.alpha")).display,
+        };
+      }, String(largest.id));
+      assert.ok(fit.page_overflow <= 0, `${name}: no horizontal overflow (${fit.page_overflow}px)`);
+      assert.ok(fit.table_overflow <= 0, `${name}: the label table fits its panel (${fit.table_overflow}px)`);
+      assert.ok(fit.slider.width >= 40 && fit.slider.height >= 10, `${name}: the slider is usable: ${JSON.stringify(fit.slider)}`);
+      assert.ok(fit.slider.left >= fit.panel.left && fit.slider.right <= fit.panel.right, `${name}: the slider lies in the panel`);
+      assert.ok(fit.name.width >= 110, `${name}: the label's name keeps room (${fit.name.width}px)`);
+      assert.ok(fit.only.right <= fit.panel.right, `${name}: the row's buttons stay in the panel`);
+      assert.notEqual(fit.header, "none", `${name}: the column has its header`);
+      await page.screenshot({ path: path.join(ARTIFACTS, `viewer-${name}-opacity.png`) });
+    }
+  } finally {
+    await page.setViewportSize({ width: 1366, height: 768 });
+    await slider.fill("100");
+    await wait_ready(page);
   }
 });
 

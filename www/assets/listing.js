@@ -1,10 +1,12 @@
 /* Directory listings of /output/ served by lighttpd (mod_dirlisting,
    dir-listing.external-js) or Apache (mod_autoindex, IndexHeadInsert /
-   HeaderName). Reads whichever markup the server wrote (lighttpd's table,
-   Apache's FancyIndexing table or <pre>, or a plain <ul>), then renders one
-   table: breadcrumbs, icons, human-readable sizes, sortable columns and a
-   "view" link that opens NIfTI files in the medimg viewer.
-   A classic script (no modules): it is injected by the server's listing. */
+   HeaderName). The server's markup (lighttpd's table, Apache's FancyIndexing
+   table or <pre>, or a plain <ul>) is read by dirlist.js, the listing reader
+   the viewer uses too; this script renders one table from it: breadcrumbs,
+   icons, human-readable sizes, sortable columns and a "view" link that opens
+   NIfTI files in the medimg viewer.
+   A classic script (the server's listing injects it); it imports the
+   dirlist.js module that lies beside it. */
 (function () {
   "use strict";
 
@@ -15,39 +17,9 @@
   var MONTHS = { jan: 0, feb: 1, mar: 2, apr: 3, may: 4, jun: 5, jul: 6, aug: 7, sep: 8, oct: 9, nov: 10, dec: 11 };
   var UNITS = { "": 1, B: 1, K: 1024, M: 1048576, G: 1073741824, T: 1099511627776 };
 
-  function text(node) {
-    return node ? (node.textContent || "").replace(/\u00a0/g, " ").trim() : "";
-  }
-
   function base_path() {
     var p = window.location.pathname;
     return p.endsWith("/") ? p : p + "/";
-  }
-
-  // A link is an entry when it points exactly one level below this directory.
-  function child_of(href) {
-    if (!href || href.charAt(0) === "?" || href.charAt(0) === "#") return null;
-    var url;
-    try {
-      url = new URL(href, window.location.href);
-    } catch (e) {
-      return null;
-    }
-    if (url.origin !== window.location.origin || url.search) return null;
-    var base = base_path();
-    if (url.pathname.indexOf(base) !== 0) return null;
-    var rest = url.pathname.slice(base.length);
-    var is_dir = rest.charAt(rest.length - 1) === "/";
-    var seg = is_dir ? rest.slice(0, -1) : rest;
-    if (!seg || seg.indexOf("/") >= 0) return null;
-    var name;
-    try {
-      name = decodeURIComponent(seg);
-    } catch (e) {
-      return null;
-    }
-    if (name === "." || name === "..") return null;
-    return { name: name, is_dir: is_dir, href: url.pathname };
   }
 
   // "2.8K", "120M", "1.2G", "2889", "- ": bytes (approximate when the
@@ -91,103 +63,6 @@
     }
     if (mo === undefined) return null;
     return new Date(y, mo, d, +m[4], +m[5], +(m[6] || 0)).getTime();
-  }
-
-  function column_map(table) {
-    var map = {};
-    var head = table.querySelector("thead tr") || table.querySelector("tr");
-    if (!head) return map;
-    var cells = head.querySelectorAll("th, td");
-    for (var i = 0; i < cells.length; i++) {
-      var c = cells[i];
-      var t = text(c).toLowerCase();
-      if (c.classList.contains("n") || t === "name") map.name = i;
-      else if (c.classList.contains("m") || t.indexOf("modified") >= 0) map.modified = i;
-      else if (c.classList.contains("s") || t === "size") map.size = i;
-      else if (c.classList.contains("t") || t === "type" || t === "description") map.type = i;
-    }
-    return map;
-  }
-
-  function from_table(table) {
-    var entries = [];
-    var map = column_map(table);
-    var rows = table.querySelectorAll("tr");
-    for (var r = 0; r < rows.length; r++) {
-      var links = rows[r].querySelectorAll("a[href]");
-      var entry = null;
-      for (var k = 0; k < links.length && !entry; k++) entry = child_of(links[k].getAttribute("href"));
-      if (!entry) continue;
-      var cells = rows[r].querySelectorAll("td");
-      var cell = function (key, cls) {
-        var byclass = rows[r].querySelector("td." + cls);
-        if (byclass) return text(byclass);
-        return map[key] !== undefined && cells[map[key]] ? text(cells[map[key]]) : "";
-      };
-      entry.modified = cell("modified", "m");
-      entry.size_text = cell("size", "s");
-      entry.type = cell("type", "t");
-      entries.push(entry);
-    }
-    return entries;
-  }
-
-  // Apache FancyIndexing without HTMLTable: one line per entry, columns
-  // separated by runs of spaces after the link.
-  function from_pre(pre) {
-    var entries = [];
-    var links = pre.querySelectorAll("a[href]");
-    for (var i = 0; i < links.length; i++) {
-      var entry = child_of(links[i].getAttribute("href"));
-      if (!entry) continue;
-      var tail = "";
-      for (var n = links[i].nextSibling; n; n = n.nextSibling) {
-        if (n.nodeType === 1 && n.tagName !== "A") {
-          if (/^(IMG|HR)$/.test(n.tagName)) break;
-          tail += n.textContent;
-          continue;
-        }
-        if (n.nodeType === 1) break;
-        var t = n.textContent;
-        var nl = t.indexOf("\n");
-        tail += nl >= 0 ? t.slice(0, nl) : t;
-        if (nl >= 0) break;
-      }
-      var parts = tail.trim().split(/\s{2,}/);
-      entry.modified = parts[0] || "";
-      entry.size_text = parts[1] || "";
-      entry.type = parts.slice(2).join(" ");
-      entries.push(entry);
-    }
-    return entries;
-  }
-
-  function from_links(root) {
-    var entries = [];
-    var links = root.querySelectorAll("a[href]");
-    for (var i = 0; i < links.length; i++) {
-      var entry = child_of(links[i].getAttribute("href"));
-      if (entry) {
-        entry.modified = entry.size_text = entry.type = "";
-        entries.push(entry);
-      }
-    }
-    return entries;
-  }
-
-  function read_listing() {
-    var tables = document.querySelectorAll("table");
-    for (var i = 0; i < tables.length; i++) {
-      var found = from_table(tables[i]);
-      if (found.length) return { entries: found, source: tables[i] };
-    }
-    var pres = document.querySelectorAll("pre");
-    for (var j = 0; j < pres.length; j++) {
-      var pre_found = from_pre(pres[j]);
-      if (pre_found.length) return { entries: pre_found, source: pres[j] };
-    }
-    var list = document.querySelector("ul");
-    return { entries: list ? from_links(list) : [], source: list };
   }
 
   // --- icons (inline SVG, no fonts) -------------------------------------------
@@ -392,9 +267,8 @@
     return table;
   }
 
-  function enhance() {
-    var found = read_listing();
-    var entries = found.entries;
+  function enhance(reader) {
+    var entries = reader.read_listing(document, window.location.href).entries;
     for (var i = 0; i < entries.length; i++) {
       var size = entries[i].is_dir ? { bytes: null, text: "" } : parse_size(entries[i].size_text);
       entries[i].size = size.bytes;
@@ -429,6 +303,16 @@
     document.head.appendChild(fav);
   }
 
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", enhance);
-  else enhance();
+  var here = document.currentScript && document.currentScript.src;
+  import(new URL("dirlist.js", here || new URL("/assets/", window.location.href)).href).then(function (reader) {
+    if (document.readyState === "loading") {
+      document.addEventListener("DOMContentLoaded", function () {
+        enhance(reader);
+      });
+    } else {
+      enhance(reader);
+    }
+  }, function (e) {
+    console.error("medimg listing: cannot load dirlist.js: " + e);
+  });
 })();

@@ -1,10 +1,11 @@
 // The medimg viewer: a CT (or MR) from /output/{pid}/nifti/ with its
 // segmentation overlaid, label panel from /labels; see www/README.md.
 //   viewer.html?patient=PID[&image=nifti/FILE][&seg=REL/PATH]
-//     [&show=IDS][&view=V][&wl=W,L][&xyz=X,Y,Z][&orient=neuro][&opacity=A]
+//     [&show=IDS][&view=V][&wl=W,L][&xyz=X,Y,Z][&orient=neuro][&opacity=A][&alpha=ID:PCT,...]
 // The segmentation is downloaded and uploaded to the GPU once. Showing and
-// hiding labels changes the alpha of its label colour table and redraws
-// (README.md, docs/PERFORMANCE.md): nothing is downloaded and no volume is uploaded again.
+// hiding labels, and each label's own opacity, change the alpha of its label
+// colour table and redraw (README.md, docs/PERFORMANCE.md): nothing is
+// downloaded and no volume is uploaded again.
 // A map on the image's grid with ids 1..255 is NiiVue's drawing layer, whose
 // colour table is applied while drawing (a toggle uploads 256 colours); any
 // other map is an overlay layer, whose colours NiiVue bakes into a texture
@@ -31,6 +32,7 @@ export const PRESETS = [
 ];
 
 const URL_DELAY_MS = 250;
+const OPACITY_STEP = 10; // percent, per key press and slider step
 
 const $ = (id) => document.getElementById(id);
 
@@ -41,6 +43,7 @@ const state = {
   labels: [],          // {key, big, num, name, color, shade, voxels, volume_ml, bbox}
   by_key: new Map(),
   selected: new Set(), // label keys (exact decimal strings)
+  alpha: new Map(),    // label key -> its own opacity in percent (absent: 100)
   drawable: new Set(), // keys that fit the GPU colour table
   image_volume: null,
   overlay: null,       // the segmentation's NVImage (its voxels dropped in drawing mode)
@@ -402,8 +405,9 @@ export function assign_shades(labels) {
   }
 }
 
-// The loaded segmentation's colour table: every drawable label, alpha 255
-// when shown and 0 when hidden. Only this table changes on a toggle.
+// The loaded segmentation's colour table: every drawable label, alpha 0
+// when hidden, else its own opacity (255 at 100 %). Only this table changes
+// on a toggle or an opacity step; the overlay opacity scales it as a whole.
 function build_colormap() {
   const cm = { R: [0], G: [0], B: [0], A: [0], I: [0], labels: [""] };
   for (const label of state.labels) {
@@ -412,7 +416,7 @@ function build_colormap() {
     cm.R.push(r);
     cm.G.push(g);
     cm.B.push(b);
-    cm.A.push(state.selected.has(label.key) ? 255 : 0);
+    cm.A.push(state.selected.has(label.key) ? Math.round((255 * label_opacity(label.key)) / 100) : 0);
     cm.I.push(label.num);
     cm.labels.push(label.name);
   }
@@ -519,10 +523,50 @@ function render_labels() {
 
     const td_hu = document.createElement("td");
     td_hu.className = "num hu";
-    tr.append(td_check, td_name, td_vox, td_ml, td_hu, td_only);
+    const td_alpha = document.createElement("td");
+    td_alpha.className = "alpha";
+    const alpha = document.createElement("input");
+    alpha.type = "range";
+    alpha.min = "0";
+    alpha.max = "100";
+    alpha.step = String(OPACITY_STEP);
+    alpha.className = "alpha";
+    alpha.dataset.labelId = label.key;
+    alpha.addEventListener("input", () => set_label_opacity(label.key, Number(alpha.value)));
+    td_alpha.append(alpha);
+    show_label_opacity(label, alpha);
+    tr.append(td_check, td_name, td_vox, td_ml, td_hu, td_alpha, td_only);
     body.append(tr);
   }
   apply_sort_and_search();
+}
+
+// A label's own opacity, in percent of the overlay opacity.
+function label_opacity(key) {
+  const pct = state.alpha.get(key);
+  return pct === undefined ? 100 : pct;
+}
+
+function show_label_opacity(label, input) {
+  const pct = label_opacity(label.key);
+  input.value = String(pct);
+  input.title = `Opacity of ${label.name}: ${pct}% (- / + in the list)`;
+  input.setAttribute("aria-label", `Opacity of ${label.name}`);
+  input.setAttribute("aria-valuetext", `${pct}%`);
+}
+
+// Sets one label's opacity (0-100 %, kept in the URL as alpha=ID:PCT) by its
+// colour table alpha, like a toggle: nothing is downloaded or re-uploaded.
+function set_label_opacity(key, pct) {
+  const label = state.by_key.get(key);
+  if (!label || !Number.isFinite(pct)) return;
+  pct = Math.max(0, Math.min(100, Math.round(pct)));
+  if (pct === 100) state.alpha.delete(key);
+  else state.alpha.set(key, pct);
+  const input = document.querySelector(`#label-rows input.alpha[data-label-id="${CSS.escape(key)}"]`);
+  if (input) show_label_opacity(label, input);
+  schedule_url();
+  colour_table_changed(performance.now());
 }
 
 function show_only(key) {
@@ -559,7 +603,8 @@ function apply_sort_and_search() {
 }
 
 // Up/Down/Home/End move between the visible rows' check boxes, Space toggles
-// (the box's own behaviour), Enter shows only that label.
+// (the box's own behaviour), Enter shows only that label, - and + step its
+// opacity.
 function label_list_keys(event) {
   const box = event.target.closest && event.target.closest("#label-rows input[type=checkbox]");
   if (!box) return;
@@ -573,6 +618,11 @@ function label_list_keys(event) {
   else if (event.key === "Enter") {
     event.preventDefault();
     show_only(box.dataset.labelId);
+    return;
+  } else if (event.key === "-" || event.key === "+" || event.key === "=") {
+    event.preventDefault();
+    const key = box.dataset.labelId;
+    set_label_opacity(key, label_opacity(key) + (event.key === "-" ? -OPACITY_STEP : OPACITY_STEP));
     return;
   } else return;
   event.preventDefault();
@@ -625,6 +675,12 @@ function selection_changed() {
   const started = performance.now();
   update_download_link();
   schedule_url();
+  colour_table_changed(started);
+}
+
+// The colour table changed (a toggle or a label's opacity): applied on the
+// next frame; state "loading" until the frame after it is drawn.
+function colour_table_changed(started) {
   if (!state.overlay) return;
   if (lut_pending) return; // the next frame applies the latest selection
   lut_pending = { started };
@@ -916,8 +972,10 @@ function write_url() {
   if (state.location) p.set("xyz", state.location.mm.map(format_mm).join(","));
   if (!state.radiological) p.set("orient", "neuro");
   if (opacity_value() !== 0.6) p.set("opacity", String(opacity_value()));
-  // commas and slashes stay readable
-  const query = p.toString().replace(/%2C/gi, ",").replace(/%2F/gi, "/");
+  const alpha = state.labels.filter((l) => state.alpha.has(l.key)).map((l) => `${l.key}:${state.alpha.get(l.key)}`);
+  if (alpha.length) p.set("alpha", alpha.join(","));
+  // commas, colons and slashes stay readable
+  const query = p.toString().replace(/%2C/gi, ",").replace(/%2F/gi, "/").replace(/%3A/gi, ":");
   history.replaceState(null, "", `${location.pathname}?${query}`);
 }
 
@@ -931,6 +989,30 @@ function restore_selection(params) {
   state.selected = new Set(state.labels
     .filter((l) => ranges.some(([lo, hi]) => l.big >= lo && l.big <= hi))
     .map((l) => l.key));
+}
+
+// alpha=ID:PCT,ID:PCT: the labels whose own opacity is not 100 %.
+function restore_alpha(params) {
+  if (!params.has("alpha")) return;
+  const text = params.get("alpha");
+  const pairs = [];
+  for (const item of text.split(",")) {
+    const m = /^\s*(-?\d+):(\d{1,3})\s*$/.exec(item);
+    const key = m ? id_key(m[1]) : null;
+    if (!m || key === null || Number(m[2]) > 100) {
+      show_notice(`Ignored alpha=${text}: not a list of ID:PERCENT.`);
+      return;
+    }
+    pairs.push([key, Number(m[2])]);
+  }
+  for (const [key, pct] of pairs) {
+    const label = state.by_key.get(key);
+    if (!label) continue;
+    if (pct === 100) state.alpha.delete(key);
+    else state.alpha.set(key, pct);
+    const input = document.querySelector(`#label-rows input.alpha[data-label-id="${CSS.escape(key)}"]`);
+    if (input) show_label_opacity(label, input);
+  }
 }
 
 function parse_numbers(text, n) {
@@ -1146,6 +1228,7 @@ async function main() {
     const overlay = await decode(seg_url, seg_buffer, volume_name("", state.seg, seg_buffer),
       { opacity: opacity_value() }, "segmentation");
     restore_selection(params);
+    restore_alpha(params);
     sync_checkboxes();
     const max_span = nv.gl.getParameter(nv.gl.MAX_TEXTURE_SIZE);
     state.drawable = choose_drawable(state.labels, max_span);
@@ -1196,7 +1279,8 @@ async function main() {
   performance.mark("medimg:first-draw");
   progress_reset();
   state.restoring = false;
-  if (state.overlay) load_intensity().catch(() => {}); // optional: a column more when the server has it
+  // optional: a column more when the image is a CT and the server has the statistics
+  if (state.overlay && state.is_ct) load_intensity().catch(() => {});
   if (params.toString() !== "") write_url();
   set_state("ready");
 }
@@ -1285,9 +1369,10 @@ async function load_labels() {
   return true;
 }
 
-// Mean image value per label (HU for a CT) from `/labels?image=` (README.md),
-// asked for once the picture is drawn; a server without the statistics
-// answers without "intensity" and the column stays hidden.
+// Mean CT value per label in HU from `/labels?image=` (README.md), asked for
+// once the picture is drawn; a server without the statistics answers without
+// "intensity" and the column stays hidden, as it does for an image that is
+// no CT (the column is headed HU).
 async function load_intensity() {
   const url = `${patient_url(state.seg)}/labels?image=${encodeURIComponent(state.image)}`;
   const response = await fetch(url, { headers: { Accept: "application/json" } });
@@ -1315,7 +1400,7 @@ async function load_intensity() {
 
 // Exposed for tests, the benchmark and the browser console.
 window.medimg_viewer = {
-  state, locate, set_wl, label_alpha, PRESETS, compact_ids, parse_id_list,
+  state, locate, set_wl, label_alpha, set_label_opacity, PRESETS, compact_ids, parse_id_list,
   get nv() { return nv; },
 };
 
