@@ -1,6 +1,6 @@
 // Internals shared by the filter, the metadata pass and the intensity
-// statistics: the voxel position walker, the exact scaled-value-to-id rule,
-// the datatype dispatch, and reading whole chunks.
+// statistics: the voxel position walker, the exact scaled-value-to-id rule
+// and the label datatype check.
 #pragma once
 
 #include <algorithm>
@@ -77,20 +77,6 @@ LabelId id_of_raw(const std::uint8_t* p, const nifti::Header& h) {
     return *id;
 }
 
-// f(T{}) for the C++ type of a real datatype (integers up to 64 bits,
-// float32, float64); callers check the datatype first.
-template <typename F>
-decltype(auto) with_type(const nifti::DataType& t, F&& f) {
-    const bool s = t.kind == nifti::TypeKind::Signed;
-    if (t.kind == nifti::TypeKind::Float) return t.bytes == 4 ? f(float{}) : f(double{});
-    switch (t.bytes) {
-    case 1: return s ? f(std::int8_t{}) : f(std::uint8_t{});
-    case 2: return s ? f(std::int16_t{}) : f(std::uint16_t{});
-    case 4: return s ? f(std::int32_t{}) : f(std::uint32_t{});
-    default: return s ? f(std::int64_t{}) : f(std::uint64_t{});
-    }
-}
-
 // More distinct stored values than this in a 32/64-bit or float map: not a
 // label map (bounds the memory of the metadata and intensity passes).
 inline constexpr std::size_t kMaxDistinctValues = 65536;
@@ -102,18 +88,6 @@ inline constexpr std::size_t kMaxDistinctValues = 65536;
 }
 
 inline bool is_integral(double x) noexcept { return std::isfinite(x) && x == std::trunc(x); }
-
-// Reads exactly n bytes unless the data ends; throws TruncatedData when it
-// ends before `expected_total` bytes were seen (the reader should already).
-inline std::size_t read_full(nifti::Reader& in, std::uint8_t* buf, std::size_t n) {
-    std::size_t got = 0;
-    while (got < n) {
-        const std::size_t r = in.read(buf + got, n - got);
-        if (r == 0) break;
-        got += r;
-    }
-    return got;
-}
 
 // Throws UnsupportedDatatype unless the header's datatype can hold labels.
 inline void require_label_type(const nifti::Header& h) {

@@ -9,13 +9,12 @@
 
 #include "labels/label_map.hpp"
 #include "labels/label_set.hpp"
+#include "labels/plan.hpp"
 #include "nifti/reader.hpp"
 #include "nifti/stream.hpp"
 #include "nifti/writer.hpp"
 
 namespace medimg::labels {
-
-enum class Mode { Keep, Mask };
 
 struct FilterOptions {
     LabelSet labels;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "error.hpp"
+#include "labels/chunk_reader.hpp"
 #include "labels/detail.hpp"
 
 namespace medimg::labels {
@@ -197,28 +198,26 @@ enum class Phase { Integer, FloatFirst, FloatSecond };
 template <typename L, typename T>
 class Pass {
 public:
-    using U = std::conditional_t<sizeof(L) == 1, std::uint8_t,
-              std::conditional_t<sizeof(L) == 2, std::uint16_t,
-              std::conditional_t<sizeof(L) == 4, std::uint32_t, std::uint64_t>>>;
+    using U = nifti::raw_bits_t<L>;
     static constexpr bool kTable = sizeof(L) <= 2;
 
     Pass(const Header& labels, nifti::Reader& image, std::map<LabelId, Acc>& accs,
          Budget& budget, Phase phase)
-        : lh_(labels), image_(image), ih_(image.header()), accs_(accs), budget_(budget),
-          phase_(phase), little_(ih_.byte_order() == nifti::ByteOrder::Little) {
+        : lh_(labels), ih_(image.header()), accs_(accs), budget_(budget),
+          phase_(phase), little_(ih_.byte_order() == nifti::ByteOrder::Little),
+          chunks_(image, sizeof(T), "the image's voxel data") {
         if constexpr (kTable) table_.assign(std::size_t{1} << (8 * sizeof(U)), nullptr);
     }
 
     void operator()(const std::uint8_t* raw, std::size_t n) {
-        buf_.resize(n * sizeof(T));
-        if (detail::read_full(image_, buf_.data(), buf_.size()) != buf_.size())
-            throw Error(ErrorCode::TruncatedData, "the image's voxel data ends early");
+        chunks_.next(n);   // the same n voxels of the image (same dims)
+        const std::uint8_t* values = chunks_.data();
         for (std::size_t i = 0; i < n; ++i) {
             U key;
             std::memcpy(&key, raw + i * sizeof(U), sizeof(U));
             Acc* a = find(key, raw + i * sizeof(U));
             if (a == skip()) continue;
-            const T v = nifti::byteorder::load<T>(buf_.data() + i * sizeof(T), little_);
+            const T v = nifti::byteorder::load<T>(values + i * sizeof(T), little_);
             add(*a, v);
         }
     }
@@ -274,13 +273,12 @@ private:
     }
 
     const Header& lh_;
-    nifti::Reader& image_;
     const Header& ih_;
     std::map<LabelId, Acc>& accs_;
     Budget& budget_;
     Phase phase_;
     bool little_;
-    std::vector<std::uint8_t> buf_;
+    ChunkReader chunks_;
     std::vector<Acc*> table_;
     std::unordered_map<U, Acc*> map_;
     U last_key_ = 0;
@@ -363,8 +361,8 @@ MetadataWithIntensity compute_intensity(nifti::Reader& labels, nifti::Reader& im
     Budget budget;
     const bool is_float = ih.datatype().kind == TypeKind::Float;
     auto run = [&](Phase phase) {
-        return detail::with_type(lh.datatype(), [&](auto ltag) {
-            return detail::with_type(ih.datatype(), [&](auto itag) {
+        return nifti::visit_element_type(lh.datatype(), [&](auto ltag) {
+            return nifti::visit_element_type(ih.datatype(), [&](auto itag) {
                 Pass<decltype(ltag), decltype(itag)> pass(lh, image, accs, budget, phase);
                 return compute_metadata(labels, std::ref(pass));
             });

@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "error.hpp"
+#include "labels/chunk_reader.hpp"
 #include "labels/detail.hpp"
 #include "nifti/byteorder.hpp"
 
@@ -19,8 +20,6 @@ namespace {
 using nifti::Header;
 using nifti::TypeKind;
 using json = nlohmann::ordered_json;
-
-constexpr std::size_t kChunkVoxels = 1u << 15;
 
 struct Acc {
     std::uint64_t voxels = 0;
@@ -51,17 +50,12 @@ template <typename Visit>
 void stream(nifti::Reader& in, std::size_t bytes, const ChunkObserver& observe, Visit&& visit) {
     const Header& h = in.header();
     detail::Walker walker(h.dim(1), h.dim(2), h.dim(3));
-    std::vector<std::uint8_t> buf(kChunkVoxels * bytes);
-    const std::uint64_t total = h.voxel_count();
-    for (std::uint64_t done = 0; done < total;) {
-        const std::size_t n =
-            static_cast<std::size_t>(std::min<std::uint64_t>(kChunkVoxels, total - done));
-        if (detail::read_full(in, buf.data(), n * bytes) != n * bytes)
-            throw Error(ErrorCode::TruncatedData, "the voxel data ends early");
-        if (observe) observe(buf.data(), n);
+    ChunkReader chunks(in, bytes);
+    while (const std::size_t n = chunks.next()) {
+        const std::uint8_t* buf = chunks.data();
+        if (observe) observe(buf, n);
         walker.walk(n, [&](std::size_t off, std::size_t len, std::int64_t x, std::int64_t y,
-                           std::int64_t z) { visit(buf.data() + off * bytes, len, x, y, z); });
-        done += n;
+                           std::int64_t z) { visit(buf + off * bytes, len, x, y, z); });
     }
 }
 
@@ -119,9 +113,7 @@ std::unordered_map<U, Acc> map_pass(nifti::Reader& in, std::optional<U> zero_raw
 template <typename T>
 std::map<LabelId, Acc> collect(nifti::Reader& in, const ChunkObserver& observe) {
     const Header& h = in.header();
-    using U = std::conditional_t<sizeof(T) == 1, std::uint8_t,
-              std::conditional_t<sizeof(T) == 2, std::uint16_t,
-              std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>>>;
+    using U = nifti::raw_bits_t<T>;
     std::optional<U> zero;
     if (!h.scaled()) zero = U{0};
     std::map<LabelId, Acc> by_id;
@@ -194,8 +186,8 @@ std::string version_name(nifti::Version v) {
 Metadata compute_metadata(nifti::Reader& in, const ChunkObserver& observe) {
     const Header& h = in.header();
     detail::require_label_type(h);
-    const auto by_id = detail::with_type(h.datatype(),
-                                        [&](auto tag) { return collect<decltype(tag)>(in, observe); });
+    const auto by_id = nifti::visit_element_type(
+        h.datatype(), [&](auto tag) { return collect<decltype(tag)>(in, observe); });
 
     Metadata meta;
     for (const auto& [id, a] : by_id) {

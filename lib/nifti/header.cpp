@@ -44,6 +44,7 @@
 
 #include "error.hpp"
 #include "nifti/byteorder.hpp"
+#include "nifti/geometry.hpp"
 
 namespace medimg::nifti {
 namespace {
@@ -318,17 +319,8 @@ std::array<std::array<double, 4>, 4> Header::affine() const {
         return a;
     }
     if (qform_code_ > 0) {
-        // Quaternion to rotation (NIfTI-1 qform, as nibabel's quat2mat).
-        const double b = quatern_[0], c = quatern_[1], d = quatern_[2];
-        const double w2 = 1.0 - (b * b + c * c + d * d);
-        const double w = w2 > 0 ? std::sqrt(w2) : 0.0;
-        const double n = w * w + b * b + c * c + d * d;
-        const double s = n > 0 ? 2.0 / n : 0.0;
-        const double R[3][3] = {
-            {1 - s * (c * c + d * d), s * (b * c - w * d), s * (b * d + w * c)},
-            {s * (b * c + w * d), 1 - s * (b * b + d * d), s * (c * d - w * b)},
-            {s * (b * d - w * c), s * (c * d + w * b), 1 - s * (b * b + c * c)}};
-        const double qfac = pixdim_[0] < 0 ? -1.0 : 1.0;
+        const Mat3 R = quaternion_rotation(quatern_);   // nifti/geometry.hpp
+        const double qfac = qfac_of(pixdim_[0]);
         const double z[3] = {pixdim_[1], pixdim_[2], pixdim_[3] * qfac};
         for (int r = 0; r < 3; ++r) {
             for (int col = 0; col < 3; ++col) a[r][col] = R[r][col] * z[col];

@@ -157,6 +157,46 @@ def test_crop_keeps_world_coordinates(tmp_path, margin):
                                atol=1e-3)
 
 
+
+def _f32_w2(b, c, d):
+    q = np.array([b, c, d], np.float32).astype(np.float64)
+    return 1.0 - q @ q
+
+
+# Stored (b, c, d) where the qform rotation's rule decides (lib/nifti/geometry.hpp):
+# a exactly 0, a^2 tiny but positive (a kept, not rounded to 0), and
+# (b, c, d) a little longer than 1 (a = 0, normalised).
+@pytest.mark.parametrize("bcd,w2_band", [
+    ((0.0, 0.0, 1.0), (0.0, 0.0)),
+    ((0.6, 0.0, 0.79999995), (1e-9, 1e-7)),
+    ((0.6, 0.0, 0.8), (-3.5e-7, -1e-12)),
+])
+def test_crop_with_degenerate_quaternion_keeps_world_coordinates(tmp_path, bcd, w2_band):
+    w2 = _f32_w2(*bcd)
+    assert w2_band[0] <= w2 <= w2_band[1], w2
+    d = np.zeros((40, 30, 20), np.int16)
+    d[25:31, 20:26, 12:16] = 7
+    img = nib.Nifti1Image(d, None)
+    hdr = img.header
+    hdr.set_xyzt_units("mm")
+    hdr["pixdim"][:4] = [-1, 0.9, 1.1, 2.5]
+    hdr["qform_code"] = 1
+    hdr["sform_code"] = 0
+    hdr["quatern_b"], hdr["quatern_c"], hdr["quatern_d"] = bcd
+    hdr["qoffset_x"], hdr["qoffset_y"], hdr["qoffset_z"] = 80.5, -60.25, 30.0
+    src = tmp_path / "seg.nii.gz"
+    nib.save(img, str(src))
+    in_img = nib.load(str(src))
+    assert int(in_img.header["qform_code"]) == 1 and int(in_img.header["sform_code"]) == 0
+    out = tmp_path / "crop.nii.gz"
+    run("filter", src, out, "--labels", "7", "--crop", check=0)
+    out_img, got = load(out)
+    assert got.shape == (6, 6, 4)
+    lo = np.array([25, 20, 12])
+    for ijk in [(0, 0, 0), (5, 5, 3), (2, 0, 1)]:
+        np.testing.assert_allclose(out_img.affine @ [*ijk, 1], in_img.affine @ [*(lo + ijk), 1],
+                                   atol=1e-4)
+
 def test_empty_set_gives_zero_volume(tmp_path):
     d = label_volume()
     src = tmp_path / "seg.nii.gz"

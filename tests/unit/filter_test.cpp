@@ -19,6 +19,7 @@
 using medimg::Error;
 using medimg::ErrorCode;
 using medimg::labels::FilterOptions;
+using medimg::labels::LabelMap;
 using medimg::labels::LabelSet;
 using medimg::labels::Mode;
 using medimg::nifti::ByteOrder;
@@ -203,6 +204,76 @@ std::array<double, 3> world(const Header& h, double i, double j, double k) {
     return w;
 }
 
+
+// A scaled input filtered in keep mode (with a map when `map` is given; the
+// selection is then the map's sources unless `labels` is given), and the
+// output's datatype, scaling, stored values and the ids a reader sees.
+struct ScaledCase {
+    std::string name;
+    int code;
+    ByteOrder order;
+    double slope, inter;
+    std::vector<std::int64_t> stored;
+    std::string labels, map;
+    int want_code;
+    double want_slope, want_inter;   // Header::slope()/inter(): 1, 0 when unscaled
+    std::vector<std::int64_t> want_stored;
+    std::vector<double> want_ids;
+};
+
+void check_scaled(const ScaledCase& c) {
+    NiftiSpec spec;
+    spec.dims = {4, 2, 1};
+    spec.datatype = c.code;
+    spec.byte_order = c.order;
+    spec.scl_slope = c.slope;
+    spec.scl_inter = c.inter;
+    spec.data = encode_as(c.code, c.stored, c.order);
+    FilterOptions opt;
+    if (!c.map.empty()) opt.map = LabelMap::parse(c.map, 10);
+    opt.labels = c.labels.empty() ? opt.map.sources() : LabelSet::parse(c.labels, 10);
+    const Output out = run_filter(spec, opt);
+    CHECK(out.header.datatype().code == c.want_code);
+    CHECK(out.header.byte_order() == c.order);
+    CHECK(out.header.slope() == c.want_slope);
+    CHECK(out.header.inter() == c.want_inter);
+    CHECK(decode_as(c.want_code, out.data, c.order).ints == c.want_stored);
+    CHECK(ids_of(out) == c.want_ids);
+}
+
+const ScaledCase kScaledKeep[] = {
+    {"int16 slope 2: stored values kept, zeros stored as 0", 4, ByteOrder::Little, 2, 0,
+     {0, 1, 2, 3, 3, 2, 1, 0}, "4,6", "",
+     4, 2, 0, {0, 0, 2, 3, 3, 2, 0, 0}, {0, 0, 4, 6, 6, 4, 0, 0}},
+    {"int16 slope 1 inter -1024, big-endian: removed voxels stored as 1024", 4, ByteOrder::Big, 1, -1024,
+     {1024, 1025, 1030, 0, 1024, 1025, 1030, 2000}, "1,-1024", "",
+     4, 1, -1024, {1024, 1025, 1024, 0, 1024, 1025, 1024, 1024}, {0, 1, 0, -1024, 0, 1, 0, 0}},
+    {"uint8 slope 1 inter -1024: no stored 0, written as unscaled int32 ids", 2, ByteOrder::Little, 1, -1024,
+     {0, 1, 4, 4, 255, 4, 1, 0}, "-1020,-1023", "",
+     8, 1, 0, {0, -1023, -1020, -1020, 0, -1020, -1023, 0}, {0, -1023, -1020, -1020, 0, -1020, -1023, 0}},
+    {"uint8 slope 1 inter 1: ids fit uint8, written unscaled as uint8", 2, ByteOrder::Little, 1, 1,
+     {0, 1, 4, 4, 254, 4, 1, 0}, "5,255", "",
+     2, 1, 0, {0, 0, 5, 5, 255, 5, 0, 0}, {0, 0, 5, 5, 255, 5, 0, 0}},
+};
+
+const ScaledCase kScaledMap[] = {
+    {"int16 slope 2, new id with a stored value: scaling and stored values kept", 4, ByteOrder::Little, 2, 0,
+     {0, 1, 2, 3, 3, 2, 1, 0}, "4,6", "4:-8",
+     4, 2, 0, {0, 0, -4, 3, 3, -4, 0, 0}, {0, 0, -8, 6, 6, -8, 0, 0}},
+    {"int16 slope 2, odd new id: written unscaled as int16 ids", 4, ByteOrder::Little, 2, 0,
+     {0, 1, 2, 3, 3, 2, 1, 0}, "4,6", "4:5",
+     4, 1, 0, {0, 0, 5, 6, 6, 5, 0, 0}, {0, 0, 5, 6, 6, 5, 0, 0}},
+    {"int16 slope 1 inter -1024, big-endian: the new id stored as 1026", 4, ByteOrder::Big, 1, -1024,
+     {1024, 1025, 1030, 0, 1024, 1025, 1030, 2000}, "", "1:2,6:-1024",
+     4, 1, -1024, {1024, 1026, 0, 1024, 1024, 1026, 0, 1024}, {0, 2, -1024, 0, 0, 2, -1024, 0}},
+    {"uint8 inter -1024 (no stored 0): unscaled, narrowest signed type for all ids", 2, ByteOrder::Little, 1, -1024,
+     {0, 1, 4, 4, 255, 4, 1, 0}, "-1020,-1023", "-1020:7",
+     4, 1, 0, {0, -1023, 7, 7, 0, 7, -1023, 0}, {0, -1023, 7, 7, 0, 7, -1023, 0}},
+    {"uint8 inter -1024, only mapped ids selected: unscaled uint8", 2, ByteOrder::Little, 1, -1024,
+     {0, 1, 4, 4, 255, 4, 1, 0}, "", "-1020:7,-1023:200",
+     2, 1, 0, {0, 200, 7, 7, 0, 7, 200, 0}, {0, 200, 7, 7, 0, 7, 200, 0}},
+};
+
 }  // namespace
 
 TEST_CASE("filter: keep and mask match the reference for every label datatype",
@@ -270,58 +341,7 @@ TEST_CASE("filter: keep and mask match the reference for every label datatype",
 TEST_CASE("filter: scaled inputs keep exact ids", "[labels][filter]") {
     NiftiSpec spec;
     spec.dims = {4, 2, 1};
-    SECTION("int16 slope 2: stored values kept, zeros stored as 0") {
-        spec.datatype = 4;
-        spec.scl_slope = 2;
-        spec.data = encode_as(4, {0, 1, 2, 3, 3, 2, 1, 0}, ByteOrder::Little);
-        FilterOptions opt;
-        opt.labels = LabelSet::parse("4,6", 10);
-        const Output out = run_filter(spec, opt);
-        CHECK(out.header.datatype().code == 4);
-        CHECK(out.header.slope() == 2);
-        CHECK(ids_of(out) == std::vector<double>{0, 0, 4, 6, 6, 4, 0, 0});
-        CHECK(decode_as(4, out.data, ByteOrder::Little).ints ==
-              std::vector<std::int64_t>{0, 0, 2, 3, 3, 2, 0, 0});
-    }
-    SECTION("int16 slope 1 inter -1024: removed voxels stored as 1024") {
-        spec.datatype = 4;
-        spec.scl_slope = 1;
-        spec.scl_inter = -1024;
-        spec.data = encode_as(4, {1024, 1025, 1030, 0, 1024, 1025, 1030, 2000}, ByteOrder::Big);
-        spec.byte_order = ByteOrder::Big;
-        FilterOptions opt;
-        opt.labels = LabelSet::parse("1,-1024", 10);
-        const Output out = run_filter(spec, opt);
-        CHECK(out.header.datatype().code == 4);
-        CHECK(ids_of(out) == std::vector<double>{0, 1, 0, -1024, 0, 1, 0, 0});
-        CHECK(decode_as(4, out.data, ByteOrder::Big).ints ==
-              std::vector<std::int64_t>{1024, 1025, 1024, 0, 1024, 1025, 1024, 1024});
-    }
-    SECTION("uint8 slope 1 inter -1024: no stored 0, written as unscaled int32 ids") {
-        spec.datatype = 2;
-        spec.scl_slope = 1;
-        spec.scl_inter = -1024;
-        spec.data = encode_as(2, {0, 1, 4, 4, 255, 4, 1, 0}, ByteOrder::Little);
-        FilterOptions opt;
-        opt.labels = LabelSet::parse("-1020,-1023", 10);
-        const Output out = run_filter(spec, opt);
-        CHECK(out.header.datatype().code == 8);
-        CHECK((out.header.slope() == 1 && out.header.inter() == 0));
-        CHECK(decode_as(8, out.data, ByteOrder::Little).ints ==
-              std::vector<std::int64_t>{0, -1023, -1020, -1020, 0, -1020, -1023, 0});
-    }
-    SECTION("uint8 slope 1 inter 1: ids fit uint8, written unscaled as uint8") {
-        spec.datatype = 2;
-        spec.scl_slope = 1;
-        spec.scl_inter = 1;
-        spec.data = encode_as(2, {0, 1, 4, 4, 254, 4, 1, 0}, ByteOrder::Little);
-        FilterOptions opt;
-        opt.labels = LabelSet::parse("5,255", 10);
-        const Output out = run_filter(spec, opt);
-        CHECK(out.header.datatype().code == 2);
-        CHECK((out.header.slope() == 1 && out.header.inter() == 0));
-        CHECK(ids_of(out) == std::vector<double>{0, 0, 5, 5, 255, 5, 0, 0});
-    }
+    for (const auto& c : kScaledKeep) DYNAMIC_SECTION(c.name) { check_scaled(c); }
     SECTION("int16 slope 0.5: non-integral scaled values are refused") {
         spec.datatype = 4;
         spec.scl_slope = 0.5;
@@ -578,7 +598,6 @@ TEST_CASE("filter: long background runs with islands match the reference", "[lab
 // ---- map= (README.md) ---------------------------------------------------
 namespace {
 
-using medimg::labels::LabelMap;
 
 // The reference of a remap, as np.select over the rules: selected voxels get
 // their rule's new id or keep theirs, the rest 0 (mask mode: 1 where selected).
@@ -704,72 +723,7 @@ TEST_CASE("filter: map on scaled inputs writes exact new ids", "[labels][filter]
     NiftiSpec spec;
     spec.dims = {4, 2, 1};
     FilterOptions opt;
-    SECTION("int16 slope 2, new id with a stored value: scaling and stored values kept") {
-        spec.datatype = 4;
-        spec.scl_slope = 2;
-        spec.data = encode_as(4, {0, 1, 2, 3, 3, 2, 1, 0}, ByteOrder::Little);
-        opt.labels = LabelSet::parse("4,6", 10);
-        opt.map = LabelMap::parse("4:-8", 10);
-        const Output out = run_filter(spec, opt);
-        CHECK(out.header.datatype().code == 4);
-        CHECK(out.header.slope() == 2);
-        CHECK(decode_as(4, out.data, ByteOrder::Little).ints ==
-              std::vector<std::int64_t>{0, 0, -4, 3, 3, -4, 0, 0});
-        CHECK(ids_of(out) == std::vector<double>{0, 0, -8, 6, 6, -8, 0, 0});
-    }
-    SECTION("int16 slope 2, odd new id: written unscaled as int16 ids") {
-        spec.datatype = 4;
-        spec.scl_slope = 2;
-        spec.data = encode_as(4, {0, 1, 2, 3, 3, 2, 1, 0}, ByteOrder::Little);
-        opt.labels = LabelSet::parse("4,6", 10);
-        opt.map = LabelMap::parse("4:5", 10);
-        const Output out = run_filter(spec, opt);
-        CHECK(out.header.datatype().code == 4);
-        CHECK((out.header.slope() == 1 && out.header.inter() == 0));
-        CHECK(decode_as(4, out.data, ByteOrder::Little).ints ==
-              std::vector<std::int64_t>{0, 0, 5, 6, 6, 5, 0, 0});
-    }
-    SECTION("int16 slope 1 inter -1024, big-endian: the new id stored as 1026") {
-        spec.datatype = 4;
-        spec.scl_slope = 1;
-        spec.scl_inter = -1024;
-        spec.byte_order = ByteOrder::Big;
-        spec.data = encode_as(4, {1024, 1025, 1030, 0, 1024, 1025, 1030, 2000}, ByteOrder::Big);
-        opt.map = LabelMap::parse("1:2,6:-1024", 10);
-        opt.labels = opt.map.sources();
-        const Output out = run_filter(spec, opt);
-        CHECK(out.header.datatype().code == 4);
-        CHECK(out.header.inter() == -1024);
-        CHECK(decode_as(4, out.data, ByteOrder::Big).ints ==
-              std::vector<std::int64_t>{1024, 1026, 0, 1024, 1024, 1026, 0, 1024});
-        CHECK(ids_of(out) == std::vector<double>{0, 2, -1024, 0, 0, 2, -1024, 0});
-    }
-    SECTION("uint8 inter -1024 (no stored 0): unscaled, narrowest signed type for all ids") {
-        spec.datatype = 2;
-        spec.scl_slope = 1;
-        spec.scl_inter = -1024;
-        spec.data = encode_as(2, {0, 1, 4, 4, 255, 4, 1, 0}, ByteOrder::Little);
-        opt.labels = LabelSet::parse("-1020,-1023", 10);
-        opt.map = LabelMap::parse("-1020:7", 10);
-        const Output out = run_filter(spec, opt);
-        CHECK(out.header.datatype().code == 4);   // holds -1023..7; the plain filter would use int32
-        CHECK((out.header.slope() == 1 && out.header.inter() == 0));
-        CHECK(decode_as(4, out.data, ByteOrder::Little).ints ==
-              std::vector<std::int64_t>{0, -1023, 7, 7, 0, 7, -1023, 0});
-    }
-    SECTION("uint8 inter -1024, only mapped ids selected: unscaled uint8") {
-        spec.datatype = 2;
-        spec.scl_slope = 1;
-        spec.scl_inter = -1024;
-        spec.data = encode_as(2, {0, 1, 4, 4, 255, 4, 1, 0}, ByteOrder::Little);
-        opt.map = LabelMap::parse("-1020:7,-1023:200", 10);
-        opt.labels = opt.map.sources();
-        const Output out = run_filter(spec, opt);
-        CHECK(out.header.datatype().code == 2);
-        CHECK((out.header.slope() == 1 && out.header.inter() == 0));
-        CHECK(decode_as(2, out.data, ByteOrder::Little).ints ==
-              std::vector<std::int64_t>{0, 200, 7, 7, 0, 7, 200, 0});
-    }
+    for (const auto& c : kScaledMap) DYNAMIC_SECTION(c.name) { check_scaled(c); }
     SECTION("int32 slope 0.5 inter 0: new ids at stored 2*id, non-integral values refused") {
         spec.datatype = 8;
         spec.scl_slope = 0.5;

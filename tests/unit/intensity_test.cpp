@@ -14,6 +14,7 @@
 #include "error.hpp"
 #include "error_checks.hpp"
 #include "labels/intensity.hpp"
+#include "nifti/datatype.hpp"
 #include "nifti/reader.hpp"
 #include "nifti_builder.hpp"
 
@@ -86,6 +87,21 @@ medimg::labels::MetadataWithIntensity run(const NiftiSpec& l, const NiftiSpec& i
     return medimg::labels::compute_intensity(lr, ir);
 }
 
+// The intensity pass of image `im` under label map `l` (labels, values: the
+// same voxels as numbers), every label checked exactly against direct().
+medimg::labels::MetadataWithIntensity run_exact(const NiftiSpec& l, const NiftiSpec& im,
+                                                const std::vector<int>& labels,
+                                                const std::vector<double>& values) {
+    auto got = run(l, im);
+    const auto want = direct(labels, values);
+    REQUIRE(got.intensity.size() == want.size());
+    for (const auto& [id, w] : want) {
+        INFO("label " << static_cast<long long>(id));
+        check_exact(got.intensity.at(id), w);
+    }
+    return got;
+}
+
 std::vector<int> random_labels(std::mt19937& rng, std::vector<int> ids) {
     std::vector<int> l(kN);
     for (auto& x : l) x = ids[rng() % ids.size()];
@@ -111,13 +127,7 @@ TEST_CASE("intensity: integer images are exact, scaled either way, both byte ord
     std::vector<double> values(kN);
     for (std::size_t i = 0; i < kN; ++i)
         values[i] = slope == 0.0 ? double(stored[i]) : double(stored[i]) * slope + im.scl_inter;
-    const auto got = run(l, im);
-    const auto want = direct(labels, values);
-    REQUIRE(got.intensity.size() == want.size());
-    for (const auto& [id, w] : want) {
-        INFO("label " << static_cast<long long>(id));
-        check_exact(got.intensity.at(id), w);
-    }
+    const auto got = run_exact(l, im, labels, values);
     // The metadata of the same pass is compute_metadata's.
     Reader lr = Reader::open_memory(medimg::test::build_nifti(l), ReadLimits{});
     const auto meta = medimg::labels::compute_metadata(lr);
@@ -130,7 +140,19 @@ TEST_CASE("intensity: integer images are exact, scaled either way, both byte ord
 
 TEST_CASE("intensity: wide label types (hash lookup) and every integer image type",
           "[labels][intensity]") {
-    const int code = GENERATE(2, 256, 4, 512, 8, 768, 1024, 1280);
+    // Image datatype and the stored values drawn: lo + [0, span).
+    const auto row = GENERATE(table<int, std::int64_t, std::int64_t>({
+        {2, 0, 256},
+        {256, -128, 256},
+        {4, -30000, 60000},
+        {512, 0, 65536},
+        {8, -2000000000, 100000},
+        {768, 4000000000LL, 100000},
+        {1024, -(std::int64_t{1} << 40), 100000},
+        {1280, std::int64_t{1} << 40, 100000},
+    }));
+    const int code = std::get<0>(row);
+    const std::int64_t lo = std::get<1>(row), span = std::get<2>(row);
     INFO("image datatype " << code);
     std::mt19937 rng(7);
     const auto labels = random_labels(rng, {0, 100000, 3, 70000});
@@ -138,7 +160,7 @@ TEST_CASE("intensity: wide label types (hash lookup) and every integer image typ
                                         ByteOrder::Little);
     std::vector<double> values(kN);
     NiftiSpec im;
-    auto fill = [&](auto tag, std::int64_t lo, std::int64_t span) {
+    medimg::nifti::visit_element_type(*medimg::nifti::find_datatype(code), [&](auto tag) {
         using T = decltype(tag);
         std::vector<T> v(kN);
         for (std::size_t i = 0; i < kN; ++i) {
@@ -146,24 +168,8 @@ TEST_CASE("intensity: wide label types (hash lookup) and every integer image typ
             values[i] = double(v[i]);
         }
         im = spec_of<T>(code, v, ByteOrder::Little);
-    };
-    switch (code) {
-    case 2: fill(std::uint8_t{}, 0, 256); break;
-    case 256: fill(std::int8_t{}, -128, 256); break;
-    case 4: fill(std::int16_t{}, -30000, 60000); break;
-    case 512: fill(std::uint16_t{}, 0, 65536); break;
-    case 8: fill(std::int32_t{}, -2000000000, 100000); break;
-    case 768: fill(std::uint32_t{}, 4000000000LL, 100000); break;
-    case 1024: fill(std::int64_t{}, -(std::int64_t{1} << 40), 100000); break;
-    default: fill(std::uint64_t{}, std::int64_t{1} << 40, 100000); break;
-    }
-    const auto got = run(l, im);
-    const auto want = direct(labels, values);
-    REQUIRE(got.intensity.size() == want.size());
-    for (const auto& [id, w] : want) {
-        INFO("label " << static_cast<long long>(id));
-        check_exact(got.intensity.at(id), w);
-    }
+    });
+    run_exact(l, im, labels, values);
 }
 
 TEST_CASE("intensity: float images within half a bin, NaN and inf left out",
