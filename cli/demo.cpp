@@ -15,7 +15,7 @@
 #include "error.hpp"
 #include "nifti/byteorder.hpp"
 #include "nifti/header.hpp"
-#include "nifti/stream.hpp"
+#include "nifti/byte_io.hpp"
 #include "nifti/writer.hpp"
 
 namespace medimg::cli {

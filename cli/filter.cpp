@@ -29,7 +29,7 @@
 #include "labels/filter_options.hpp"
 #include "nifti/file_name.hpp"
 #include "nifti/reader.hpp"
-#include "nifti/stream.hpp"
+#include "nifti/byte_io.hpp"
 
 namespace medimg::cli {
 namespace {

@@ -10,7 +10,7 @@
 #include "labels/label_map.hpp"
 #include "labels/label_set.hpp"
 #include "nifti/reader.hpp"
-#include "nifti/stream.hpp"
+#include "nifti/byte_io.hpp"
 #include "nifti/writer.hpp"
 
 namespace medimg::labels {

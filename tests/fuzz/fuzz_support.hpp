@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "error.hpp"
-#include "nifti/stream.hpp"
+#include "nifti/byte_io.hpp"
 
 namespace medimg::fuzz {
 
