@@ -4,6 +4,7 @@
 #include "fuzz_support.hpp"
 #include "labels/filter.hpp"
 #include "labels/metadata.hpp"
+#include "nifti/header_json.hpp"
 #include "nifti/reader.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -28,7 +29,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         auto reader = nifti::Reader::open_memory(file, limits);
         const auto meta = labels::compute_metadata(reader);
         (void)labels::labels_json(meta, labels::Dictionary{}, "fuzz.nii").dump();
-        (void)labels::info_json(reader.header()).dump();
+        (void)nifti::info_json(reader.header()).dump();
     });
     return 0;
 }
