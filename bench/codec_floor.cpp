@@ -41,7 +41,7 @@
 
 #include "error.hpp"
 #include "nifti/gzip.hpp"
-#include "nifti/stream.hpp"
+#include "nifti/byte_io.hpp"
 
 namespace {
 

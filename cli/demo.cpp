@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cli_util.hpp"
@@ -15,7 +16,8 @@
 #include "error.hpp"
 #include "nifti/byteorder.hpp"
 #include "nifti/header.hpp"
-#include "nifti/stream.hpp"
+#include "nifti/header_fields.hpp"
+#include "nifti/byte_io.hpp"
 #include "nifti/writer.hpp"
 
 namespace medimg::cli {
@@ -208,45 +210,44 @@ void paint(const Structure& s, const Geometry& g, double z, const std::vector<st
 // with the demo's geometry: LPS-style axes (i → patient left, j → posterior,
 // k → superior), centred on the origin, qform and sform both "scanner".
 nifti::Header make_header(const Geometry& g, const std::string& descrip, bool segmentation) {
-    using nifti::byteorder::store;
-    std::vector<std::uint8_t> b(348, 0);
-    store<std::int32_t>(&b[0], 348, true);
-    const std::array<std::int16_t, 8> dim = {3, static_cast<std::int16_t>(g.nx),
-                                             static_cast<std::int16_t>(g.ny),
-                                             static_cast<std::int16_t>(g.nz), 1, 1, 1, 1};
-    for (int i = 0; i < 8; ++i) store<std::int16_t>(&b[40 + 2 * i], dim[i], true);
-    if (segmentation) store<std::int16_t>(&b[68], 1002, true);   // NIFTI_INTENT_LABEL
-    store<std::int16_t>(&b[70], 4, true);                          // int16
-    store<std::int16_t>(&b[72], 16, true);                         // bitpix
-    const std::array<float, 8> pixdim = {1.0f, static_cast<float>(g.px), static_cast<float>(g.py),
-                                         static_cast<float>(g.pz), 1, 1, 1, 1};
-    for (int i = 0; i < 8; ++i) store<float>(&b[76 + 4 * i], pixdim[i], true);
-    store<float>(&b[108], 352.0f, true);                           // vox_offset
-    store<float>(&b[112], segmentation ? 0.0f : 1.0f, true);       // scl_slope
-    store<float>(&b[116], 0.0f, true);                             // scl_inter
-    b[123] = 2;                                                    // xyzt_units: mm
+    using nifti::Field;
+    std::vector<std::uint8_t> b(nifti::kNifti1Size, 0);
+    nifti::FieldEditor f(b.data(), nifti::Version::Nifti1, nifti::ByteOrder::Little);
+    f.set_integer(Field::sizeof_hdr, nifti::kNifti1Size);
+    const std::array<std::int64_t, 8> dim = {3, g.nx, g.ny, g.nz, 1, 1, 1, 1};
+    for (int i = 0; i < 8; ++i) f.set_integer(Field::dim, i, dim[i]);
+    if (segmentation) f.set_integer(Field::intent_code, 1002);   // NIFTI_INTENT_LABEL
+    f.set_integer(Field::datatype, 4);                            // int16
+    f.set_integer(Field::bitpix, 16);
+    const std::array<double, 8> pixdim = {1.0, g.px, g.py, g.pz, 1, 1, 1, 1};
+    for (int i = 0; i < 8; ++i) f.set_real(Field::pixdim, i, pixdim[i]);
+    f.set_real(Field::vox_offset, nifti::kNifti1Size + 4);
+    f.set_real(Field::scl_slope, segmentation ? 0.0 : 1.0);
+    f.set_real(Field::scl_inter, 0.0);
+    f.set_integer(Field::xyzt_units, 2);   // mm
     if (!segmentation) {
-        store<float>(&b[124], 1500.0f, true);   // cal_max: a soft-tissue-and-bone window
-        store<float>(&b[128], -1000.0f, true);  // cal_min
+        f.set_real(Field::cal_max, 1500.0);   // a soft-tissue-and-bone window
+        f.set_real(Field::cal_min, -1000.0);
     }
-    std::memcpy(&b[148], descrip.data(), std::min<std::size_t>(descrip.size(), 79));
-    store<std::int16_t>(&b[252], 1, true);   // qform_code: scanner
-    store<std::int16_t>(&b[254], 1, true);   // sform_code: scanner
+    f.set_text(Field::descrip, std::string_view(descrip).substr(0, 79));
+    f.set_integer(Field::qform_code, 1);   // scanner
+    f.set_integer(Field::sform_code, 1);   // scanner
     // Rotation of 180 degrees about z: (b, c, d) = (0, 0, 1), i.e. x and y flipped.
-    store<float>(&b[256], 0.0f, true);
-    store<float>(&b[260], 0.0f, true);
-    store<float>(&b[264], 1.0f, true);
+    f.set_real(Field::quatern_b, 0.0);
+    f.set_real(Field::quatern_c, 0.0);
+    f.set_real(Field::quatern_d, 1.0);
     const float qx = static_cast<float>(g.px * (g.nx - 1) / 2.0);
     const float qy = static_cast<float>(g.py * (g.ny - 1) / 2.0);
     const float qz = static_cast<float>(-g.pz * (g.nz - 1) / 2.0);
-    store<float>(&b[268], qx, true);
-    store<float>(&b[272], qy, true);
-    store<float>(&b[276], qz, true);
-    const std::array<float, 12> srow = {-static_cast<float>(g.px), 0, 0, qx,
-                                        0, -static_cast<float>(g.py), 0, qy,
-                                        0, 0, static_cast<float>(g.pz), qz};
-    for (int i = 0; i < 12; ++i) store<float>(&b[280 + 4 * i], srow[i], true);
-    std::memcpy(&b[344], "n+1", 4);
+    f.set_real(Field::qoffset_x, qx);
+    f.set_real(Field::qoffset_y, qy);
+    f.set_real(Field::qoffset_z, qz);
+    const std::array<std::array<float, 4>, 3> srow = {{{-static_cast<float>(g.px), 0, 0, qx},
+                                                        {0, -static_cast<float>(g.py), 0, qy},
+                                                        {0, 0, static_cast<float>(g.pz), qz}}};
+    for (int r = 0; r < 3; ++r)
+        for (int c = 0; c < 4; ++c) f.set_real(Field::srow_x + r, c, srow[r][c]);
+    f.set_text(Field::magic, std::string_view("n+1", 4));
     nifti::HeaderLimits limits;
     limits.max_voxels = UINT64_MAX;
     return nifti::Header::parse(b, nifti::Layout::Single, limits);

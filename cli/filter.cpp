@@ -24,7 +24,7 @@
 #include "nifti/datatype.hpp"
 #include "nifti/file_name.hpp"
 #include "nifti/reader.hpp"
-#include "nifti/stream.hpp"
+#include "nifti/byte_io.hpp"
 
 namespace medimg::cli {
 namespace {

@@ -6,7 +6,7 @@
 #include "cli_util.hpp"
 #include "commands.hpp"
 #include "error.hpp"
-#include "labels/metadata.hpp"
+#include "nifti/header_json.hpp"
 #include "nifti/reader.hpp"
 
 namespace medimg::cli {
@@ -71,7 +71,7 @@ void info_one(const std::string& path, const ParsedArgs& parsed, const Config& c
     const nifti::Header& h = reader.header();
 
     if (parsed.has("--json")) {
-        auto json = labels::info_json(h);
+        auto json = nifti::info_json(h);
         json["path"] = path;
         const std::string text = json.dump();
         std::fwrite(text.data(), 1, text.size(), stdout);

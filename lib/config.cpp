@@ -535,25 +535,37 @@ stdfs::path current_executable() {
     return ec ? stdfs::path() : p;
 }
 
-DataDirs find_data_dirs(const stdfs::path& executable) {
+namespace {
+
+// True when `path` is `dir` or lies beneath it (both made canonical).
+[[maybe_unused]] bool within(const stdfs::path& path, const stdfs::path& dir) {
     std::error_code ec;
+    const stdfs::path p = stdfs::weakly_canonical(path, ec);
+    if (ec) return false;
+    const stdfs::path d = stdfs::weakly_canonical(dir, ec);
+    if (ec || d.empty()) return false;
+    return std::mismatch(p.begin(), p.end(), d.begin(), d.end()).second == d.end();
+}
+
+bool holds_label_tables(const stdfs::path& dir) {
+    std::error_code ec;
+    return stdfs::exists(dir / "conf" / "vista3d_label_dict.json", ec);
+}
+
+}  // namespace
+
+DataDirs find_data_dirs(const stdfs::path& executable) {
     if (executable.empty()) return {};
     stdfs::path dir = executable.parent_path();
-    // Build tree: the source root is an ancestor, or named by CMakeCache.txt.
+#if defined(MEDIMG_BUILT_IN) && defined(MEDIMG_BUILT_FROM)
+    // A program of the build tree this library was compiled for (the build
+    // system names both trees, lib/CMakeLists.txt) uses its source tree.
+    if (within(dir, MEDIMG_BUILT_IN) && holds_label_tables(MEDIMG_BUILT_FROM))
+        return {stdfs::path(MEDIMG_BUILT_FROM) / "conf", MEDIMG_BUILT_FROM};
+#endif
+    // A source tree: an ancestor holds the label tables.
     for (stdfs::path p = dir; !p.empty(); p = p.parent_path()) {
-        if (stdfs::exists(p / "conf" / "vista3d_label_dict.json", ec))
-            return {p / "conf", p};
-        if (stdfs::exists(p / "CMakeCache.txt", ec)) {
-            std::ifstream cache(p / "CMakeCache.txt");
-            std::string line;
-            const std::string prefix = "CMAKE_HOME_DIRECTORY:INTERNAL=";
-            while (std::getline(cache, line))
-                if (line.rfind(prefix, 0) == 0) {
-                    stdfs::path src = line.substr(prefix.size());
-                    if (stdfs::exists(src / "conf" / "vista3d_label_dict.json", ec))
-                        return {src / "conf", src};
-                }
-        }
+        if (holds_label_tables(p)) return {p / "conf", p};
         if (p == p.root_path()) break;
     }
     // Installed: {prefix}/bin/medimg-fcgi.

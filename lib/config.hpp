@@ -163,10 +163,12 @@ std::map<std::string, std::string> environment_map();
 // or overflowing.
 std::optional<std::uint64_t> parse_size(std::string_view text);
 
-// Project directories found from the running executable: a build tree (an
-// ancestor holding conf/vista3d_label_dict.json, or a CMakeCache.txt naming
-// the source), else an install prefix ({prefix}/bin → /etc/medimg or
-// {prefix}/etc/medimg, and {prefix}/share/medimg).
+// Project directories found from the running executable: the source tree
+// of the build tree the library was compiled in, when the executable lies in
+// that build tree (both named at compile time, lib/CMakeLists.txt); else a
+// source tree (an ancestor holding conf/vista3d_label_dict.json); else an
+// install prefix ({prefix}/bin → /etc/medimg or {prefix}/etc/medimg, and
+// {prefix}/share/medimg).
 struct DataDirs {
     std::filesystem::path conf_dir;    // label tables, medimg.ini
     std::filesystem::path share_dir;   // www/, lighttpd/, apache/

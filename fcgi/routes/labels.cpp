@@ -6,6 +6,7 @@
 #include "error.hpp"
 #include "labels/intensity.hpp"
 #include "labels/metadata.hpp"
+#include "nifti/header_json.hpp"
 #include "nifti/reader.hpp"
 #include "routes/routes.hpp"
 #include "source/image_source.hpp"
@@ -55,7 +56,7 @@ Response metadata(const Context& ctx, const Request& request, const PathParams& 
     if (!body) {
         auto compute = [&]() {
             auto reader = nifti::Reader::open(image.files(), ctx.read_limits());
-            if (kind == Kind::Info) return labels::info_json(reader.header()).dump();
+            if (kind == Kind::Info) return nifti::info_json(reader.header()).dump();
             auto dict = image.dictionary(ctx.dictionary);
             if (intensity_image) {
                 auto values = nifti::Reader::open(intensity_image->files(), ctx.read_limits());

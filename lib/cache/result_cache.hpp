@@ -23,7 +23,7 @@
 #include <sys/types.h>
 
 #include "error.hpp"
-#include "nifti/stream.hpp"
+#include "nifti/byte_io.hpp"
 
 namespace medimg::cache {
 

@@ -13,6 +13,7 @@
 
 #include "error.hpp"
 #include "nifti/file_name.hpp"
+#include "utf8.hpp"
 
 namespace medimg::labels {
 namespace {
@@ -120,30 +121,11 @@ void apply_json_sidecar(Dictionary& dict, const Dictionary& base, const Sidecar&
     }
 }
 
-// Structurally valid UTF-8 without control characters (overlongs are not
-// checked: nlohmann only needs the byte structure to emit JSON).
-bool valid_utf8(std::string_view s) {
-    std::size_t i = 0;
-    while (i < s.size()) {
-        const auto c = static_cast<unsigned char>(s[i]);
-        std::size_t extra = 0;
-        if (c < 0x80) {
-            if (c < 0x20 && c != '\t') return false;
-        } else if ((c >> 5) == 0x6) {
-            extra = 1;
-        } else if ((c >> 4) == 0xe) {
-            extra = 2;
-        } else if ((c >> 3) == 0x1e) {
-            extra = 3;
-        } else {
-            return false;
-        }
-        if (s.size() - i - 1 < extra) return false;
-        for (std::size_t k = 1; k <= extra; ++k)
-            if ((static_cast<unsigned char>(s[i + k]) & 0xc0) != 0x80) return false;
-        i += extra + 1;
-    }
-    return true;
+// A label name: UTF-8 (valid_utf8) without control characters but tab.
+bool label_text(std::string_view s) {
+    return valid_utf8(s) && std::none_of(s.begin(), s.end(), [](char c) {
+               return static_cast<unsigned char>(c) < 0x20 && c != '\t';
+           });
 }
 
 // ITK-SNAP label description: "IDX -R- -G- -B- -A-- VIS MSH \"LABEL\"", '#' comments.
@@ -192,7 +174,7 @@ void apply_itksnap(Dictionary& dict, const Sidecar& sidecar) {
         if (line.find_first_not_of(" \t", q2 + 1) != std::string::npos)
             malformed(path, where + " has text after the quoted label");
         std::string name = line.substr(q1 + 1, q2 - q1 - 1);
-        if (!valid_utf8(name)) malformed(path, where + " has a label that is not UTF-8 text");
+        if (!label_text(name)) malformed(path, where + " has a label that is not UTF-8 text");
         dict.set(id, std::move(name), rgb);
     }
 }

@@ -11,7 +11,7 @@
 #include "labels/label_set.hpp"
 #include "labels/plan.hpp"
 #include "nifti/reader.hpp"
-#include "nifti/stream.hpp"
+#include "nifti/byte_io.hpp"
 #include "nifti/writer.hpp"
 
 namespace medimg::labels {

@@ -1,9 +1,8 @@
 // Label metadata in one streaming pass: per raw stored value a voxel count
 // and bounding box (a table for 8/16-bit types, a hash map otherwise), turned
-// into exact label ids at the end; and the /labels and /info JSON.
+// into exact label ids at the end; and the /labels JSON.
 #include "labels/metadata.hpp"
 
-#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -13,6 +12,7 @@
 #include "labels/chunk_reader.hpp"
 #include "labels/detail.hpp"
 #include "nifti/byteorder.hpp"
+#include "nifti/header_json.hpp"
 
 namespace medimg::labels {
 namespace {
@@ -135,20 +135,6 @@ std::map<LabelId, Acc> collect(nifti::Reader& in, const ChunkObserver& observe) 
     return by_id;
 }
 
-// The double a float32 field was meant to say: 0.8f reads as 0.800000011920929
-// in double; its shortest float spelling "0.8" parsed as double gives 0.8.
-double tidy(double v) {
-    if (!std::isfinite(v)) return v;
-    const float f = static_cast<float>(v);
-    if (static_cast<double>(f) != v) return v;
-    char buf[64];
-    auto [ptr, ec] = std::to_chars(buf, buf + sizeof buf, f);
-    if (ec != std::errc()) return v;
-    double d = v;
-    std::from_chars(buf, ptr, d);
-    return d;
-}
-
 double round_ml(double ml, std::uint64_t voxels) {
     double r = std::round(ml * 1000.0) / 1000.0;
     if (r == 0.0 && voxels > 0 && ml > 0) {
@@ -159,26 +145,10 @@ double round_ml(double ml, std::uint64_t voxels) {
     return r;
 }
 
-// descrip is free bytes: anything but printable ASCII becomes '?', so the
-// JSON is always valid UTF-8.
-std::string printable(std::string s) {
-    for (char& c : s)
-        if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) > 0x7e) c = '?';
-    return s;
-}
-
 // Ids above INT64_MAX as unsigned JSON numbers, so every id is exact.
 json id_json(LabelId id) {
     if (fits_int64(id)) return json(static_cast<std::int64_t>(id));
     return json(static_cast<std::uint64_t>(id));
-}
-
-std::string version_name(nifti::Version v) {
-    switch (v) {
-    case nifti::Version::Nifti1: return "nifti1";
-    case nifti::Version::Nifti2: return "nifti2";
-    default: return "analyze";
-    }
 }
 
 }  // namespace
@@ -202,7 +172,7 @@ Metadata compute_metadata(nifti::Reader& in, const ChunkObserver& observe) {
     }
     for (int k = 0; k < 3; ++k) {
         meta.dims[k] = h.dim(k + 1);
-        meta.pixdim[k] = tidy(h.pixdim(k + 1));
+        meta.pixdim[k] = nifti::float_field_value(h.pixdim(k + 1));
     }
     meta.datatype = std::string(h.datatype().name);
     const double unit = h.spatial_unit_mm();
@@ -231,38 +201,6 @@ nlohmann::ordered_json labels_json(const Metadata& meta, const Dictionary& dict,
     out["dims"] = {meta.dims[0], meta.dims[1], meta.dims[2]};
     out["pixdim"] = {meta.pixdim[0], meta.pixdim[1], meta.pixdim[2]};
     out["datatype"] = meta.datatype;
-    return out;
-}
-
-nlohmann::ordered_json info_json(const nifti::Header& h) {
-    json out;
-    out["version"] = version_name(h.version());
-    out["byte_order"] = h.byte_order() == nifti::ByteOrder::Little ? "little" : "big";
-    json dims = json::array(), pixdim = json::array();
-    for (int i = 1; i <= h.dim0(); ++i) {
-        dims.push_back(h.dim(i));
-        pixdim.push_back(tidy(h.pixdim(i)));
-    }
-    out["dims"] = std::move(dims);
-    out["pixdim"] = std::move(pixdim);
-    out["datatype"] = std::string(h.datatype().name);
-    out["bitpix"] = h.datatype().bytes == 0 ? 1 : h.datatype().bytes * 8;
-    out["vox_offset"] = h.vox_offset();
-    // Non-finite values become null in JSON.
-    out["scl_slope"] = tidy(h.scl_slope_raw());
-    out["scl_inter"] = tidy(h.scl_inter_raw());
-    out["qform_code"] = h.qform_code();
-    out["sform_code"] = h.sform_code();
-    json affine = json::array();
-    for (const auto& row : h.affine()) {
-        json r = json::array();
-        for (double v : row) r.push_back(v);
-        affine.push_back(std::move(r));
-    }
-    out["affine"] = std::move(affine);
-    out["xyzt_units"] = h.xyzt_units();
-    out["description"] = printable(h.description());
-    out["magic"] = h.magic();
     return out;
 }
 

@@ -1,5 +1,5 @@
 // Label metadata of an image: ids present, voxel counts, volumes, bounding
-// boxes; rendered as the /labels JSON (README.md) and the /info JSON.
+// boxes; rendered as the /labels JSON (README.md).
 #pragma once
 
 #include <array>
@@ -50,10 +50,5 @@ Metadata compute_metadata(nifti::Reader& in, const ChunkObserver& observe = {});
 //  "voxel_filename","dims","pixdim","datatype"}
 nlohmann::ordered_json labels_json(const Metadata& meta, const Dictionary& dict,
                            std::string_view voxel_filename);
-
-// {"version":"nifti1"|"nifti2"|"analyze","byte_order","dims":[..dim0],
-//  "pixdim","datatype","bitpix","vox_offset","scl_slope","scl_inter",
-//  "qform_code","sform_code","affine":[[4]x4],"xyzt_units","description","magic"}
-nlohmann::ordered_json info_json(const nifti::Header& header);
 
 }  // namespace medimg::labels

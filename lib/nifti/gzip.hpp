@@ -6,17 +6,9 @@
 #include <memory>
 #include <span>
 
-#include "nifti/stream.hpp"
+#include "nifti/byte_io.hpp"
 
 namespace medimg::nifti {
-
-// Where compressed bytes come from.
-class ByteSource {
-public:
-    virtual ~ByteSource() = default;
-    // Up to n bytes into buf; 0 only at the end. Throws Error(Io).
-    virtual std::size_t read(std::uint8_t* buf, std::size_t n) = 0;
-};
 
 // True when `prefix` starts with the gzip magic 1f 8b.
 bool is_gzip(std::span<const std::uint8_t> prefix) noexcept;

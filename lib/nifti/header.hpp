@@ -1,6 +1,7 @@
-// NIfTI-1 / NIfTI-2 / Analyze 7.5 headers: parsed field by field at fixed
-// offsets from raw bytes, strictly validated (docs/ARCHITECTURE.md), and edited in
-// place so every field we do not touch is written back byte for byte.
+// NIfTI-1 / NIfTI-2 / Analyze 7.5 headers: parsed field by field from raw
+// bytes through the layout tables of nifti/header_fields.hpp, strictly
+// validated (docs/ARCHITECTURE.md), and edited in place so every field we do
+// not touch is written back byte for byte.
 #pragma once
 
 #include <array>
@@ -17,6 +18,8 @@ enum class Version { Analyze75, Nifti1, Nifti2 };
 enum class ByteOrder { Little, Big };
 // Single: one .nii file, magic n+1 / n+2. Pair: .hdr + .img, magic ni1 / ni2 / none.
 enum class Layout { Single, Pair };
+
+class FieldEditor;
 
 struct HeaderLimits {
     std::uint64_t max_voxels = 512ull * 512 * 2048;  // [limits] max_voxels
@@ -100,6 +103,7 @@ public:
 
 private:
     Header() = default;
+    FieldEditor fields();   // the raw bytes, in this header's version and byte order
     Version version_{};
     ByteOrder byte_order_{};
     Layout layout_{};

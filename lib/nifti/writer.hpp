@@ -9,7 +9,7 @@
 
 #include "nifti/file_name.hpp"
 #include "nifti/header.hpp"
-#include "nifti/stream.hpp"
+#include "nifti/byte_io.hpp"
 
 namespace medimg::nifti {
 

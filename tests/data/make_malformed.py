@@ -502,7 +502,7 @@ def write(outdir):
             "Each is run through `medimg filter`/`medimg labels --json` (tests/cli/test_hostile_files_cli.py)",
             "and both web servers (tests/integration/test_hostile_files.py). `accept`: filtered output equals",
             "`np.where(np.isin(ref, ids), ref, 0)`; `reject`: HTTP status + error id, CLI exit code, no output file.",
-            "Fuzzer reproducers kept here are listed at the end (`fuzz-*`).", "",
+            "Fuzzer reproducers are kept in `tests/data/fuzz/` (its README.md), one folder per target.", "",
             "| file | expectation | note |", "|---|---|---|"]
     for c in cases:
         exp = (f"accept ids {c['ids']}" if c["expect"] == "accept"
@@ -510,11 +510,6 @@ def write(outdir):
         extra = [n for n in sorted(c["files"]) if n != c["name"]]
         name = c["name"] + (f" (+ {', '.join(extra)})" if extra else "")
         rows.append(f"| `{name}` | {exp} | {c['note']} |")
-    fuzz = sorted(p.name for p in OUT.glob("fuzz-*") if not p.name.endswith(".txt"))
-    for n in fuzz:
-        note = OUT / (n + ".txt")
-        rows.append(f"| `{n}` | no crash; 4xx or accept | "
-                    f"{note.read_text().strip() if note.exists() else 'fuzzer reproducer'} |")
     (outdir / "README.md").write_text("\n".join(rows) + "\n")
     return cases
 

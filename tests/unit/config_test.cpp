@@ -219,6 +219,21 @@ TEST_CASE("config: data directories found from a build-tree executable", "[confi
     CHECK(installed.share_dir == "/usr/share/medimg");
 }
 
+TEST_CASE("config: data directories of a source tree and of an install prefix", "[config]") {
+    ConfigDir d;
+    stdfs::create_directories(d.dir / "tree" / "conf");
+    stdfs::create_directories(d.dir / "tree" / "out" / "bin");
+    d.write("tree/conf/vista3d_label_dict.json", "{}");
+    // An ancestor holding the label tables is a source tree.
+    auto tree = medimg::find_data_dirs(d.dir / "tree" / "out" / "bin" / "medimg");
+    CHECK(tree.conf_dir == d.dir / "tree" / "conf");
+    CHECK(tree.share_dir == d.dir / "tree");
+    // Without one, the executable's folder is {prefix}/bin.
+    auto prefix = medimg::find_data_dirs(d.dir / "opt" / "bin" / "medimg");
+    CHECK(prefix.conf_dir == d.dir / "opt" / "etc" / "medimg");
+    CHECK(prefix.share_dir == d.dir / "opt" / "share" / "medimg");
+}
+
 // --- the schema ----------------------------------------------------------------
 
 TEST_CASE("config: every key is declared once, with an env name after it", "[config][schema]") {

@@ -9,7 +9,7 @@
 #include "error.hpp"
 #include "error_checks.hpp"
 #include "nifti/gzip.hpp"
-#include "nifti/stream.hpp"
+#include "nifti/byte_io.hpp"
 #include "nifti_builder.hpp"
 
 using namespace medimg;

@@ -18,7 +18,7 @@
 #include "fs/data_root.hpp"
 #include "labels/filter.hpp"
 #include "labels/metadata.hpp"
-#include "nifti/stream.hpp"
+#include "nifti/byte_io.hpp"
 #include "nifti_builder.hpp"
 #include "source/image_source.hpp"
 

@@ -1,5 +1,5 @@
 // Label metadata: counts, bounding boxes, volumes and units, exact ids, and
-// the /labels and /info JSON shapes.
+// the /labels JSON shape.
 #include <functional>
 #include <limits>
 #include <string>
@@ -220,31 +220,4 @@ TEST_CASE("metadata: labels_json has the documented keys in order", "[labels][me
         "\"voxel_filename\":\"all.nii.gz\",\"dims\":[2,2,1],\"pixdim\":[1.0,1.0,1.0],"
         "\"datatype\":\"int16\"}";
     CHECK(text == expected);
-}
-
-TEST_CASE("metadata: info_json describes the header", "[labels][metadata]") {
-    NiftiSpec spec;
-    spec.version = medimg::nifti::Version::Nifti2;
-    spec.byte_order = ByteOrder::Big;
-    spec.dims = {3, 2, 1};
-    spec.datatype = 512;
-    spec.descrip = std::string("caf\xc3\xa9");
-    spec.pixdim = {1, 0.5, 0.5, 2, 1, 1, 1, 1};
-    const Reader r = Reader::open_memory(medimg::test::build_nifti(spec), ReadLimits{});
-    const auto j = medimg::labels::info_json(r.header());
-    CHECK(j["version"] == "nifti2");
-    CHECK(j["byte_order"] == "big");
-    CHECK(j["dims"] == nlohmann::ordered_json::parse("[3,2,1]"));
-    CHECK(j["datatype"] == "uint16");
-    CHECK(j["bitpix"] == 16);
-    CHECK(j["vox_offset"] == 544);
-    CHECK(j["magic"] == "n+2");
-    CHECK(j["affine"].size() == 4);
-    CHECK_NOTHROW(j.dump());   // descrip bytes never break the JSON
-    std::vector<std::string> keys;
-    for (const auto& [k, v] : j.items()) keys.push_back(k);
-    CHECK(keys == std::vector<std::string>{"version", "byte_order", "dims", "pixdim", "datatype",
-                                           "bitpix", "vox_offset", "scl_slope", "scl_inter",
-                                           "qform_code", "sform_code", "affine", "xyzt_units",
-                                           "description", "magic"});
 }

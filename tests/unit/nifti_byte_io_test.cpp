@@ -7,7 +7,7 @@
 
 #include "catch.hpp"
 #include "error.hpp"
-#include "nifti/stream.hpp"
+#include "nifti/byte_io.hpp"
 #include "nifti_builder.hpp"
 
 using namespace medimg;

@@ -1,5 +1,5 @@
-// Byte sinks: atomic file (temp + rename), descriptor, memory.
-#include "nifti/stream.hpp"
+// Byte sinks: atomic file (temp + rename), descriptor.
+#include "nifti/byte_io.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -1,5 +1,7 @@
-// Byte sinks: where encoded NIfTI bytes go (a file written atomically, an
-// open descriptor such as stdout, a memory buffer, or a FastCGI stream).
+// Byte sources and sinks: where the bytes of a file come from (a
+// descriptor, memory, a decompressor's input) and where encoded NIfTI bytes
+// go (a file written atomically, an open descriptor such as stdout, a memory
+// buffer, or a FastCGI stream).
 #pragma once
 
 #include <cstdint>
@@ -9,6 +11,15 @@
 
 namespace medimg::nifti {
 
+// Where bytes come from, in order.
+class ByteSource {
+public:
+    virtual ~ByteSource() = default;
+    // Up to n bytes into buf; 0 only at the end. Throws Error(Io).
+    virtual std::size_t read(std::uint8_t* buf, std::size_t n) = 0;
+};
+
+// Where bytes go, in order.
 class ByteSink {
 public:
     virtual ~ByteSink() = default;
