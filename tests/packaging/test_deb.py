@@ -183,7 +183,7 @@ def test_apache_accepts_installed_snippets(deb, tmp_path):
         pytest.skip("apache2 is not installed")
     root = deb["root"]
     mods = Path("/usr/lib/apache2/modules")
-    modules = ["mpm_event", "authz_core", "alias", "dir", "autoindex", "mime", "setenvif",
+    modules = ["mpm_event", "authz_core", "alias", "dir", "autoindex", "mime", "setenvif", "env",
                "headers", "proxy", "proxy_fcgi", "xsendfile", "fcgid"]
     for variant in ("proxy", "fcgid"):
         (tmp_path / "run").mkdir(exist_ok=True)
