@@ -55,7 +55,7 @@ void label_one(const std::string& path, const ParsedArgs& parsed, const Config& 
         const fs::path image_path = *parsed.value("--image");
         nifti::Reader image = nifti::Reader::open(image_path, limits);
         try {
-            both = labels::compute_intensity(reader, image);
+            both = labels::compute_intensity(reader, image, config.max_intensity_bins);
         } catch (const medimg::Error& e) {
             // Name both files: the error may be about either, or their grids.
             throw medimg::Error(e.code(), in.string() + " with image " + image_path.string() + ": " + e.what());

@@ -52,6 +52,8 @@ struct Config {
     // [limits]
     std::uint64_t max_voxels = 0;
     std::uint64_t max_label_ids = 0;
+    // Histogram bins one intensity-statistics request may hold (8 bytes each).
+    std::uint64_t max_intensity_bins = 0;
     int max_queue = 0;      // accepted requests waiting for a thread before 503
     // How long one request may read image data; 0: no limit.
     std::chrono::milliseconds request_timeout{0};

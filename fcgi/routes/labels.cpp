@@ -60,7 +60,7 @@ Response metadata(const Context& ctx, const Request& request, const PathParams& 
             auto dict = image.dictionary(ctx.dictionary);
             if (intensity_image) {
                 auto values = nifti::Reader::open(intensity_image->files(), ctx.read_limits());
-                auto both = labels::compute_intensity(reader, values);
+                auto both = labels::compute_intensity(reader, values, ctx.config.max_intensity_bins);
                 auto answer = labels::labels_json(both.meta, dict, file_name);
                 labels::add_intensity_json(answer, both.intensity);
                 return answer.dump();

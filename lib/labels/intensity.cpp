@@ -33,25 +33,26 @@ struct Acc {
     double hi = -std::numeric_limits<double>::infinity();
 };
 
-// Bins held by every label's histogram together, against kMaxHistogramBins.
+// Bins held by every label's histogram together, against the request's
+// bound ([limits] max_intensity_bins).
 class Budget {
 public:
+    explicit Budget(std::size_t max_bins) : max_(max_bins) {}
     // Whether `more` further bins fit.
-    bool fits(Wide more) const noexcept {
-        return more <= static_cast<Wide>(kMaxHistogramBins - used_);
-    }
+    bool fits(Wide more) const noexcept { return more <= static_cast<Wide>(max_ - used_); }
     void take(std::size_t more) {
         if (!fits(static_cast<Wide>(more))) refuse();
         used_ += more;
     }
-    [[noreturn]] static void refuse() {
+    [[noreturn]] void refuse() const {
         throw Error(ErrorCode::TooLarge,
-                    "the image's values under the labels span more than " +
-                        std::to_string(kMaxHistogramBins) +
-                        " distinct stored values in all; its intensity statistics are refused");
+                    "the image's values under the labels span more than " + std::to_string(max_) +
+                        " distinct stored values in all ([limits] max_intensity_bins); its "
+                        "intensity statistics are refused");
     }
 
 private:
+    std::size_t max_;
     std::size_t used_ = 0;
 };
 
@@ -81,7 +82,7 @@ void grow(Acc& a, Wide x, Budget& budget) {
         lo = want_lo;
         hi = want_hi;
     } else if (!budget.fits(hi - lo + 1 - old_size)) {
-        Budget::refuse();
+        budget.refuse();
     }
     const Wide size = hi - lo + 1;
     budget.take(static_cast<std::size_t>(size - old_size));
@@ -350,7 +351,8 @@ void check_same_grid(const Header& labels, const Header& image) {
                         number_text(kGridToleranceMm) + " mm); they are not on the same grid");
 }
 
-MetadataWithIntensity compute_intensity(nifti::Reader& labels, nifti::Reader& image) {
+MetadataWithIntensity compute_intensity(nifti::Reader& labels, nifti::Reader& image,
+                                        std::size_t max_bins) {
     const Header& lh = labels.header();
     const Header& ih = image.header();
     detail::require_label_type(lh);
@@ -358,7 +360,7 @@ MetadataWithIntensity compute_intensity(nifti::Reader& labels, nifti::Reader& im
     check_same_grid(lh, ih);
 
     std::map<LabelId, Acc> accs;
-    Budget budget;
+    Budget budget(max_bins);
     const bool is_float = ih.datatype().kind == TypeKind::Float;
     auto run = [&](Phase phase) {
         return nifti::visit_element_type(lh.datatype(), [&](auto ltag) {

@@ -6,8 +6,9 @@
 // Memory is bounded by histograms, never volumes:
 // - integer images: one exact histogram of stored values per label, dense
 //   over the stored range that label has seen (grown as values arrive);
-//   all labels' histograms together hold at most kMaxHistogramBins bins,
-//   beyond which the request is refused (Error(TooLarge), 413). Mean, sd,
+//   all labels' histograms together hold at most `max_bins` bins
+//   ([limits] max_intensity_bins, kMaxHistogramBins by default), beyond
+//   which the request is refused (Error(TooLarge), 413). Mean, sd,
 //   min, max and percentiles are then exact (the percentile is a stored
 //   value, scaled).
 // - float images: two passes; the first finds per label the count, the sum
@@ -33,7 +34,8 @@
 
 namespace medimg::labels {
 
-inline constexpr std::size_t kMaxHistogramBins = std::size_t{1} << 21;   // 16 MiB of counts
+// The default of [limits] max_intensity_bins: 16 MiB of counts.
+inline constexpr std::size_t kMaxHistogramBins = std::size_t{1} << 21;
 inline constexpr std::size_t kFloatBins = 4096;
 // Largest difference between the two grids' world coordinates of any corner
 // voxel that still counts as the same grid.
@@ -62,7 +64,9 @@ void check_same_grid(const nifti::Header& labels, const nifti::Header& image);
 // check_same_grid, Error(UnsupportedDatatype) for an image that is not real
 // (complex, RGB, float128, binary), Error(TooLarge) past the histogram cap,
 // and the readers' errors. Float images rewind both readers once.
-MetadataWithIntensity compute_intensity(nifti::Reader& labels, nifti::Reader& image);
+// `max_bins`: the histograms' bound above (at least 1).
+MetadataWithIntensity compute_intensity(nifti::Reader& labels, nifti::Reader& image,
+                                        std::size_t max_bins = kMaxHistogramBins);
 
 // Adds "intensity":{"mean","sd","min","max","p05","p50","p95"} (or null when
 // the label has no finite value) to every entry of a labels_json() answer.

@@ -1,6 +1,7 @@
 """`medimg labels` and `medimg info`: counts, names and geometry checked
 against numpy/nibabel and the shipped label dictionary."""
 import json
+import os
 
 import nibabel as nib
 import numpy as np
@@ -167,3 +168,23 @@ def test_labels_image_other_grid_exit_3_naming_both(tmp_path, demo_tree):
     p = run("labels", seg, "--image", short, "--json", check=3)
     assert p.stdout == b""
     assert str(seg) in p.stderr and str(short) in p.stderr and "dims" in p.stderr
+
+
+def test_labels_image_histogram_bound_from_the_configuration(tmp_path, demo_tree):
+    """[limits] max_intensity_bins bounds the histograms (one key for the CLI
+    and the worker): the demo CT under its labels needs more than 1,024 bins,
+    so that bound refuses it (exit 3, naming both files and the key) whether
+    it comes from the environment or an ini, and the default answers."""
+    seg = demo_tree / "scans" / "PA00000002_CT.nii.gz"
+    ct = demo_tree / "nifti" / "PA00000002_CT.nii.gz"
+    env = {**os.environ, "MEDIMG_MAX_INTENSITY_BINS": "1024"}
+    p = run("labels", seg, "--image", ct, "--json", check=3, env=env)
+    assert p.stdout == b""
+    assert str(seg) in p.stderr and str(ct) in p.stderr
+    assert "1024" in p.stderr and "max_intensity_bins" in p.stderr
+    ini = tmp_path / "medimg.ini"
+    ini.write_text("[limits]\nmax_intensity_bins = 1024\n")
+    run("labels", seg, "--image", ct, "--json", "--config", ini, check=3)
+    bad = run("labels", seg, "--image", ct, env={**os.environ, "MEDIMG_MAX_INTENSITY_BINS": "12"}, check=2)
+    assert "max_intensity_bins" in bad.stderr
+    run("labels", seg, "--image", ct, "--json", check=0)

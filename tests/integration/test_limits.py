@@ -1,5 +1,5 @@
-"""Limits through both web servers: [limits] max_voxels and max_label_ids
-(413), the queue limit (503 busy with Retry-After), bounded inflate (a gzip
+"""Limits through both web servers: [limits] max_voxels, max_label_ids and
+max_intensity_bins (413), the queue limit (503 busy with Retry-After), bounded inflate (a gzip
 bomb is refused fast and the worker's peak RSS stays bounded).
 
 There is no per-request time limit in the worker (lib/config.hpp has no
@@ -38,6 +38,10 @@ def limits_root(tmp_path_factory):
     small[1:4, 1:3, 1:5] = 6
     small[4:7, 3:6, 2:4] = 10
     nib.save(nib.Nifti1Image(small, np.eye(4)), str(scans / "small.nii"))
+    # A CT-like image on small.nii's grid whose 336 voxels hold 336 distinct
+    # values 7 apart: the background's histogram alone spans 2,346 bins.
+    ct = np.arange(-1000, -1000 + small.size, dtype=np.int16).reshape(small.shape) * 7
+    nib.save(nib.Nifti1Image(ct, np.eye(4)), str(scans / "ct.nii"))
     rng = np.random.default_rng(7)
     big = rng.integers(0, 40, size=(160, 160, 96), dtype=np.int16)   # 2.4 M voxels
     nib.save(nib.Nifti1Image(big, np.eye(4)), str(scans / "big.nii.gz"))
@@ -86,7 +90,7 @@ def kind(request):
 @pytest.fixture(scope="module")
 def limited(kind, limits_root, tmp_path_factory):
     s = start_limited(kind, limits_root, tmp_path_factory.mktemp("ini"),
-                      {"max_voxels": 100000, "max_label_ids": 10})
+                      {"max_voxels": 100000, "max_label_ids": 10, "max_intensity_bins": 1024})
     yield s
     s.stop()
 
@@ -114,6 +118,25 @@ def test_max_label_ids(limited):
         a = request(limited.base_url, f"/filtered-scans/{PID}/small.nii?label_ids={ids}")
         assert a.status == 413, (ids, a)
         assert error_of(a) == "too_many_label_ids"
+
+
+def intensity_answer(server):
+    return request(server.base_url, f"/output/{PID}/scans/small.nii/labels?image=scans/ct.nii")
+
+
+def test_max_intensity_bins(limited, default_limits):
+    a = intensity_answer(limited)
+    assert a.status == 413, a
+    assert error_of(a) == "image_too_large"
+    assert "1024" in a.json()["detail"] and "max_intensity_bins" in a.json()["detail"]
+    # The same request under the default bound (2,097,152 bins): exact.
+    ok = intensity_answer(default_limits)
+    assert ok.status == 200, ok
+    small = np.asanyarray(nib.load(str(limited.data_root / PID / "scans" / "small.nii")).dataobj)
+    ct = np.asanyarray(nib.load(str(limited.data_root / PID / "scans" / "ct.nii")).dataobj)
+    by_id = {entry["id"]: entry for entry in ok.json()["labels"]}
+    for label in (6, 10):
+        assert by_id[label]["intensity"]["mean"] == pytest.approx(float(ct[small == label].mean()))
 
 
 def test_bomb_is_refused_fast_with_bounded_memory(limited):

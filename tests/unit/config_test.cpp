@@ -11,6 +11,7 @@
 
 #include "catch.hpp"
 #include "config.hpp"
+#include "labels/intensity.hpp"
 #include "error.hpp"
 
 namespace stdfs = std::filesystem;
@@ -146,6 +147,9 @@ TEST_CASE("config: bad values stop with BadParameter naming the key", "[config]"
         {"cache", "enabled", "2"},
         {"limits", "max_voxels", "0"},
         {"limits", "max_label_ids", "0"},
+        {"limits", "max_intensity_bins", "1023"},
+        {"limits", "max_intensity_bins", "134217729"},
+        {"limits", "max_intensity_bins", "2M"},
         {"limits", "max_queue", "-3"},
         {"limits", "request_timeout", "-1"},
         {"limits", "request_timeout", "1s"},
@@ -274,6 +278,7 @@ TEST_CASE("config: defaults come from the schema, and every value reads back", "
     }
     CHECK(defaults.max_voxels == 536870912u);
     CHECK(defaults.max_label_ids == 100000u);
+    CHECK(defaults.max_intensity_bins == medimg::labels::kMaxHistogramBins);
     CHECK(defaults.gzip_level == 1);
 }
 
