@@ -7,6 +7,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "catch.hpp"
@@ -72,7 +73,8 @@ void check_range_kernel(const std::vector<std::pair<long long, long long>>& rang
     std::uint64_t want_count = 0;
     for (std::size_t i = 0; i < values.size(); ++i) {
         bool sel = false;
-        for (const auto& [lo, hi] : ranges) sel = sel || (values[i] >= lo && values[i] <= hi);
+        for (const auto& [lo, hi] : ranges)
+            sel = sel || (std::cmp_greater_equal(values[i], lo) && std::cmp_less_equal(values[i], hi));
         want_count += sel;
         if (M == kernels::Out::Mask) {
             REQUIRE(out[i] == (sel ? 1 : 0));
