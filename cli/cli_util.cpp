@@ -11,7 +11,7 @@
 #include "error.hpp"
 
 namespace medimg::cli {
-namespace fs = std::filesystem;
+namespace stdfs = std::filesystem;
 
 std::optional<std::string> ParsedArgs::value(const std::string& name) const {
     auto it = values_.find(name);
@@ -106,7 +106,7 @@ Config load_cli_config(const ParsedArgs& parsed) {
     if (auto v = parsed.value("--config")) sources.ini_file = *v;
     sources.environment = environment_map();
     std::error_code ec;
-    sources.working_dir = fs::current_path(ec);
+    sources.working_dir = stdfs::current_path(ec);
     sources.dotenv_dir = sources.working_dir;
     for (const auto& [flag, key] : kConfigFlags)
         if (auto v = parsed.value(flag)) sources.flags[key] = *v;
@@ -134,14 +134,14 @@ std::int64_t parse_int(std::string_view text, std::string_view option, std::int6
     return v;
 }
 
-fs::path conf_dir() {
+stdfs::path conf_dir() {
 #if defined(MEDIMG_CONF_DIR_BUILD) && defined(MEDIMG_CONF_DIR_INSTALL) && defined(MEDIMG_INSTALL_BINDIR)
     std::error_code ec;
-    const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+    const stdfs::path exe = stdfs::read_symlink("/proc/self/exe", ec);
     if (!ec) {
-        const fs::path bindir = fs::weakly_canonical(fs::path(MEDIMG_INSTALL_BINDIR), ec);
+        const stdfs::path bindir = stdfs::weakly_canonical(stdfs::path(MEDIMG_INSTALL_BINDIR), ec);
         if (!ec && exe.parent_path() == bindir &&
-            fs::exists(fs::path(MEDIMG_CONF_DIR_INSTALL) / "vista3d_label_dict.json", ec))
+            stdfs::exists(stdfs::path(MEDIMG_CONF_DIR_INSTALL) / "vista3d_label_dict.json", ec))
             return MEDIMG_CONF_DIR_INSTALL;
     }
     return MEDIMG_CONF_DIR_BUILD;
@@ -155,15 +155,15 @@ labels::Dictionary load_dictionary(const Config& config) {
         auto it = config.origin.find(key);
         return it != config.origin.end() && it->second != "default";
     };
-    fs::path dict = config.label_dict, colors = config.label_colors;
+    stdfs::path dict = config.label_dict, colors = config.label_colors;
     const bool dict_explicit = is_explicit("paths.label_dict");
     const bool colors_explicit = is_explicit("paths.label_colors");
     std::error_code ec;
     // The VISTA3D colour table also names its labels; a dictionary of one's
     // own must not be renamed by it, so it then comes without default colours.
     if (dict_explicit && !colors_explicit) colors.clear();
-    if (!dict_explicit && !fs::exists(dict, ec)) dict.clear();
-    if (!colors_explicit && !fs::exists(colors, ec)) colors.clear();
+    if (!dict_explicit && !stdfs::exists(dict, ec)) dict.clear();
+    if (!colors_explicit && !stdfs::exists(colors, ec)) colors.clear();
     return labels::Dictionary::load(dict, colors);
 }
 

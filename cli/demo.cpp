@@ -23,7 +23,7 @@
 namespace medimg::cli {
 namespace {
 
-namespace fs = std::filesystem;
+namespace stdfs = std::filesystem;
 
 constexpr const char* kUsage =
     "usage: medimg demo DIR [--patient ID] [--size NXxNYxNZ] [--seed N] [--quiet]\n"
@@ -256,7 +256,7 @@ nifti::Header make_header(const Geometry& g, const std::string& descrip, bool se
 // One output file: written to a temporary name, renamed in commit().
 class Output {
 public:
-    Output(fs::path path, const nifti::Header& header)
+    Output(stdfs::path path, const nifti::Header& header)
         : path_(std::move(path)), sink_(path_),
           writer_(sink_, header, kExtender, nifti::Container::Gzip, 1) {}
     void write(const std::vector<std::int16_t>& slice) {
@@ -271,12 +271,12 @@ public:
     }
     void finish() { writer_.finish(); }
     void commit() { sink_.commit(); }
-    const fs::path& path() const { return path_; }
+    const stdfs::path& path() const { return path_; }
 
 private:
     // The 4-byte NIfTI-1 extender after the header: no extensions.
     static constexpr std::array<std::uint8_t, 4> kExtender = {0, 0, 0, 0};
-    fs::path path_;
+    stdfs::path path_;
     nifti::AtomicFileSink sink_;
     nifti::Writer writer_;
     std::vector<std::uint8_t> le_;
@@ -321,7 +321,7 @@ void check_patient(const std::string& id) {
 
 // What the command line asks for.
 struct DemoOptions {
-    fs::path root;
+    stdfs::path root;
     std::string patient;
     Geometry g;
     std::uint64_t seed;
@@ -432,15 +432,15 @@ private:
 // the slice crosses it, zeros elsewhere).
 class DemoFiles {
 public:
-    DemoFiles(const fs::path& root, const std::string& patient, const Geometry& g,
+    DemoFiles(const stdfs::path& root, const std::string& patient, const Geometry& g,
               const std::vector<Structure>& structures)
         : structures_(structures), one_(static_cast<std::size_t>(g.nx * g.ny)), zero_(one_.size(), 0) {
         const std::string scan = patient + "_CT";
-        const fs::path base = root / patient;
-        const fs::path voxels = base / "voxels" / scan / "original";
-        for (const fs::path& d : {base / "nifti", base / "scans", voxels}) {
+        const stdfs::path base = root / patient;
+        const stdfs::path voxels = base / "voxels" / scan / "original";
+        for (const stdfs::path& d : {base / "nifti", base / "scans", voxels}) {
             std::error_code ec;
-            fs::create_directories(d, ec);
+            stdfs::create_directories(d, ec);
             if (ec) throw Error(ErrorCode::Io, "cannot create " + d.string() + ": " + ec.message());
         }
         const nifti::Header ct_header = make_header(g, "medimg demo: synthetic CT (HU)", false);

@@ -29,7 +29,7 @@
 namespace medimg::cli {
 namespace {
 
-namespace fs = std::filesystem;
+namespace stdfs = std::filesystem;
 
 constexpr const char* kUsage =
     "usage: medimg filter IN OUT --labels IDS [options]\n"
@@ -157,7 +157,7 @@ enum class Status { Pending, Ok, Error, Skipped };
 
 struct Item {
     std::string input;   // as given
-    fs::path output;
+    stdfs::path output;
     Status status = Status::Pending;
     std::string skip_reason;
     std::string error;   // detail
@@ -198,11 +198,11 @@ std::vector<std::string> batch_inputs(const ParsedArgs& parsed) {
 // Where IN's output goes: DIR/filtered_{name}, or with --keep-tree
 // DIR/{IN's folder}/filtered_{name} (an absolute IN keeps its whole path
 // below DIR; a folder with ".." cannot be mirrored and is refused).
-fs::path output_of(const std::string& input, const fs::path& outdir, bool keep_tree) {
-    const fs::path in(input);
+stdfs::path output_of(const std::string& input, const stdfs::path& outdir, bool keep_tree) {
+    const stdfs::path in(input);
     const std::string name = nifti::filtered_name(nifti::parse_image_name(in.filename().string()));
     if (!keep_tree) return outdir / name;
-    fs::path folder = in.parent_path().lexically_normal().relative_path();
+    stdfs::path folder = in.parent_path().lexically_normal().relative_path();
     for (const auto& part : folder)
         if (part == "..")
             throw Error(ErrorCode::BadParameter,
@@ -212,9 +212,9 @@ fs::path output_of(const std::string& input, const fs::path& outdir, bool keep_t
 }
 
 // The same file or folder, when both exist.
-bool same_entry(const fs::path& a, const fs::path& b) {
+bool same_entry(const stdfs::path& a, const stdfs::path& b) {
     std::error_code ec;
-    return fs::equivalent(a, b, ec);
+    return stdfs::equivalent(a, b, ec);
 }
 
 nlohmann::json json_line(const Item& item) {
@@ -256,7 +256,7 @@ void filter_one(Item& item, const Job& job) {
 
 // The batch options (man/medimg.1).
 struct BatchSettings {
-    fs::path outdir;
+    stdfs::path outdir;
     bool keep_tree = false, force = false, no_clobber = false, json = false, quiet = false;
     int jobs = 1;
 };
@@ -293,11 +293,11 @@ std::vector<Item> plan_outputs(const ParsedArgs& parsed, const BatchSettings& b)
 // output exists as skipped; returns the refusals (two inputs with one
 // output, an output that is its input, an output that exists).
 std::vector<std::string> check_outputs(std::vector<Item>& items, const BatchSettings& b) {
-    std::map<fs::path, std::size_t> first_with_output;
+    std::map<stdfs::path, std::size_t> first_with_output;
     std::vector<std::string> refusals;
     for (std::size_t i = 0; i < items.size(); ++i) {
         Item& item = items[i];
-        const fs::path in(item.input);
+        const stdfs::path in(item.input);
         // An output of this naming in the folder its own output would go to:
         // a re-run over a folder that already holds results.
         if (in.filename().string().rfind("filtered_", 0) == 0 &&
@@ -307,7 +307,7 @@ std::vector<std::string> check_outputs(std::vector<Item>& items, const BatchSett
             item.skip_reason = "an output of an earlier run (filtered_* in its output folder)";
             continue;
         }
-        const fs::path key = item.output.lexically_normal();
+        const stdfs::path key = item.output.lexically_normal();
         auto [it, fresh] = first_with_output.emplace(key, i);
         if (!fresh) {
             refusals.push_back(item.input + ": its output " + item.output.string() +
@@ -318,7 +318,7 @@ std::vector<std::string> check_outputs(std::vector<Item>& items, const BatchSett
         std::error_code ec;
         if (same_entry(in, item.output)) {
             refusals.push_back(item.input + ": its output is the input itself");
-        } else if (fs::symlink_status(item.output, ec).type() != fs::file_type::not_found) {
+        } else if (stdfs::symlink_status(item.output, ec).type() != stdfs::file_type::not_found) {
             if (b.no_clobber) {
                 item.status = Status::Skipped;
                 item.skip_reason = "output exists (--no-clobber)";
@@ -401,7 +401,7 @@ void run_jobs(std::vector<Item>& items, const Job& job, const BatchSettings& b, 
             if (item.status == Status::Pending) {
                 if (b.keep_tree) {
                     std::error_code mk;
-                    fs::create_directories(item.output.parent_path(), mk);
+                    stdfs::create_directories(item.output.parent_path(), mk);
                 }
                 filter_one(item, job);
             }
@@ -438,8 +438,8 @@ int run_batch(const ParsedArgs& parsed, const Job& job) {
     }
 
     std::error_code ec;
-    fs::create_directories(b.outdir, ec);
-    if (ec || !fs::is_directory(b.outdir))
+    stdfs::create_directories(b.outdir, ec);
+    if (ec || !stdfs::is_directory(b.outdir))
         throw Error(ErrorCode::Io, "cannot create the output directory " + b.outdir.string() +
                                        (ec ? ": " + ec.message() : ""));
 
@@ -459,9 +459,9 @@ bool reads_twice(const nifti::Reader& reader, const labels::FilterOptions& optio
 }
 
 // Where the copy of a stream read twice goes: $TMPDIR, else /tmp.
-fs::path temporary_dir() {
+stdfs::path temporary_dir() {
     const char* tmp = std::getenv("TMPDIR");
-    return tmp && *tmp ? fs::path(tmp) : fs::path("/tmp");
+    return tmp && *tmp ? stdfs::path(tmp) : stdfs::path("/tmp");
 }
 
 // The image on stdin. A regular file (`< file`) is read in place; a pipe is
@@ -479,7 +479,7 @@ void filter_stdin(const std::string& out, const labels::FilterOptions& options,
         return;
     }
     nifti::AtomicFileSink sink(out);
-    labels::filter(reader, sink, nifti::output_container(nifti::parse_image_name(fs::path(out).filename().string())), options);
+    labels::filter(reader, sink, nifti::output_container(nifti::parse_image_name(stdfs::path(out).filename().string())), options);
     sink.commit();
 }
 
@@ -500,7 +500,7 @@ int run(const Args& args) {
     const std::string& out = parsed.positional[1];
     std::error_code ec;
     if (out != "-" && parsed.has("--no-clobber") &&
-        fs::symlink_status(out, ec).type() != fs::file_type::not_found)
+        stdfs::symlink_status(out, ec).type() != stdfs::file_type::not_found)
         throw Error(ErrorCode::BadParameter, out + ": exists (--no-clobber)");
     try {
         if (out == "-") std::fflush(stdout);

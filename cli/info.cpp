@@ -12,7 +12,7 @@
 namespace medimg::cli {
 namespace {
 
-namespace fs = std::filesystem;
+namespace stdfs = std::filesystem;
 
 constexpr const char* kUsage =
     "usage: medimg info IN... [--json] [options]\n"
@@ -66,7 +66,7 @@ const char* xform_name(int code) {
 }
 
 void info_one(const std::string& path, const ParsedArgs& parsed, const Config& config) {
-    const fs::path in = path;
+    const stdfs::path in = path;
     nifti::Reader reader = nifti::Reader::open(in, read_limits(config));
     const nifti::Header& h = reader.header();
 

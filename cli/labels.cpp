@@ -15,7 +15,7 @@
 namespace medimg::cli {
 namespace {
 
-namespace fs = std::filesystem;
+namespace stdfs = std::filesystem;
 
 constexpr const char* kUsage =
     "usage: medimg labels IN... [--json] [--image IMG] [options]\n"
@@ -45,14 +45,14 @@ const std::vector<OptionSpec> kOptions = with_config_options({{"--json", false},
 // One file: its table, or its JSON line.
 void label_one(const std::string& path, const ParsedArgs& parsed, const Config& config,
                const labels::Dictionary& base) {
-    const fs::path in = path;
+    const stdfs::path in = path;
     const nifti::ReadLimits limits = read_limits(config);
     const labels::Dictionary dict = base.with_sidecar_for(in);
     nifti::Reader reader = nifti::Reader::open(in, limits);
     labels::MetadataWithIntensity both;
     const bool with_image = parsed.has("--image");
     if (with_image) {
-        const fs::path image_path = *parsed.value("--image");
+        const stdfs::path image_path = *parsed.value("--image");
         nifti::Reader image = nifti::Reader::open(image_path, limits);
         try {
             both = labels::compute_intensity(reader, image, config.max_intensity_bins);

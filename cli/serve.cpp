@@ -43,7 +43,7 @@
 namespace medimg::cli {
 namespace {
 
-namespace fs = std::filesystem;
+namespace stdfs = std::filesystem;
 
 constexpr const char* kUsage =
     "usage: medimg serve [--host HOST] [--port PORT] [--disable-dir-listing]\n"
@@ -86,12 +86,12 @@ const std::vector<OptionSpec> kOptions = {
 // starts is.
 struct ServeSettings {
     Config config;
-    std::optional<fs::path> ini_file;   // passed on to the workers (--config)
-    fs::path exe;                       // this program, for `medimg demo`
-    fs::path worker_binary;             // medimg-fcgi
-    fs::path lighttpd;
-    fs::path lighttpd_dir;              // medimg-routes.conf, the .lua files
-    fs::path template_file;             // medimg-serve.conf.in
+    std::optional<stdfs::path> ini_file;   // passed on to the workers (--config)
+    stdfs::path exe;                       // this program, for `medimg demo`
+    stdfs::path worker_binary;             // medimg-fcgi
+    stdfs::path lighttpd;
+    stdfs::path lighttpd_dir;              // medimg-routes.conf, the .lua files
+    stdfs::path template_file;             // medimg-serve.conf.in
     std::string bind;                   // the numeric address lighttpd binds
     bool quiet = false;
 };
@@ -134,12 +134,12 @@ bool is_any_address(const std::string& numeric) { return numeric == "0.0.0.0" ||
 // .env over the ini over built-in defaults; `ini_file` is set to the ini
 // read (--config, else $MEDIMG_CONFIG), which the workers read too.
 Config load_serve_config(const ParsedArgs& parsed, const DataDirs& dirs,
-                         std::optional<fs::path>& ini_file) {
+                         std::optional<stdfs::path>& ini_file) {
     ConfigSources sources;
-    if (auto v = parsed.value("--config")) sources.ini_file = fs::absolute(*v);
+    if (auto v = parsed.value("--config")) sources.ini_file = stdfs::absolute(*v);
     sources.environment = environment_map();
     std::error_code ec;
-    sources.working_dir = fs::current_path(ec);
+    sources.working_dir = stdfs::current_path(ec);
     sources.dotenv_dir = sources.working_dir;
     const std::map<std::string, std::string> flag_keys = {
         {"--host", "server.host"},          {"--port", "server.port"},
@@ -155,7 +155,7 @@ Config load_serve_config(const ParsedArgs& parsed, const DataDirs& dirs,
     if (!sources.ini_file) {
         const auto named = sources.environment.find("MEDIMG_CONFIG");
         if (named != sources.environment.end() && !named->second.empty())
-            sources.ini_file = fs::absolute(named->second);
+            sources.ini_file = stdfs::absolute(named->second);
     }
     ini_file = sources.ini_file;
     if (config.port < 1 || config.port > 65535)
@@ -172,12 +172,12 @@ void find_installation(ServeSettings& s, const DataDirs& dirs) {
     std::error_code ec;
     s.lighttpd_dir = dirs.share_dir / "lighttpd";
     s.template_file = s.lighttpd_dir / "medimg-serve.conf.in";
-    if (!fs::exists(s.template_file, ec))
+    if (!stdfs::exists(s.template_file, ec))
         throw Error(ErrorCode::NotFound, "lighttpd template not found: " + s.template_file.string());
     // lighttpd/cors.lua reads the CORS header values from this one list
     // (docs/SECURITY.md, "CORS"): refuse to start rather than fail each answer.
-    const fs::path cors_headers = dirs.share_dir / "apache" / "cors-headers.conf";
-    if (!s.config.cors_origins.empty() && !fs::exists(cors_headers, ec))
+    const stdfs::path cors_headers = dirs.share_dir / "apache" / "cors-headers.conf";
+    if (!s.config.cors_origins.empty() && !stdfs::exists(cors_headers, ec))
         throw Error(ErrorCode::NotFound, "CORS header list not found: " + cors_headers.string());
     // Build tree: {build}/cli/medimg and {build}/fcgi/medimg-fcgi; installed:
     // both in {prefix}/bin.
@@ -191,14 +191,14 @@ void find_installation(ServeSettings& s, const DataDirs& dirs) {
 }
 
 // The data root, absolute and canonical: created if missing.
-fs::path prepare_data_root(const fs::path& configured) {
+stdfs::path prepare_data_root(const stdfs::path& configured) {
     std::error_code ec;
-    fs::path data_root = fs::absolute(configured).lexically_normal();
+    stdfs::path data_root = stdfs::absolute(configured).lexically_normal();
     if (data_root.has_parent_path() && data_root.filename().empty()) data_root = data_root.parent_path();
-    fs::create_directories(data_root, ec);
-    if (!fs::is_directory(data_root, ec))
+    stdfs::create_directories(data_root, ec);
+    if (!stdfs::is_directory(data_root, ec))
         throw Error(ErrorCode::NotFound, "data root is not a directory: " + data_root.string());
-    return fs::canonical(data_root);
+    return stdfs::canonical(data_root);
 }
 
 ServeSettings resolve_settings(const ParsedArgs& parsed) {
@@ -222,7 +222,7 @@ ServeSettings resolve_settings(const ParsedArgs& parsed) {
 // The worker sends no CORS headers whatever MEDIMG_CORS_ORIGINS says:
 // lighttpd owns CORS (CORS_ORIGINS in the template; docs/SECURITY.md, "CORS").
 std::vector<std::pair<std::string, std::string>> worker_environment(const Config& c,
-                                                                    const fs::path& cache_dir) {
+                                                                    const stdfs::path& cache_dir) {
     Config worker = c;
     worker.cache_dir = cache_dir;
     // lighttpd sends cached results itself (Range, conditional GET).
@@ -235,11 +235,11 @@ std::vector<std::pair<std::string, std::string>> worker_environment(const Config
 
 // The private runtime directory, mode 0700: $XDG_RUNTIME_DIR/medimg-{port}-XXXXXX,
 // else /tmp/medimg-{uid}-{port}-XXXXXX. Several instances never share one.
-fs::path make_runtime_dir(int port) {
+stdfs::path make_runtime_dir(int port) {
     const char* xdg = std::getenv("XDG_RUNTIME_DIR");
     std::error_code ec;
     std::string pattern;
-    if (xdg && *xdg && fs::is_directory(xdg, ec) && ::access(xdg, W_OK) == 0)
+    if (xdg && *xdg && stdfs::is_directory(xdg, ec) && ::access(xdg, W_OK) == 0)
         pattern = std::string(xdg) + "/medimg-" + std::to_string(port) + "-XXXXXX";
     else
         pattern = "/tmp/medimg-" + std::to_string(::getuid()) + "-" + std::to_string(port) + "-XXXXXX";
@@ -249,46 +249,46 @@ fs::path make_runtime_dir(int port) {
         throw Error(ErrorCode::Io,
                     "cannot create a runtime directory " + pattern + ": " + std::strerror(errno));
     ::chmod(buf.data(), 0700);
-    return fs::path(buf.data());
+    return stdfs::path(buf.data());
 }
 
 // Removed, with all it holds, when serve returns or fails.
 struct RuntimeDir {
-    fs::path path;
+    stdfs::path path;
     ~RuntimeDir() {
         if (path.empty()) return;
         std::error_code ec;
-        fs::remove_all(path, ec);
+        stdfs::remove_all(path, ec);
     }
 };
 
 // The results cache: inside the runtime directory unless configured.
-fs::path prepare_cache_dir(const Config& config, const fs::path& runtime) {
+stdfs::path prepare_cache_dir(const Config& config, const stdfs::path& runtime) {
     std::error_code ec;
     const auto origin = config.origin.find("paths.cache_dir");
     const bool default_cache = origin == config.origin.end() || origin->second == "default";
-    fs::path cache_dir = default_cache ? runtime / "cache" : fs::absolute(config.cache_dir);
+    stdfs::path cache_dir = default_cache ? runtime / "cache" : stdfs::absolute(config.cache_dir);
     // Private whatever the umask (docs/SECURITY.md): the worker refuses a
     // cache directory others may write and sets 0700 on the rest.
-    if (!fs::is_directory(cache_dir, ec)) {
-        fs::create_directories(cache_dir.parent_path(), ec);
+    if (!stdfs::is_directory(cache_dir, ec)) {
+        stdfs::create_directories(cache_dir.parent_path(), ec);
         ::mkdir(cache_dir.c_str(), 0700);
     }
-    if (!fs::is_directory(cache_dir, ec))
+    if (!stdfs::is_directory(cache_dir, ec))
         throw Error(ErrorCode::Io, "cannot create cache directory " + cache_dir.string());
-    return fs::canonical(cache_dir);
+    return stdfs::canonical(cache_dir);
 }
 
 // What the lighttpd configuration holds, with the runtime directory's
 // contents (the empty document root, the cache) in place.
-LighttpdSettings prepare_runtime(const ServeSettings& s, const fs::path& runtime) {
-    fs::create_directory(runtime / "empty");
+LighttpdSettings prepare_runtime(const ServeSettings& s, const stdfs::path& runtime) {
+    stdfs::create_directory(runtime / "empty");
     LighttpdSettings conf;
     conf.bind = s.bind;
     conf.port = s.config.port;
     conf.runtime_dir = runtime;
     conf.data_root = s.config.data_root;
-    conf.www_root = fs::absolute(s.config.www_root).lexically_normal();
+    conf.www_root = stdfs::absolute(s.config.www_root).lexically_normal();
     conf.lighttpd_dir = s.lighttpd_dir;
     conf.cache_dir = prepare_cache_dir(s.config, runtime);
     // lighttpd appends "-0" … "-N" to the socket name.
@@ -307,7 +307,7 @@ LighttpdSettings prepare_runtime(const ServeSettings& s, const fs::path& runtime
     return conf;
 }
 
-std::string read_text(const fs::path& file) {
+std::string read_text(const stdfs::path& file) {
     std::ifstream in(file, std::ios::binary);
     if (!in) throw Error(ErrorCode::NotFound, "cannot read " + file.string());
     std::ostringstream s;
@@ -315,7 +315,7 @@ std::string read_text(const fs::path& file) {
     return s.str();
 }
 
-void write_text(const fs::path& file, const std::string& text) {
+void write_text(const stdfs::path& file, const std::string& text) {
     std::ofstream out(file, std::ios::binary | std::ios::trunc);
     out << text;
     out.close();
@@ -325,9 +325,9 @@ void write_text(const fs::path& file, const std::string& text) {
 // ---------------------------------------------------------------------------
 // Before serving
 
-bool has_patient_folders(const fs::path& root) {
+bool has_patient_folders(const stdfs::path& root) {
     std::error_code ec;
-    for (const auto& entry : fs::directory_iterator(root, ec)) {
+    for (const auto& entry : stdfs::directory_iterator(root, ec)) {
         const std::string name = entry.path().filename().string();
         if (!name.empty() && name[0] != '.' && entry.is_directory(ec)) return true;
     }
@@ -336,7 +336,7 @@ bool has_patient_folders(const fs::path& root) {
 
 // A data root without patient folders gets `medimg demo`'s patient.
 void generate_demo(const ServeSettings& s) {
-    const fs::path& data_root = s.config.data_root;
+    const stdfs::path& data_root = s.config.data_root;
     std::vector<std::string> demo_args = {s.exe.string(), "demo", data_root.string()};
     if (const char* size = std::getenv("MEDIMG_DEMO_SIZE"); size && *size) {
         demo_args.push_back("--size");
@@ -354,7 +354,7 @@ void generate_demo(const ServeSettings& s) {
 // `lighttpd -tt`: the rendered configuration is checked before serving. A
 // refusal is a template or installation fault (the values were checked when
 // rendered), so Error(Internal) with lighttpd's words.
-void check_conf(const fs::path& lighttpd, const fs::path& conf_file, const fs::path& check_log) {
+void check_conf(const stdfs::path& lighttpd, const stdfs::path& conf_file, const stdfs::path& check_log) {
     const int fd = ::open(check_log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     const int rc = run_to_end({lighttpd.string(), "-tt", "-f", conf_file.string()}, fd);
     if (fd >= 0) ::close(fd);
@@ -364,7 +364,7 @@ void check_conf(const fs::path& lighttpd, const fs::path& conf_file, const fs::p
     throw Error(ErrorCode::Internal, "lighttpd rejects the configuration " + conf_file.string() + ":\n" + said);
 }
 
-void announce(const ServeSettings& s, const fs::path& cache_dir) {
+void announce(const ServeSettings& s, const stdfs::path& cache_dir) {
     const std::string host = s.bind.find(':') != std::string::npos ? "[" + s.bind + "]" : s.bind;
     const std::string url = "http://" + host + ":" + std::to_string(s.config.port) + "/";
     std::printf("Serving %s on %s\n", s.config.data_root.c_str(), url.c_str());
@@ -392,7 +392,7 @@ int serve(const Args& args) {
     const StopSignals signals;
     const RuntimeDir runtime{make_runtime_dir(settings.config.port)};
     const LighttpdSettings conf = prepare_runtime(settings, runtime.path);
-    const fs::path conf_file = runtime.path / "lighttpd.conf";
+    const stdfs::path conf_file = runtime.path / "lighttpd.conf";
     write_text(conf_file, render_lighttpd_conf(read_text(settings.template_file), conf));
 
     check_conf(settings.lighttpd, conf_file, runtime.path / "check.log");

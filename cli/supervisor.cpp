@@ -25,7 +25,7 @@ extern char** environ;
 namespace medimg::cli {
 namespace {
 
-namespace fs = std::filesystem;
+namespace stdfs = std::filesystem;
 using std::chrono::milliseconds;
 using std::chrono::steady_clock;
 
@@ -77,7 +77,7 @@ std::vector<pid_t> own_children() {
     std::vector<pid_t> out;
     const long self = ::getpid();
     std::error_code ec;
-    for (const auto& entry : fs::directory_iterator("/proc", ec)) {
+    for (const auto& entry : stdfs::directory_iterator("/proc", ec)) {
         const std::string name = entry.path().filename().string();
         if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
         std::ifstream stat(entry.path() / "stat");
@@ -207,13 +207,13 @@ StopSignals::~StopSignals() {
     pthread_sigmask(SIG_SETMASK, &old_, nullptr);
 }
 
-fs::path find_program(const std::string& name, const std::vector<fs::path>& fallbacks) {
+stdfs::path find_program(const std::string& name, const std::vector<stdfs::path>& fallbacks) {
     if (const char* path = std::getenv("PATH")) {
         std::stringstream dirs(path);
         std::string dir;
         while (std::getline(dirs, dir, ':')) {
             if (dir.empty()) continue;
-            const fs::path p = fs::path(dir) / name;
+            const stdfs::path p = stdfs::path(dir) / name;
             if (::access(p.c_str(), X_OK) == 0) return p;
         }
     }

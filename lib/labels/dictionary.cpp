@@ -18,14 +18,14 @@
 namespace medimg::labels {
 namespace {
 
-namespace fs = std::filesystem;
+namespace stdfs = std::filesystem;
 using nlohmann::json;
 
 constexpr std::uintmax_t kMaxFileBytes = Dictionary::kMaxFileBytes;
 
-std::string read_text(const fs::path& path) {
+std::string read_text(const stdfs::path& path) {
     std::error_code ec;
-    const auto size = fs::file_size(path, ec);
+    const auto size = stdfs::file_size(path, ec);
     if (ec) {
         if (ec == std::errc::no_such_file_or_directory)
             throw Error(ErrorCode::NotFound, "label file " + path.string() + " does not exist");
@@ -181,7 +181,7 @@ void apply_itksnap(Dictionary& dict, const Sidecar& sidecar) {
 
 }  // namespace
 
-Dictionary Dictionary::load(const fs::path& dict_json, const fs::path& colors_json) {
+Dictionary Dictionary::load(const stdfs::path& dict_json, const stdfs::path& colors_json) {
     Dictionary dict;
     if (!dict_json.empty()) {
         const std::string dict_name = dict_json.string();
@@ -223,12 +223,12 @@ Dictionary Dictionary::with_sidecars(const std::optional<Sidecar>& json_sidecar,
     return out;
 }
 
-Dictionary Dictionary::with_sidecar_for(const fs::path& image) const {
+Dictionary Dictionary::with_sidecar_for(const stdfs::path& image) const {
     const nifti::ImageName name = nifti::parse_image_name(image.filename().string());
     auto read_if_file = [&](const std::string& file_name) -> std::optional<Sidecar> {
-        const fs::path p = image.parent_path() / file_name;
+        const stdfs::path p = image.parent_path() / file_name;
         std::error_code ec;
-        if (!fs::is_regular_file(p, ec)) return std::nullopt;
+        if (!stdfs::is_regular_file(p, ec)) return std::nullopt;
         return Sidecar{p.string(), read_text(p)};
     };
     return with_sidecars(read_if_file(nifti::json_sidecar_name(name)),
