@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <ctime>
 
 #include "cache/result_cache.hpp"
@@ -57,12 +58,22 @@ std::string attachment_disposition(const std::string& name) {
 }
 
 const fs::DataRoot& data_root(const Context& context, const Request& request) {
-    if (!request.server_data_root.empty() &&
-        !context.data_root->is_same_folder(request.server_data_root))
+    if (request.server_data_root.empty()) {
+        // A web server configured by hand (not from our snippets) may not
+        // pass it: the answer comes from this worker's root, unchecked. Said
+        // once per process, so the log shows it without repeating it.
+        static std::atomic<bool> said{false};
+        if (!said.exchange(true) && context.log)
+            context.log("the web server passes no MEDIMG_DATA_ROOT: whether it serves /output/ from "
+                        "this worker's data root " + context.data_root->path().string() +
+                        " cannot be checked (docs/DEPLOYMENT.md, \"Changing the data root\")");
+    } else if (!context.data_root->is_same_folder(request.server_data_root)) {
         throw Error(ErrorCode::Internal,
                     "the web server's data root (MEDIMG_DATA_ROOT) " + request.server_data_root +
-                        " is not this worker's data root " + context.data_root->path().string() +
+                        " is not, or cannot be seen by this worker as, its data root " +
+                        context.data_root->path().string() +
                         ": set one folder for both (docs/DEPLOYMENT.md, \"Changing the data root\")");
+    }
     return *context.data_root;
 }
 

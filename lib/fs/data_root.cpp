@@ -293,8 +293,10 @@ bool DataRoot::is_same_folder(const std::string& path) const noexcept {
 }
 
 UniqueFd DataRoot::open_root() const {
-    // By its configured path on every request, so a root folder that is
-    // replaced is seen as the web server sees it.
+    // By path on every request, so a root folder that is replaced is seen
+    // as the web server sees it. The path is the one resolved at start
+    // (links in it followed then): repointing a link that names the root
+    // takes a worker restart (docs/DEPLOYMENT.md, "Changing the data root").
     const int fd = ::open(root_.c_str(), kDirFlags & ~O_NOFOLLOW);
     if (fd < 0) {
         const int e = errno;

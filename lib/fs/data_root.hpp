@@ -93,8 +93,8 @@ public:
 
     // True when `path` (absolute, as a web server names the data root) is
     // this root's directory: the same device and inode, so another spelling
-    // of it (a link to it) counts as the same folder. False for a missing or
-    // other folder. Costs two stat() calls.
+    // of it (a link to it) counts as the same folder. False for a missing,
+    // unreadable or other folder. Costs two stat() calls.
     bool is_same_folder(const std::string& path) const noexcept;
 
 private:

@@ -4,7 +4,9 @@
 a worker whose own root is another folder must answer 500 instead of
 filtering or describing the other tree's file under this tree's URL, must
 not name either folder to the client, and must say why in its log. A link to
-the same folder is the same root.
+the same folder is the same root (the web server names the link, the worker
+the folder, so only the device/inode comparison can tell them alike). No
+client header can stand in for the parameter.
 
 Real Apache (mod_proxy_fcgi to a spawn-fcgi pool) and real lighttpd (the
 drop-in snippet, workers started by bin-path), real workers; the second tree
@@ -24,7 +26,7 @@ from test_lighttpd_snippet import LIGHTTPD, install_snippet, start_lighttpd, sto
 FILTERED = f"/filtered-scans/{PATIENT}/{SCAN}.nii.gz?label_ids=1,6"
 LABELS = f"/output/{PATIENT}/scans/{SCAN}.nii.gz/labels"
 INFO = f"/output/{PATIENT}/scans/{SCAN}.nii.gz/info"
-MISMATCH = "is not this worker's data root"
+MISMATCH = "cannot be seen by this worker as, its data root"
 
 
 def demo_tree(parent, name, seed):
@@ -52,9 +54,14 @@ def trees():
     shutil.rmtree(base, ignore_errors=True)
 
 
-def assert_refused(base_url, roots):
-    for path in (FILTERED, LABELS, INFO):
-        a = request(base_url, path)
+# A client's try at naming the data root itself: headers arrive as HTTP_*.
+SPOOFS = ({"MEDIMG-DATA-ROOT": "/"}, {"MEDIMG_DATA_ROOT": "/"}, {"Data-Root": "/"})
+
+
+def assert_refused(base_url, roots, spoof_with=None):
+    for path, headers in [(p, None) for p in (FILTERED, LABELS, INFO)] + \
+            [(FILTERED, {k: str(spoof_with) for k in h}) for h in SPOOFS if spoof_with]:
+        a = request(base_url, path, headers=headers)
         assert a.status == 500, (path, a.status, a.body[:200])
         assert a.header("Content-Type") == "application/json"
         body = json.loads(a.body)
@@ -69,6 +76,9 @@ def assert_refused(base_url, roots):
 def assert_answered(base_url, served):
     f = request(base_url, FILTERED)
     assert f.status == 200, f.body[:200]
+    for headers in SPOOFS:
+        spoofed = request(base_url, FILTERED + ",10", headers=headers)
+        assert spoofed.status == 200, (headers, spoofed.status)
     labels = request(base_url, LABELS)
     assert labels.status == 200
     import nibabel as nib
@@ -82,14 +92,14 @@ def assert_answered(base_url, served):
 @pytest.mark.skipif(not apache_available(), reason="Apache with mod_proxy_fcgi needed")
 def test_apache_worker_with_another_root_refuses(trees):
     with ApacheServer(BUILD, SOURCE, trees["served"], worker_data_root=trees["other"]) as server:
-        assert_refused(server.base_url, (trees["served"], trees["other"]))
+        assert_refused(server.base_url, (trees["served"], trees["other"]), spoof_with=trees["other"])
         logs = server.logs()
         assert MISMATCH in logs and str(trees["other"]) in logs, logs[-2000:]
 
 
 @pytest.mark.skipif(not apache_available(), reason="Apache with mod_proxy_fcgi needed")
 def test_apache_worker_with_a_link_to_the_same_root_answers(trees):
-    with ApacheServer(BUILD, SOURCE, trees["served"], worker_data_root=trees["link"]) as server:
+    with ApacheServer(BUILD, SOURCE, trees["link"], worker_data_root=trees["served"]) as server:
         assert_answered(server.base_url, trees["served"])
         assert MISMATCH not in server.logs()
 
@@ -111,7 +121,7 @@ def lighttpd_with_worker_root(tmp, served, worker_root):
 def test_lighttpd_worker_with_another_root_refuses(trees, tmp_path):
     proc, base_url = lighttpd_with_worker_root(tmp_path, trees["served"], trees["other"])
     try:
-        assert_refused(base_url, (trees["served"], trees["other"]))
+        assert_refused(base_url, (trees["served"], trees["other"]), spoof_with=trees["other"])
     finally:
         stop_lighttpd(proc)
     log = (tmp_path / "breakage.log").read_text(errors="replace")
@@ -120,8 +130,36 @@ def test_lighttpd_worker_with_another_root_refuses(trees, tmp_path):
 
 @pytest.mark.skipif(not os.path.exists(LIGHTTPD), reason="lighttpd needed")
 def test_lighttpd_worker_with_a_link_to_the_same_root_answers(trees, tmp_path):
-    proc, base_url = lighttpd_with_worker_root(tmp_path, trees["served"], trees["link"])
+    proc, base_url = lighttpd_with_worker_root(tmp_path, trees["link"], trees["served"])
     try:
         assert_answered(base_url, trees["served"])
     finally:
         stop_lighttpd(proc)
+
+
+@pytest.mark.skipif(not os.path.exists(LIGHTTPD), reason="lighttpd needed")
+def test_lighttpd_without_the_parameter_answers_and_says_so_once(trees, tmp_path):
+    """A web server configured by hand that passes no MEDIMG_DATA_ROOT: the
+    worker answers from its own root and logs, once, that it could not
+    check (docs/DEPLOYMENT.md, "Changing the data root")."""
+    port = free_port()
+    conf = install_snippet(tmp_path, trees["served"], port)
+    routes = tmp_path / "medimg-routes.conf"
+    text = (SOURCE / "lighttpd" / "medimg-routes.conf").read_text()
+    line = '  "MEDIMG_DATA_ROOT" => var.medimg_data_root,\n'
+    assert line in text
+    routes.write_text(text.replace(line, ""))
+    snippet = tmp_path / "conf-enabled" / "50-medimg.conf"
+    snippet.write_text(snippet.read_text().replace(
+        'var.medimg_lighttpd_dir + "/medimg-routes.conf"', f'"{routes}"'))
+    assert str(routes) in snippet.read_text(), "the snippet no longer includes medimg-routes.conf"
+    proc = start_lighttpd(conf, port, log=tmp_path / "error.log")
+    try:
+        base_url = f"http://127.0.0.1:{port}"
+        assert_answered(base_url, trees["served"])
+        assert request(base_url, INFO).status == 200
+    finally:
+        stop_lighttpd(proc)
+    log = (tmp_path / "breakage.log").read_text(errors="replace")
+    # Once per worker process (lighttpd starts two), not once per request.
+    assert 1 <= log.count("passes no MEDIMG_DATA_ROOT") <= 2, log[-2000:]
