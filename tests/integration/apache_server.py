@@ -100,6 +100,8 @@ class ApacheServer:
                      streams results itself)
       worker_data_root  the workers' [paths] data_root when it is not the
                      folder Apache serves (a misconfigured deployment)
+      pool_retries   multiwatch -r: deaths within 10 s after which it stops
+                     restarting a child (multiwatch's default: 3)
     """
 
     kind = "apache"
@@ -108,7 +110,8 @@ class ApacheServer:
                  listing=True, cors_origins=None, variant="proxy", pools=1,
                  threads=4, extra_conf="", extra_modules=(), listen=(),
                  cache=True, worker=None, www_root=None, apache_dir=None,
-                 conf_dir=None, processes=0, share_dir=None, worker_data_root=None):
+                 conf_dir=None, processes=0, share_dir=None, worker_data_root=None,
+                 pool_retries=None):
         self.build_dir = Path(build_dir)
         self.source_dir = Path(source_dir)
         self.data_root = Path(data_root)
@@ -125,6 +128,7 @@ class ApacheServer:
         # > 0: each pool is `spawn-fcgi -- multiwatch -f N -- medimg-fcgi`
         # (DEPLOYMENT.md, "Without systemd").
         self.processes = processes
+        self.pool_retries = pool_retries
         # Defaults: the build and source trees; an installed tree can be
         # given instead (tests/packaging).
         self.worker = Path(worker) if worker else self.build_dir / "fcgi" / "medimg-fcgi"
@@ -289,7 +293,10 @@ class ApacheServer:
             cmd += ["-U", self.user, "-G", self.group]
         cmd.append("--")
         if self.processes:
-            cmd += [MULTIWATCH, "-f", str(self.processes), "--"]
+            cmd += [MULTIWATCH, "-f", str(self.processes)]
+            if self.pool_retries:
+                cmd += ["-r", str(self.pool_retries)]
+            cmd.append("--")
         cmd += [str(self.worker_binary), "--config", str(self.ini),
                 "--threads", str(self.threads)]
         log = open(self.workdir / "logs" / f"worker-{len(self.workers)}.log", "ab")

@@ -54,6 +54,10 @@ def server(request, faults_root):
     if request.param == "apache":
         # multiwatch supervises the pool, so a killed worker is replaced.
         kw["processes"] = 1 if shutil.which("multiwatch") else 0
+        # test_killed_producer_leaves_no_temporary may kill the pool a dozen
+        # times within seconds; by default multiwatch stops restarting a
+        # child after 3 deaths within 10 s, and the pool would stay down.
+        kw["pool_retries"] = 100
     s = start_server(request.param, faults_root, cors_origins="*", **kw)
     yield s
     s.stop()
