@@ -52,7 +52,7 @@ fi
 if [ $testing = 1 ]; then
   packages+=(
     # unit tests; independent readers, sanitizers, fuzzing, HTTP tools
-    catch2 isal python3-nibabel python3-numpy python3-pytest nifti-bin wrk hyperfine
+    catch2 isal python3-nibabel python3-numpy python3-pytest nifti-bin wrk hyperfine time
     clang libclang-rt-14-dev
     # metrics tests: a real Prometheus scraping /metrics, and promtool
     prometheus
