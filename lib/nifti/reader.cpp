@@ -28,6 +28,7 @@
 #include "error.hpp"
 #include "nifti/file_name.hpp"
 #include "nifti/gzip.hpp"
+#include "nifti/header_fields.hpp"
 
 namespace medimg::nifti {
 namespace {
@@ -194,8 +195,9 @@ Stream sniffed(std::unique_ptr<Source> src, const std::string& name, bool& gzip)
 // in another file.
 bool pair_header(const std::uint8_t* hb, std::size_t got, std::size_t hsize) {
     if (got < hsize) return false;   // too short: the header parser says so
-    if (hsize == 540) return std::memcmp(hb + 4, "ni2", 4) == 0;
-    const std::uint8_t* m = hb + 344;
+    if (hsize == kNifti2Size)
+        return std::memcmp(hb + field_spec(Version::Nifti2, Field::magic).offset, "ni2", 4) == 0;
+    const std::uint8_t* m = hb + field_spec(Version::Nifti1, Field::magic).offset;
     if (std::memcmp(m, "ni1", 4) == 0) return true;
     return std::memcmp(m, "n+1", 4) != 0 && std::memcmp(m, "n+2", 4) != 0 &&
            std::memcmp(m, "ni2", 4) != 0;
