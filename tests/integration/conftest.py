@@ -27,8 +27,8 @@ sys.path.insert(0, str(HERE))
 
 # Re-exported: the tests import these from conftest.
 from server_process import (Answer, alive, children_of, descendants_of,  # noqa: E402,F401
-                            free_port, process_name, request, terminate, wait_gone,
-                            wait_healthy)
+                            free_port, kill_exactly, process_name, request, terminate,
+                            tree_of, wait_gone, wait_healthy)
 
 BUILD = Path(os.environ.get("MEDIMG_BUILD_DIR", HERE.parents[1] / "build"))
 SOURCE = Path(os.environ.get("MEDIMG_SOURCE_DIR", HERE.parents[1]))
@@ -182,14 +182,11 @@ class LighttpdServer:
         """SIGTERM to `medimg serve`; returns pids that outlived it."""
         if self.proc is None:
             return []
-        tree = descendants_of(self.proc.pid)
+        tree = tree_of(self.proc)
         terminate(self.proc, 20)
         survivors = wait_gone(tree, timeout=5)
         for p in survivors:
-            try:
-                os.kill(p, signal.SIGKILL)
-            except OSError:
-                pass
+            kill_exactly(p, signal.SIGKILL)
         if self.log_path and not os.environ.get("MEDIMG_KEEP_TMP"):
             try:
                 os.unlink(self.log_path)

@@ -13,7 +13,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from server_process import alive, descendants_of, process_name, request, wait_gone
+from server_process import (alive, descendants_of, kill_exactly, process_name, request, tree_of,
+                            wait_gone)
 
 LIGHTTPD = shutil.which("lighttpd") or "/usr/sbin/lighttpd"
 SPAWN_FCGI = shutil.which("spawn-fcgi") or "/usr/bin/spawn-fcgi"
@@ -107,7 +108,7 @@ def workers_under(pid):
 
 def stop_tree(proc, timeout=15):
     """SIGTERM to `proc`; SIGKILL to whatever of its tree is left after."""
-    tree = descendants_of(proc.pid) + [proc.pid]
+    tree = tree_of(proc)
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -115,10 +116,7 @@ def stop_tree(proc, timeout=15):
         except subprocess.TimeoutExpired:
             pass
     for p in wait_gone(tree, timeout=5):
-        try:
-            os.kill(p, signal.SIGKILL)
-        except OSError:
-            pass
+        kill_exactly(p, signal.SIGKILL)
     if proc.poll() is None:
         proc.wait(5)
 

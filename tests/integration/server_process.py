@@ -56,22 +56,86 @@ def process_name(pid):
         return None
 
 
-def alive(pid):
-    """True while `pid` exists and is not a zombie."""
+class Process(tuple):
+    """A process as (pid, start time in clock ticks since boot): a pid alone
+    names whatever holds it now, and pids are handed out again once their
+    process has been reaped. Signals and liveness checks of processes seen
+    earlier go through this, so that a test never signals a process of
+    another test (or of the system) that inherited a recycled pid."""
+    __slots__ = ()
+
+    def __new__(cls, pid, started):
+        return super().__new__(cls, (pid, started))
+
+    pid = property(lambda self: self[0])
+    started = property(lambda self: self[1])
+
+
+def _stat_fields(pid):
+    """/proc/PID/stat's fields after the command name (state first), or None."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
+        return None
+    return stat[stat.rfind(")") + 2:].split()
+
+
+def identify(pids):
+    """The processes holding `pids` now (gone ones left out)."""
+    out = []
+    for pid in pids:
+        fields = _stat_fields(pid)
+        if fields is not None:
+            out.append(Process(pid, int(fields[19])))
+    return out
+
+
+def alive(p):
+    """True while `p` (a pid, or a Process seen earlier) exists and is not a
+    zombie; a Process whose pid now belongs to a newer process is gone."""
+    pid = p.pid if isinstance(p, Process) else p
+    fields = _stat_fields(pid)
+    if fields is None or fields[0] == "Z":
         return False
-    return stat[stat.rfind(")") + 2] != "Z"
+    return not isinstance(p, Process) or int(fields[19]) == p.started
 
 
-def wait_gone(pids, timeout=10):
+def kill_exactly(p, sig):
+    """Sends `sig` to Process `p` if that very process still runs. The pidfd
+    pins the process, so the start time checked is the one signalled."""
+    try:
+        fd = os.pidfd_open(p.pid)
+    except OSError:
+        return False
+    try:
+        if not alive(p):
+            return False
+        signal.pidfd_send_signal(fd, sig)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def tree_of(proc):
+    """The Popen `proc` and its descendants, as Processes. Empty once `proc`
+    has been reaped: its pid may then be another process's, and the
+    descendants of that one are not ours."""
+    if proc.poll() is not None:
+        return []
+    return identify([proc.pid, *descendants_of(proc.pid)])
+
+
+def wait_gone(procs, timeout=10):
+    """Waits until none of `procs` (pids or Processes) is alive; returns
+    those still alive at the end."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not any(alive(p) for p in pids):
+        if not any(alive(p) for p in procs):
             return []
         time.sleep(0.05)
-    return [p for p in pids if alive(p)]
+    return [p for p in procs if alive(p)]
 
 
 # ---------------------------------------------------------------------------

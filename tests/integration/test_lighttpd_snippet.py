@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (PATIENT, SCAN, SOURCE, WORKER, descendants_of, free_port, request,
-                      wait_gone)
+from conftest import (PATIENT, SCAN, SOURCE, WORKER, free_port, kill_exactly, request,
+                      tree_of, wait_gone)
 
 LIGHTTPD = shutil.which("lighttpd") or "/usr/sbin/lighttpd"
 
@@ -87,12 +87,12 @@ def start_lighttpd(conf, port, path="/health", log=None, env=None):
 
 def stop_lighttpd(proc):
     """SIGTERM to lighttpd; nothing it started may outlive it."""
-    everything = descendants_of(proc.pid) + [proc.pid]
+    everything = tree_of(proc)
     proc.send_signal(signal.SIGTERM)
     proc.wait(15)
     left = wait_gone(everything, timeout=5)
     for p in left:
-        os.kill(p, signal.SIGKILL)
+        kill_exactly(p, signal.SIGKILL)
     assert left == []
 
 

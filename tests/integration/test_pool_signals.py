@@ -20,7 +20,7 @@ from conftest import BUILD, PATIENT, SCAN, SOURCE, WORKER, LighttpdServer, _avai
 from pool_servers import (LIGHTTPD, MULTIWATCH, SPAWN_FCGI, SnippetLighttpd, external_backend,
                           listening_unix_socket, single_scan_root, spawn_multiwatch_pool,
                           stop_tree, worker_environment, worker_on_fd0, workers_under)
-from server_process import wait_gone
+from server_process import identify, kill_exactly, wait_gone
 
 pytestmark = pytest.mark.skipif(
     not (os.path.exists(LIGHTTPD) and WORKER.exists() and os.path.exists(SPAWN_FCGI)
@@ -90,8 +90,9 @@ def wait_replaced(pids_of, gone, count, timeout=20, nudge=None):
 
 
 def sigterm(pid):
-    os.kill(pid, signal.SIGTERM)
-    assert wait_gone([pid], timeout=10) == [], f"worker {pid} ignored SIGTERM"
+    worker = identify([pid])
+    assert worker and kill_exactly(worker[0], signal.SIGTERM), f"worker {pid} gone before SIGTERM"
+    assert wait_gone(worker, timeout=10) == [], f"worker {pid} ignored SIGTERM"
 
 
 def terminate_each(pids_of, checker, base, logs, count=2):

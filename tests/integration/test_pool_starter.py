@@ -16,6 +16,7 @@ import pytest
 
 from conftest import MEDIMG, SOURCE, WORKER, children_of, free_port, \
     process_name, request, wait_gone
+from server_process import identify
 from test_lighttpd_snippet import LIGHTTPD, install_snippet, start_lighttpd
 
 POOL = SOURCE / "packaging" / "medimg-fcgi-pool"
@@ -130,9 +131,10 @@ def test_start_serve_through_lighttpd_stop(pool_env, tmp_path):
         httpd.wait(15)
     assert "listening" in Path(env["MEDIMG_POOL_LOG"]).read_text()
 
+    pool_processes = identify([pid, *workers])
     r = pool(env, "stop")
     assert r.returncode == 0, r.stderr
-    assert wait_gone([pid, *workers], timeout=10) == []
+    assert wait_gone(pool_processes, timeout=10) == []
     assert not pid_file.exists() and not sock.exists()
     assert pool(env, "status").returncode == 3
     assert pool(env, "stop").returncode == 0
@@ -158,5 +160,6 @@ def test_start_over_stale_files(pool_env):
     with s.socket(s.AF_UNIX) as c:
         c.settimeout(5)
         c.connect(str(sock))           # a worker's listening socket now
+    pool_processes = identify([pid])
     assert pool(env, "stop").returncode == 0
-    assert wait_gone([pid], timeout=10) == []
+    assert wait_gone(pool_processes, timeout=10) == []

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (BUILD, MEDIMG, PATIENT, SCAN, SOURCE, WORKER, LighttpdServer, alive,
-                      descendants_of, free_port, process_name, request, wait_gone)
+from conftest import (BUILD, MEDIMG, PATIENT, SCAN, SOURCE, WORKER, LighttpdServer, free_port,
+                      request, tree_of, wait_gone)
 
 pytestmark = pytest.mark.skipif(not (MEDIMG.exists() and WORKER.exists()),
                                 reason="medimg and medimg-fcgi must be built")
@@ -75,7 +75,7 @@ def test_sigterm_leaves_nothing_behind(own_server):
     rt = s.runtime_dir()
     workers = s.worker_pids()
     assert len(workers) == 2
-    everything = descendants_of(s.proc.pid) + [s.proc.pid]
+    everything = tree_of(s.proc)
     s.proc.send_signal(signal.SIGTERM)
     assert s.proc.wait(20) == 0
     assert wait_gone(everything, timeout=5) == []
@@ -89,7 +89,7 @@ def test_sigterm_leaves_nothing_behind(own_server):
 
 def test_sigint_stops_too(own_server):
     s = own_server(workers=1, threads=1)
-    everything = descendants_of(s.proc.pid) + [s.proc.pid]
+    everything = tree_of(s.proc)
     s.proc.send_signal(signal.SIGINT)
     assert s.proc.wait(20) == 0
     assert wait_gone(everything, timeout=5) == []
@@ -167,7 +167,7 @@ def test_empty_data_root_gets_a_demo(tmp_path):
         assert (root / PATIENT / "scans").is_dir()
         assert request(f"http://127.0.0.1:{port}", f"/output/{PATIENT}/").status == 200
     finally:
-        tree = descendants_of(proc.pid) + [proc.pid]
+        tree = tree_of(proc)
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
         assert wait_gone(tree, timeout=5) == []

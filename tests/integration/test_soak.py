@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -32,6 +31,15 @@ def server_trouble(server):
         lines = []
     keep = [l for l in lines if '" 5' in l or not re.search(r'" [23]\d\d ', l)]
     return "\n".join(keep[-60:]) or server.logs()
+
+
+def health_now(server):
+    """Whether the server still answers, for a failure message: write errors
+    in bulk are connections refused, a server that went away mid-run."""
+    try:
+        return f"/health now: {request(server.base_url, '/health', timeout=5).status}"
+    except OSError as e:
+        return f"/health now: {e!r}"
 
 
 LUA = r"""
@@ -142,8 +150,8 @@ def test_soak(server, tmp_path):
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     if sock:
         connect, read, write, timeout = map(int, sock.groups())
-        assert connect == write == timeout == 0, out
-        assert read * 100 <= int(total), out
+        assert connect == write == timeout == 0, f"{out}\n{health_now(server)}\n{server_trouble(server)}"
+        assert read * 100 <= int(total), f"{out}\n{health_now(server)}\n{server_trouble(server)}"
     assert int(total) > 0
     # Same worker processes (none crashed and was replaced), RSS and fds stable.
     common = set(mid) & set(end)
