@@ -334,18 +334,18 @@ def test_killed_producer_leaves_no_temporary(server):
             while not found and not pending.done() and time.monotonic() < deadline:
                 found = temporaries(server)
                 time.sleep(0.002)
-            left = []
+            caught = False
             if found:
                 for p in server.worker_pids():
                     os.kill(p, signal.SIGKILL)
                 # Looked at now, before the restarted worker sweeps them away
                 # (that sweep is what the test is about, not a miss).
-                left = [p for p in found if p.exists()]
+                caught = all(p.exists() for p in found)
             try:
                 pending.result()
             except Exception:          # aborted connection: fine
                 pass
-        if found and left == found:
+        if caught:
             killed = (ids, uri, found)
             break
     if killed is None:

@@ -150,8 +150,10 @@ def test_soak(server, tmp_path):
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     if sock:
         connect, read, write, timeout = map(int, sock.groups())
-        assert connect == write == timeout == 0, f"{out}\n{health_now(server)}\n{server_trouble(server)}"
-        assert read * 100 <= int(total), f"{out}\n{health_now(server)}\n{server_trouble(server)}"
+        def why():
+            return f"{out}\n{health_now(server)}\n{server_trouble(server)}"
+        assert connect == write == timeout == 0, why()
+        assert read * 100 <= int(total), why()
     assert int(total) > 0
     # Same worker processes (none crashed and was replaced), RSS and fds stable.
     common = set(mid) & set(end)
