@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 # Re-exported: the tests import these from conftest.
-from server_process import (Answer, alive, children_of, descendants_of,  # noqa: E402,F401
+from server_process import (Answer, alive, children_of, descendants_of, identify,  # noqa: E402,F401
                             free_port, kill_exactly, process_name, request, terminate,
                             tree_of, wait_gone, wait_healthy)
 

@@ -5,8 +5,10 @@ through /proc, waiting for /health, and stopping a server process.
 conftest re-exports these names, so tests keep importing them from there.
 """
 
+import fcntl
 import http.client
 import os
+import random
 import signal
 import socket
 import struct
@@ -15,10 +17,61 @@ import time
 from pathlib import Path
 
 
-def free_port():
+# Ports handed out by free_port(): below the kernel's ephemeral range, so that
+# neither bind(port 0) nor the source port of an outgoing connection (a load
+# generator's thousands of them) can take one between free_port() returning it
+# and the server binding it; and each held under an flock() for the life of
+# this process, so that two test processes running at once never get the same
+# one. The lock files are per user (a lock is advisory between cooperating
+# processes only); the bind check covers everyone else.
+_PORT_LOCKS = Path(f"/tmp/medimg-test-ports-{os.getuid()}")
+_held_ports = {}          # port -> the open lock file that keeps it ours
+
+
+def _ephemeral_low():
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(port):
+    # With SO_REUSEADDR, as lighttpd and Apache bind: a connection of an
+    # earlier test left in TIME_WAIT does not stop them.
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port():
+    """A loopback port no other server holds and no other test process of
+    this user has been given (see _PORT_LOCKS above)."""
+    low, high = 20000, min(_ephemeral_low(), 65536) - 1
+    if high - low < 1000:                   # an unusual range: the kernel picks
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    _PORT_LOCKS.mkdir(mode=0o700, exist_ok=True)
+    start = random.randrange(low, high + 1)
+    for i in range(high - low + 1):
+        port = low + (start - low + i) % (high - low + 1)
+        if port in _held_ports:
+            continue
+        f = open(_PORT_LOCKS / str(port), "a")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            continue
+        if _bindable(port):
+            _held_ports[port] = f
+            return port
+        f.close()
+    raise RuntimeError(f"no free loopback port in {low}-{high}")
 
 
 # ---------------------------------------------------------------------------

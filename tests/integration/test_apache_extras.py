@@ -20,6 +20,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from apache_server import ApacheServer, apache_available, free_port, server_readable_dir  # noqa: E402
+from server_process import identify, kill_exactly  # noqa: E402
 
 BUILD = Path(os.environ.get("MEDIMG_BUILD_DIR", "build"))
 SOURCE = Path(os.environ.get("MEDIMG_SOURCE_DIR", Path(__file__).resolve().parents[2]))
@@ -255,15 +256,15 @@ def test_spawn_fcgi_multiwatch_pool_restarts_workers(data_root, scan):
         deadline = time.monotonic() + 10
         while len(server.worker_pids()) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
-        before = server.worker_pids()
+        before = identify(server.worker_pids())
         assert len(before) == 2, before
-        os.kill(before[0], signal.SIGKILL)
+        assert kill_exactly(before[0], signal.SIGKILL)
         # The other process answers meanwhile; multiwatch starts a new one.
         for _ in range(10):
             assert get(f"{server.base_url}/output/{rel}/labels")[0] == 200
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            now = server.worker_pids()
+            now = identify(server.worker_pids())
             if len(now) == 2 and before[0] not in now:
                 break
             time.sleep(0.05)

@@ -18,8 +18,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from conftest import BUILD, SERVER_KINDS, SOURCE, LighttpdServer, alive, request, selected_kinds, \
-    start_server, _available
+from conftest import BUILD, SERVER_KINDS, SOURCE, LighttpdServer, alive, identify, kill_exactly, \
+    request, selected_kinds, start_server, _available
 
 PID = "PAFAULTS"
 SHAPE = (128, 128, 80)
@@ -283,8 +283,8 @@ def test_worker_killed_mid_answer(server):
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         futures = [pool.submit(one, i) for i in range(4)]
         time.sleep(0.15)
-        for p in server.worker_pids():
-            os.kill(p, signal.SIGKILL)
+        for p in identify(server.worker_pids()):
+            kill_exactly(p, signal.SIGKILL)
         results = [f.result() for f in futures]
     for r in results:
         if r[0] == "answer":
@@ -336,8 +336,8 @@ def test_killed_producer_leaves_no_temporary(server):
                 time.sleep(0.002)
             caught = False
             if found:
-                for p in server.worker_pids():
-                    os.kill(p, signal.SIGKILL)
+                for p in identify(server.worker_pids()):
+                    kill_exactly(p, signal.SIGKILL)
                 # Looked at now, before the restarted worker sweeps them away
                 # (that sweep is what the test is about, not a miss).
                 caught = all(p.exists() for p in found)
@@ -393,7 +393,7 @@ def test_lighttpd_restart_under_load(faults_root):
     t.start()
     try:
         time.sleep(1)
-        old = s.worker_pids()
+        old = identify(s.worker_pids())
         assert s.stop() == []
         assert not any(alive(p) for p in old)
         t0 = time.monotonic()
@@ -453,7 +453,7 @@ def test_apache_restart_under_load(faults_root):
         time.sleep(2)
         assert s.httpd.poll() is None, s.logs()
         mark = len(seen)
-        old = s.worker_pids()
+        old = identify(s.worker_pids())
         assert old
         s.stop()
         assert not any(alive(p) for p in old)
@@ -464,7 +464,7 @@ def test_apache_restart_under_load(faults_root):
         stop.set()
         for t in threads:
             t.join()
-        workers = s.worker_pids()
+        workers = identify(s.worker_pids())
         s.stop()
     assert not any(alive(p) for p in workers)
     assert set(x for x in seen if x != "down") <= {200}, seen

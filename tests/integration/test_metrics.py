@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (PATIENT, SCAN, alive, descendants_of, free_port, process_name, request,
-                      start_server)
+from conftest import (PATIENT, SCAN, alive, descendants_of, free_port, identify, kill_exactly,
+                      process_name, request, start_server)
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
@@ -168,11 +168,11 @@ def test_prometheus_sees_the_pools_totals(kind, tree):
 
         # One worker dies (SIGKILL: no chance to flush anything); the web
         # server or multiwatch starts another. Its counts stay in the total.
-        victim = workers[0]
-        os.kill(victim, signal.SIGKILL)
+        victim = identify(workers[:1])[0]
+        assert kill_exactly(victim, signal.SIGKILL)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            now = [p for p in server.worker_pids() if alive(p)]
+            now = [p for p in identify(server.worker_pids()) if alive(p)]
             if victim not in now and len(now) == 2:
                 break
             time.sleep(0.1)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import (BUILD, MEDIMG, PATIENT, SCAN, SOURCE, WORKER, LighttpdServer, free_port,
-                      request, tree_of, wait_gone)
+                      identify, kill_exactly, request, tree_of, wait_gone)
 
 pytestmark = pytest.mark.skipif(not (MEDIMG.exists() and WORKER.exists()),
                                 reason="medimg and medimg-fcgi must be built")
@@ -116,12 +116,12 @@ def test_killed_worker_is_restarted_under_load(own_server):
     for t in threads:
         t.start()
     time.sleep(0.5)
-    victim = sorted(before)[0]
-    os.kill(victim, signal.SIGKILL)
+    victim = identify([sorted(before)[0]])[0]
+    assert kill_exactly(victim, signal.SIGKILL)
     # lighttpd notices the dead worker and starts a new one (bounded wait).
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        now = set(s.worker_pids())
+        now = set(identify(s.worker_pids()))
         if victim not in now and len(now) == 2:
             break
         time.sleep(0.1)
@@ -129,7 +129,7 @@ def test_killed_worker_is_restarted_under_load(own_server):
     stop.set()
     for t in threads:
         t.join(60)
-    now = set(s.worker_pids())
+    now = set(identify(s.worker_pids()))
     assert victim not in now
     assert len(now) == 2, now
     # Requests in flight on the killed worker may fail; afterwards all succeed.
