@@ -2,7 +2,6 @@
 the expected ids, names, geometry and CT values."""
 import json
 
-import nibabel as nib
 import numpy as np
 
 from conftest import LABEL_DICT, load, run

@@ -2,7 +2,6 @@
 nibabel, for every label-capable datatype, both byte orders and every
 container; failures give the documented exit code and leave no file."""
 import gzip
-import os
 import shutil
 import subprocess
 

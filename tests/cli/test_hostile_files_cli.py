@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import MEDIMG, SOURCE_DIR, run
+from conftest import SOURCE_DIR, run
 
 sys.path.insert(0, str(SOURCE_DIR / "tests" / "data"))
 import make_malformed as mm  # noqa: E402

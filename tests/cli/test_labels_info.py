@@ -7,7 +7,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from conftest import LABEL_DICT, label_volume, load, run, write_nifti
+from conftest import LABEL_DICT, label_volume, run, write_nifti
 
 NAMES = {v: k for k, v in json.load(open(LABEL_DICT)).items()}
 

@@ -214,7 +214,6 @@ def build():
     i16 = reference("int16")
     base = nifti1(i16)
     n2 = nifti2(i16)
-    data_len = len(base) - 352
 
     # --- valid bases, every byte order, version and integer type -----------
     accept("valid_int16.nii", base, "int16", "plain NIfTI-1 int16, little-endian")

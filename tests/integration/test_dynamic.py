@@ -4,7 +4,6 @@ class of README.md, cached results with Range and 304, CORS."""
 
 import gzip
 import io
-import json
 import threading
 
 import nibabel as nib

@@ -6,8 +6,6 @@ There is no per-request time limit in the worker (lib/config.hpp has no
 such key; fcgi/README.md says so): work is bounded by max_voxels and the
 inflate cap instead."""
 import concurrent.futures
-import gzip
-import os
 import time
 import zlib
 from pathlib import Path
@@ -17,7 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import BUILD, SOURCE, SERVER_KINDS, LighttpdServer, request, selected_kinds, \
-    start_server, _available
+    _available
 
 PID = "PALIMITS"
 
@@ -147,6 +145,10 @@ def test_bomb_is_refused_fast_with_bounded_memory(limited):
     # 64^3 = 262144 voxels > 100000: refused from the header alone.
     assert a.status == 413, a
     assert took < 10
+    # Had the worker inflated what follows the header, it would have grown by
+    # the bomb's 192 MiB.
+    grew = {p: vm_hwm_kib(p) - hwm for p, hwm in before.items()}
+    assert grew and max(grew.values()) < 32 * 1024, grew
 
 
 @pytest.fixture(scope="module")

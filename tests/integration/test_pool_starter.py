@@ -84,7 +84,7 @@ def pool(env, *args):
 
 
 def test_start_serve_through_lighttpd_stop(pool_env, tmp_path):
-    env, base = pool_env["env"], pool_env["base"]
+    env = pool_env["env"]
     sock = Path(env["MEDIMG_SOCKET"])
     pid_file = sock.parent / "pool.pid"
     assert pool(env, "status").returncode == 3
