@@ -26,16 +26,27 @@ export function playwright() {
   return createRequire(path.join(SOURCE_DIR, "www", "package.json"))("playwright-core");
 }
 
-export function free_port() {
-  return new Promise((resolve, reject) => {
+// A free loopback port from 15000-19999: below the kernel's ephemeral range
+// (so no outgoing connection of a load test running beside us can take it
+// before the server binds it) and apart from the ports the Python tests hand
+// out (tests/integration/server_process.py, 20000 and up).
+function bindable(port) {
+  return new Promise((resolve) => {
     const srv = net.createServer();
     srv.unref();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
+    srv.on("error", () => resolve(false));
+    srv.listen({ port, host: "127.0.0.1", exclusive: true }, () => srv.close(() => resolve(true)));
   });
+}
+
+export async function free_port() {
+  const low = 15000, span = 5000;
+  const start = Math.floor(Math.random() * span);
+  for (let i = 0; i < span; i++) {
+    const port = low + ((start + i) % span);
+    if (await bindable(port)) return port;
+  }
+  throw new Error(`no free loopback port in ${low}-${low + span - 1}`);
 }
 
 export function medimg_binary(build_dir = BUILD_DIR) {
