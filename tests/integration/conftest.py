@@ -26,9 +26,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 # Re-exported: the tests import these from conftest.
-from server_process import (Answer, alive, children_of, descendants_of, identify,  # noqa: E402,F401
-                            free_port, kill_exactly, process_name, request, terminate,
-                            tree_of, wait_gone, wait_healthy)
+from server_process import (Answer, alive, check_serves, children_of,  # noqa: E402,F401
+                            descendants_of, identify, free_port, kill_exactly,
+                            process_name, request, terminate, tree_of, wait_gone,
+                            wait_healthy)
 
 BUILD = Path(os.environ.get("MEDIMG_BUILD_DIR", HERE.parents[1] / "build"))
 SOURCE = Path(os.environ.get("MEDIMG_SOURCE_DIR", HERE.parents[1]))

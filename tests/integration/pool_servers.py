@@ -13,8 +13,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from server_process import (alive, descendants_of, kill_exactly, process_name, request, tree_of,
-                            wait_gone)
+from server_process import (alive, check_serves, descendants_of, kill_exactly, process_name,
+                            request, tree_of, wait_gone)
 
 LIGHTTPD = shutil.which("lighttpd") or "/usr/sbin/lighttpd"
 SPAWN_FCGI = shutil.which("spawn-fcgi") or "/usr/bin/spawn-fcgi"
@@ -83,6 +83,7 @@ class SnippetLighttpd:
                                      start_new_session=True)
         if healthy:
             wait_answer(self.base_url, "/health", 200, timeout, self.logs)
+            check_serves(self.proc, self.port, "lighttpd")
         return self
 
     def logs(self):

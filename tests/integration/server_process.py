@@ -14,6 +14,7 @@ import socket
 import struct
 import subprocess
 import time
+import urllib.parse
 from pathlib import Path
 
 
@@ -230,9 +231,55 @@ def request(base_url, path, method="GET", headers=None, timeout=60):
 # ---------------------------------------------------------------------------
 # Starting and stopping
 
+def listeners(port):
+    """Pids of the processes that hold a listening TCP socket on `port` (any
+    address), as far as /proc lets this user see them."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            f = row.split()
+            if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:   # 0A: LISTEN
+                inodes.add(f"socket:[{f[9]}]")
+    holders = set()
+    for entry in os.listdir("/proc") if inodes else ():
+        if not entry.isdigit():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{entry}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{entry}/fd/{fd}") in inodes:
+                    holders.add(int(entry))
+                    break
+            except OSError:
+                continue
+    return holders
+
+
+def check_serves(proc, port, name):
+    """Raises RuntimeError unless the listener on `port` is `proc`'s or one of
+    its descendants'. An answer on a port says nothing about who gave it: a
+    server that failed to bind (the port taken meanwhile) must not pass for
+    healthy because another process answers there."""
+    ours = {p.pid for p in tree_of(proc)}
+    holders = listeners(port)
+    if holders and holders <= ours:
+        return
+    others = ", ".join(f"{p} ({process_name(p)})" for p in sorted(holders - ours)) or "unknown"
+    raise RuntimeError(f"port {port} answers, but not from {name} (pid {proc.pid}); "
+                       f"its listener is held by: {others}")
+
+
 def wait_healthy(proc, base_url, name, logs, timeout):
-    """Polls `base_url`/health until it answers 200. Raises RuntimeError
-    with `logs()` when `proc` (called `name`) exits first or `timeout`
+    """Polls `base_url`/health until it answers 200 from `proc` (called
+    `name`) or its descendants. Raises RuntimeError with `logs()` when `proc`
+    exits first, when another process holds the port, or when `timeout`
     seconds pass."""
     deadline = time.monotonic() + timeout
     last = None
@@ -242,6 +289,7 @@ def wait_healthy(proc, base_url, name, logs, timeout):
         try:
             a = request(base_url, "/health", timeout=5)
             if a.status == 200:
+                check_serves(proc, urllib.parse.urlsplit(base_url).port, name)
                 return
             last = a
         except OSError as e:

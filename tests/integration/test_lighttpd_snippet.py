@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (PATIENT, SCAN, SOURCE, WORKER, free_port, kill_exactly, request,
+from conftest import (PATIENT, SCAN, SOURCE, WORKER, check_serves, free_port, kill_exactly, request,
                       tree_of, wait_gone)
 
 LIGHTTPD = shutil.which("lighttpd") or "/usr/sbin/lighttpd"
@@ -75,6 +75,7 @@ def start_lighttpd(conf, port, path="/health", log=None, env=None):
         try:
             answer = request(f"http://127.0.0.1:{port}", path, timeout=5)
             if answer.status == 200:
+                check_serves(proc, port, "lighttpd")
                 return proc
         except OSError:
             pass
