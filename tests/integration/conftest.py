@@ -27,7 +27,7 @@ sys.path.insert(0, str(HERE))
 
 # Re-exported: the tests import these from conftest.
 from server_process import (Answer, alive, check_serves, children_of,  # noqa: E402,F401
-                            descendants_of, identify, free_port, kill_exactly,
+                            descendants_of, identify, free_port, kill_exactly, listening_sockets,
                             process_name, request, terminate, tree_of, wait_gone,
                             wait_healthy)
 

@@ -231,10 +231,10 @@ def request(base_url, path, method="GET", headers=None, timeout=60):
 # ---------------------------------------------------------------------------
 # Starting and stopping
 
-def listeners(port):
-    """Pids of the processes that hold a listening TCP socket on `port` (any
-    address), as far as /proc lets this user see them."""
-    inodes = set()
+def listening_sockets(port):
+    """The TCP sockets listening on `port`, as (local address in /proc/net's
+    hex, socket inode), IPv4 and IPv6."""
+    found = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             rows = Path(table).read_text().splitlines()[1:]
@@ -242,8 +242,16 @@ def listeners(port):
             continue
         for row in rows:
             f = row.split()
-            if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:   # 0A: LISTEN
-                inodes.add(f"socket:[{f[9]}]")
+            address, hexport = f[1].rsplit(":", 1)
+            if f[3] == "0A" and int(hexport, 16) == port:   # 0A: LISTEN
+                found.append((address, f[9]))
+    return found
+
+
+def listeners(port):
+    """Pids of the processes that hold a listening TCP socket on `port` (any
+    address), as far as /proc lets this user see them."""
+    inodes = {f"socket:[{inode}]" for _, inode in listening_sockets(port)}
     holders = set()
     for entry in os.listdir("/proc") if inodes else ():
         if not entry.isdigit():

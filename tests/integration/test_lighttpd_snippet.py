@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (PATIENT, SCAN, SOURCE, WORKER, check_serves, free_port, kill_exactly, request,
-                      tree_of, wait_gone)
+from conftest import (PATIENT, SCAN, SOURCE, WORKER, check_serves, free_port, kill_exactly,
+                      listening_sockets, request, tree_of, wait_gone)
 
 LIGHTTPD = shutil.which("lighttpd") or "/usr/sbin/lighttpd"
 
@@ -165,18 +165,7 @@ def test_cache_files_private_under_umask_022(tree, tmp_path, group):
 
 def listening_addresses(port):
     """Local addresses of the TCP sockets listening on `port` (hex, as in /proc/net)."""
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            local, state = line.split()[1], line.split()[3]
-            addr, hexport = local.split(":")
-            if state == "0A" and int(hexport, 16) == port:
-                found.add(addr)
-    return found
+    return {address for address, _ in listening_sockets(port)}
 
 
 def test_debian_lighttpd_on_loopback(tmp_path):
