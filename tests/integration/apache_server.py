@@ -94,6 +94,8 @@ class ApacheServer:
       pools          > 1: that many pools behind mod_proxy_balancer
       threads        worker threads per process (proxy variant)
       extra_conf     text appended after the medimg snippet
+      extra_conf_first  text read before the medimg snippets (as a site's
+                     conf-enabled file that sorts first)
       extra_modules  more module names to load (e.g. "ssl", "auth_basic")
       listen         extra "Listen" lines (e.g. for a TLS port)
       cache          False: no result cache, no mod_xsendfile (the worker
@@ -111,7 +113,7 @@ class ApacheServer:
                  threads=4, extra_conf="", extra_modules=(), listen=(),
                  cache=True, worker=None, www_root=None, apache_dir=None,
                  conf_dir=None, processes=0, share_dir=None, worker_data_root=None,
-                 pool_retries=None):
+                 pool_retries=None, extra_conf_first=""):
         self.build_dir = Path(build_dir)
         self.source_dir = Path(source_dir)
         self.data_root = Path(data_root)
@@ -122,6 +124,7 @@ class ApacheServer:
         self.pools = pools
         self.threads = threads
         self.extra_conf = extra_conf
+        self.extra_conf_first = extra_conf_first
         self.extra_modules = list(extra_modules)
         self.listen = list(listen)
         self.cache = cache
@@ -272,6 +275,8 @@ class ApacheServer:
             for i, s in enumerate(self.sockets):
                 lines.append(f'    BalancerMember "unix:{s}|fcgi://medimg-{i}/" retry=1')
             lines.append("</Proxy>")
+        if self.extra_conf_first:
+            lines.append(self.extra_conf_first)
         if self.variant == "fcgid":
             lines += [
                 f"Define MEDIMG_FCGI_BIN {_apache_string(self.worker_binary)}",

@@ -98,20 +98,30 @@ def files_dir():
     shutil.rmtree(d, ignore_errors=True)
 
 
-def test_basic_auth_example(data_root, scan, files_dir):
+@pytest.mark.parametrize("variant", ["proxy", "fcgid"])
+@pytest.mark.parametrize("placement", ["after", "first"])
+def test_basic_auth_example(data_root, scan, files_dir, variant, placement):
+    """The example protects the worker's URLs and the files alike, under
+    both ways of running the workers, whether the site's file with it is read
+    after medimg's snippets or before them (a conf-enabled name that sorts
+    first, such as medimg-auth.conf): no section of ours may replace it."""
     if not shutil.which("htpasswd"):
         pytest.skip("htpasswd (apache2-utils) missing")
+    if variant == "fcgid" and not Path("/usr/lib/apache2/modules/mod_fcgid.so").exists():
+        pytest.skip("mod_fcgid missing")
     passwd = files_dir / "htpasswd"
     subprocess.run(["htpasswd", "-cbB", str(passwd), "alice", "s3cret"], check=True,
                    capture_output=True)
     passwd.chmod(0o644)
     conf = example("Basic authentication").replace("/etc/medimg/htpasswd", str(passwd))
     rel, _ = scan
-    with ApacheServer(BUILD, SOURCE, data_root, extra_conf=conf,
+    where = {"extra_conf": conf} if placement == "after" else {"extra_conf_first": conf}
+    with ApacheServer(BUILD, SOURCE, data_root, variant=variant, **where,
                       extra_modules=["auth_basic", "authn_file"]) as server:
         good = {"Authorization": "Basic " + base64.b64encode(b"alice:s3cret").decode()}
         bad = {"Authorization": "Basic " + base64.b64encode(b"alice:wrong").decode()}
-        for path in (f"/output/{rel}", f"/filtered-scans/{rel}?label_ids=1"):
+        for path in (f"/output/{rel}", f"/filtered-scans/{rel}?label_ids=1",
+                     f"/output/{rel}/labels", f"/output/{rel}/info"):
             status, headers, _ = get(server.base_url + path)
             assert status == 401
             assert headers.get("WWW-Authenticate", "").startswith("Basic")
