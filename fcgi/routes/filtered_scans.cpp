@@ -140,7 +140,11 @@ Response filtered(const Context& ctx, const Request& request, const std::string&
 
     Response r;
     r.set_header("ETag", "\"" + key + "\"");
-    r.set_header("Last-Modified", detail::http_date(image.image.file.st.st_mtim.tv_sec));
+    // A date is a validator too (If-Modified-Since, If-Range; with X-Sendfile
+    // the web server answers them from it): the latest change of any file of
+    // the answer, inode changes included, so that a rewrite with its mtime
+    // put back moves it on (docs/SECURITY.md, "File access").
+    r.set_header("Last-Modified", detail::http_date(image.last_changed()));
     r.set_header("Cache-Control", "no-cache");
     if (!request.if_none_match.empty() && etag_matches(request.if_none_match, "\"" + key + "\"")) {
         r.status = 304;

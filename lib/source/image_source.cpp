@@ -1,8 +1,10 @@
 // Opening an image with its partner and sidecars beneath the data root.
 #include "source/image_source.hpp"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -48,6 +50,15 @@ labels::Dictionary ImageSource::dictionary(const labels::Dictionary& base) const
     };
     if (json_sidecar) return base.with_sidecars(read(json_sidecar), std::nullopt);
     return base.with_sidecars(std::nullopt, read(txt_sidecar));
+}
+
+std::int64_t ImageSource::last_changed() const {
+    std::int64_t t = 0;
+    for (const fs::OpenFile* f : {&image.file, partner ? &*partner : nullptr,
+                                  json_sidecar ? &*json_sidecar : nullptr,
+                                  txt_sidecar ? &*txt_sidecar : nullptr})
+        if (f) t = std::max<std::int64_t>({t, f->st.st_mtim.tv_sec, f->st.st_ctim.tv_sec});
+    return t;
 }
 
 ImageSource open_image(const fs::DataRoot& root, std::string_view relative, bool sidecars) {

@@ -5,6 +5,7 @@
 // which cache keys and ETags derive.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -26,6 +27,12 @@ struct ImageSource {
     // (when read) each sidecar or its absence: a changed, replaced or
     // recycled-inode file, or one moved to another patient, changes it.
     std::string identity;
+
+    // The latest second in which a file of this answer changed: its data
+    // (mtime) or its inode (ctime, which a rewrite that puts the mtime back,
+    // or a rename into place, moves on and no writer can set back). The
+    // image, its partner and the sidecars found.
+    std::int64_t last_changed() const;
 
     // The descriptors for nifti::Reader::open.
     nifti::ImageFiles files() const;

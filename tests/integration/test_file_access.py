@@ -669,6 +669,64 @@ def test_in_place_rewrite_with_mtime_restored(server, patient):
                    "after an in-place rewrite with the mtime put back")
 
 
+def wait_second_over(path):
+    """Sleeps until the second of `path`'s last change (mtime or ctime) has
+    passed, the earliest the filter's Last-Modified names it."""
+    st = os.stat(path)
+    changed = max(int(st.st_mtime), int(st.st_ctime))
+    while int(time.time()) <= changed:
+        time.sleep(0.05)
+    return changed
+
+
+def test_date_validators_follow_every_change(server, patient):
+    """If-Modified-Since and If-Range carry a date, and with X-Sendfile the
+    web server answers them from the worker's Last-Modified: a rewrite with
+    the mtime put back, or a new sidecar, must still move that date on, or a
+    client that revalidates by date keeps (or splices onto) the old volume."""
+    from email.utils import formatdate, parsedate_to_datetime
+    pid, scans = patient
+    old, new = labels_volume([6, 10]), labels_volume([6, 30])
+    f = write_nifti(scans / "dated.nii", old)
+    hour_ago = time.time() - 3600
+    os.utime(f, (hour_ago, hour_ago))
+    changed = wait_second_over(f)
+    uri = f"/filtered-scans/{pid}/dated.nii?{ALL}"
+    a = get(server, uri)
+    assert a.status == 200 and np.array_equal(volume_of(a.body), old), a
+    date = a.header("Last-Modified")
+    # The inode's change (ctime), not the mtime an hour back.
+    assert date == formatdate(changed, usegmt=True), (server.kind, date, changed)
+    # Date revalidation works at all, so the checks below can fail.
+    assert get_with(server, uri, {"If-Modified-Since": date}).status == 304, server.kind
+
+    st = os.stat(f)
+    with open(f, "r+b") as fh:
+        fh.write(nifti_bytes(new))
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(f).st_mtime_ns == st.st_mtime_ns
+    for headers in ({"If-Modified-Since": date}, {"If-Range": date, "Range": "bytes=0-9"}):
+        b = get_with(server, uri, headers)
+        assert b.status == 200, (server.kind, headers, b)
+        assert np.array_equal(volume_of(b.body), new), (server.kind, headers)
+        assert parsedate_to_datetime(b.header("Last-Modified")) > parsedate_to_datetime(date)
+
+    # A sidecar that renames the labels: `labels=aorta` selects another id.
+    named_uri = f"/filtered-scans/{pid}/dated.nii?labels=aorta"
+    wait_second_over(f)
+    n1 = get(server, named_uri)
+    assert n1.status == 200 and set(np.unique(volume_of(n1.body))) == {0, 6}, (server.kind, n1)
+    sidecar = scans / "dated.nii.labels.json"
+    sidecar.write_text('{"30": "aorta", "6": "renamed"}')
+    n2 = get_with(server, named_uri, {"If-Modified-Since": n1.header("Last-Modified")})
+    assert n2.status == 200 and set(np.unique(volume_of(n2.body))) == {0, 30}, (server.kind, n2)
+    sidecar.unlink()
+
+
+def get_with(server, path, headers, timeout=30):
+    return request(server.base_url, path, headers=headers, timeout=timeout)
+
+
 # ---------------------------------------------------------------------------
 # 7. Case rules
 
