@@ -23,7 +23,7 @@ using nlohmann::json;
 
 constexpr std::uintmax_t kMaxFileBytes = Dictionary::kMaxFileBytes;
 
-std::string read_text(const stdfs::path& path) {
+std::string read_text(const stdfs::path& path, bool sidecar = false) {
     std::error_code ec;
     const auto size = stdfs::file_size(path, ec);
     if (ec) {
@@ -31,6 +31,7 @@ std::string read_text(const stdfs::path& path) {
             throw Error(ErrorCode::NotFound, "label file " + path.string() + " does not exist");
         throw Error(ErrorCode::Io, "cannot read label file " + path.string() + ": " + ec.message());
     }
+    if (sidecar) Dictionary::check_sidecar_size(path.string(), size);
     if (size > kMaxFileBytes)
         throw Error(ErrorCode::BadParameter,
                     "label file " + path.string() + " is larger than 16 MiB");
@@ -51,6 +52,29 @@ json parse_json(const std::string& shown, const std::string& text) {
     json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded()) malformed(shown, "not valid JSON");
     return j;
+}
+
+// A sidecar's JSON, parsed while counting: past kMaxSidecarTokens keys and
+// values, or deeper than its form ({"id": {"color": [r, g, b]}}) needs, the
+// parse stops there, before the rest is built.
+json parse_sidecar_json(const std::string& shown, const std::string& text) {
+    struct Refused {
+        std::string why;
+    };
+    std::size_t tokens = 0;
+    auto count = [&](int depth, json::parse_event_t, json&) {
+        if (++tokens > Dictionary::kMaxSidecarTokens)
+            throw Refused{"more than " + std::to_string(Dictionary::kMaxSidecarTokens) + " keys and values"};
+        if (depth > 3) throw Refused{"nested deeper than {\"id\": {\"color\": [r, g, b]}}"};
+        return true;
+    };
+    try {
+        json j = json::parse(text, count, /*allow_exceptions=*/false);
+        if (j.is_discarded()) malformed(shown, "not valid JSON");
+        return j;
+    } catch (const Refused& r) {
+        malformed(shown, r.why);
+    }
 }
 
 std::int64_t json_id(const json& v, const std::string& path, const std::string& where) {
@@ -92,7 +116,7 @@ bool iequal(std::string_view a, std::string_view b) {
 // {"6":"aorta", ...} or {"6":{"name":"aorta","color":[r,g,b]}, ...}
 void apply_json_sidecar(Dictionary& dict, const Dictionary& base, const Sidecar& sidecar) {
     const std::string& path = sidecar.name;
-    const json j = parse_json(path, sidecar.text);
+    const json j = parse_sidecar_json(path, sidecar.text);
     if (!j.is_object()) malformed(path, "the top level is not an object of id: name");
     for (const auto& [key, value] : j.items()) {
         std::int64_t id = 0;
@@ -229,10 +253,16 @@ Dictionary Dictionary::with_sidecar_for(const stdfs::path& image) const {
         const stdfs::path p = image.parent_path() / file_name;
         std::error_code ec;
         if (!stdfs::is_regular_file(p, ec)) return std::nullopt;
-        return Sidecar{p.string(), read_text(p)};
+        return Sidecar{p.string(), read_text(p, /*sidecar=*/true)};
     };
     return with_sidecars(read_if_file(nifti::json_sidecar_name(name)),
                          read_if_file(nifti::txt_sidecar_name(name)));
+}
+
+void Dictionary::check_sidecar_size(const std::string& shown, std::uintmax_t size) {
+    if (size > kMaxSidecarBytes)
+        throw Error(ErrorCode::BadParameter, "label file " + shown + " is larger than " +
+                                                 std::to_string(kMaxSidecarBytes >> 10) + " KiB");
 }
 
 void Dictionary::set(std::int64_t id, std::string name, std::optional<Rgb> color) {

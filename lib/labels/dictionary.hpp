@@ -34,8 +34,19 @@ public:
     static Dictionary load(const std::filesystem::path& dict_json,
                            const std::filesystem::path& colors_json);
 
-    // Tables, sidecars: larger files are refused (Error(BadParameter)).
+    // The tables in conf/: larger files are refused (Error(BadParameter)).
     static constexpr std::uintmax_t kMaxFileBytes = 16u << 20;
+    // A sidecar is read again by every request that names labels, and whoever
+    // writes the data root writes it, so it is held to far less: 256 KiB,
+    // and at most this many JSON keys and values (12,500 labels of the short
+    // form; some 2,200 of the object form with a colour, more than the
+    // largest atlases name), which bounds the memory and time parsing it
+    // takes (docs/SECURITY.md). Error(BadParameter) past either.
+    static constexpr std::uintmax_t kMaxSidecarBytes = 256u << 10;
+    static constexpr std::size_t kMaxSidecarTokens = 25'000;
+    // Error(BadParameter) naming sidecar `shown` when `size` is past
+    // kMaxSidecarBytes.
+    static void check_sidecar_size(const std::string& shown, std::uintmax_t size);
 
     // This dictionary overridden by an image's sidecar: the JSON one
     // ({"6":"aorta",...} or {"6":{"name":..,"color":[..]}}) when given, else

@@ -15,8 +15,7 @@ namespace {
 
 // The whole content of an open sidecar, through its descriptor.
 std::string read_all(const fs::OpenFile& file) {
-    if (static_cast<std::uintmax_t>(file.st.st_size) > labels::Dictionary::kMaxFileBytes)
-        throw Error(ErrorCode::BadParameter, "label file " + file.rel + " is larger than 16 MiB");
+    labels::Dictionary::check_sidecar_size(file.rel, static_cast<std::uintmax_t>(file.st.st_size));
     std::string text(static_cast<std::size_t>(file.st.st_size), '\0');
     std::size_t got = 0;
     while (got < text.size()) {

@@ -37,7 +37,7 @@ struct ImageSource {
     // The descriptors for nifti::Reader::open.
     nifti::ImageFiles files() const;
     // `base` overridden by the sidecars, read through their descriptors
-    // (larger than labels::Dictionary::kMaxFileBytes: Error(BadParameter)).
+    // (larger than labels::Dictionary::kMaxSidecarBytes: Error(BadParameter)).
     labels::Dictionary dictionary(const labels::Dictionary& base) const;
 };
 

@@ -6,6 +6,7 @@ There is no per-request time limit in the worker (lib/config.hpp has no
 such key; fcgi/README.md says so): work is bounded by max_voxels and the
 inflate cap instead."""
 import concurrent.futures
+import shutil
 import time
 import zlib
 from pathlib import Path
@@ -171,6 +172,43 @@ def test_bomb_inflate_is_capped(default_limits):
         assert a.status == 422, a
     took = time.monotonic() - t
     assert took < 30, took
+    hwm = {p: vm_hwm_kib(p) for p in s.worker_pids()}
+    assert hwm and max(hwm.values()) < 64 * 1024, hwm     # docs/PERFORMANCE.md: ≤ 64 MiB per worker
+
+
+def sidecar_of(n_labels, name_len):
+    """A {file}.labels.json of the short form, `n_labels` names of `name_len`
+    letters."""
+    return "{" + ",".join(f'"{i}":"{"n" * name_len}{i}"' for i in range(n_labels)) + "}"
+
+
+def test_label_sidecars_are_bounded(default_limits, limits_root):
+    """A sidecar is parsed for every request that names labels, and whoever
+    writes the data root writes it: past 256 KiB or 25,000 keys and values
+    it is a 400 naming it; at the limits, three requests at once on each worker
+    keep its peak memory within the per-worker target."""
+    s = default_limits
+    scans = limits_root / PID / "scans"
+    for name in ("huge.nii", "many.nii", "full.nii"):
+        shutil.copy(scans / "small.nii", scans / name)
+    (scans / "huge.nii.labels.json").write_text('{"6":"' + "a" * (256 << 10) + '"}')
+    (scans / "many.nii.labels.json").write_text(sidecar_of(12_500, 1))
+    # Within both limits: 12,499 labels, nearly 256 KiB.
+    full = sidecar_of(12_499, 6)
+    assert 200 << 10 <= len(full) <= 256 << 10, len(full)
+    (scans / "full.nii.labels.json").write_text(full)
+    for name, why in (("huge.nii", "larger than 256 KiB"), ("many.nii", "keys and values")):
+        for uri in (f"/output/{PID}/scans/{name}/labels", f"/filtered-scans/{PID}/{name}?labels=aorta"):
+            a = request(s.base_url, uri)
+            assert a.status == 400, (uri, a)
+            assert error_of(a) == "bad_parameter"
+            detail = a.json()["detail"]
+            assert f"{PID}/scans/{name}.labels.json" in detail and why in detail, detail
+            assert str(limits_root) not in detail
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda i: request(
+            s.base_url, f"/filtered-scans/{PID}/full.nii?labels={'n' * 6}{6 + i % 2}"), range(12)))
+    assert [a.status for a in answers] == [200] * 12, answers
     hwm = {p: vm_hwm_kib(p) for p in s.worker_pids()}
     assert hwm and max(hwm.values()) < 64 * 1024, hwm     # docs/PERFORMANCE.md: ≤ 64 MiB per worker
 

@@ -145,6 +145,50 @@ TEST_CASE("dictionary: JSON sidecar overrides names and colours", "[labels][dict
     }
 }
 
+TEST_CASE("dictionary: a sidecar is bounded in size, keys and depth", "[labels][dictionary]") {
+    TempDir dir;
+    const Dictionary base;
+    const fs::path image = dir / "seg.nii.gz";
+    const fs::path sidecar = dir / "seg.nii.gz.labels.json";
+    auto refusal = [&](const std::string& text) {
+        write_text(sidecar, text);
+        std::string what;
+        CHECK(code_of([&] { base.with_sidecar_for(image); }, &what) == ErrorCode::BadParameter);
+        CHECK(what.find("seg.nii.gz.labels.json") != std::string::npos);
+        return what;
+    };
+    // The short form at the key limit: two tokens per label, plus the object.
+    auto labels = [](std::size_t n) {
+        std::string t = "{";
+        for (std::size_t i = 0; i < n; ++i) t += (i ? ",\"" : "\"") + std::to_string(i) + "\":\"a\"";
+        return t + "}";
+    };
+    SECTION("as many labels as the limit allows are read") {
+        const std::size_t n = (Dictionary::kMaxSidecarTokens - 2) / 2;
+        const std::string text = labels(n);
+        REQUIRE(text.size() <= Dictionary::kMaxSidecarBytes);
+        write_text(sidecar, text);
+        const Dictionary d = base.with_sidecar_for(image);
+        CHECK(d.size() == n);
+        CHECK(d.name_of(static_cast<std::int64_t>(n - 1)) == "a");
+    }
+    SECTION("one more is refused") {
+        const std::string why = refusal(labels(Dictionary::kMaxSidecarTokens / 2));
+        CHECK(why.find("keys and values") != std::string::npos);
+    }
+    SECTION("nesting past the object form is refused") {
+        CHECK(refusal(R"({"6":{"color":[[1],2,3]}})").find("nested deeper") != std::string::npos);
+        CHECK(refusal(std::string(100000, '[') + std::string(100000, ']')).find("nested deeper") !=
+              std::string::npos);
+    }
+    SECTION("larger than 256 KiB is refused before it is read") {
+        write_text(sidecar, "{\"6\":\"" + std::string(Dictionary::kMaxSidecarBytes, 'a') + "\"}");
+        std::string what;
+        CHECK(code_of([&] { base.with_sidecar_for(image); }, &what) == ErrorCode::BadParameter);
+        CHECK(what.find("larger than 256 KiB") != std::string::npos);
+    }
+}
+
 TEST_CASE("dictionary: ITK-SNAP label description sidecar", "[labels][dictionary]") {
     TempDir dir;
     const Dictionary base = Dictionary::load(kConf / "vista3d_label_dict.json",
