@@ -202,7 +202,10 @@ struct Walk {
     }
 
     // Opens the levels passed through by openat2 (null fds), from the root
-    // down, by name; the folder reached must be the one already held.
+    // down, by name, each without following links from the level above it:
+    // the folder reached is beneath the root and not hidden whatever is
+    // renamed meanwhile (it is not checked to be the one openat2 passed
+    // through, which holds no descriptor to compare with).
     void open_skipped_levels() {
         for (std::size_t i = 1; i < levels.size(); ++i) {
             if (levels[i].fd) continue;
