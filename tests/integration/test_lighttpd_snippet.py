@@ -128,6 +128,55 @@ def test_snippet_in_debian_layout(tree, tmp_path):
         assert request(base, "/package.json").status == 404
 
 
+def basic_auth_example(userfile):
+    """The snippet's commented Basic-authentication example, uncommented as
+    its comment says, with `userfile` for the password file."""
+    text = (SOURCE / "lighttpd" / "medimg.conf").read_text()
+    start = text.index("## Basic authentication (mod_auth + mod_authn_file)")
+    end = text.index("## LDAP instead of a password file")
+    lines = [l[1:] for l in text[start:end].splitlines() if l.startswith("#") and not l.startswith("##")]
+    example = "\n".join(lines).replace("/etc/lighttpd/medimg.htpasswd", str(userfile))
+    assert 'auth.require' in example and 'mod_auth' in example, example
+    return example + "\n"
+
+
+@pytest.mark.skipif(not shutil.which("htpasswd") or not Path("/usr/lib/lighttpd/mod_authn_file.so").exists(),
+                    reason="htpasswd (apache2-utils) and lighttpd's mod_authn_file needed")
+@pytest.mark.parametrize("placement", ["after", "first"])
+def test_basic_auth_example(tree, tmp_path, placement):
+    """The snippet's Basic example guards the files and every worker route
+    alike, whether it is appended to the snippet or in a conf-enabled file
+    read before it; /health stays open for probes."""
+    import base64
+    userfile = tmp_path / "medimg.htpasswd"
+    subprocess.run(["htpasswd", "-cbB", str(userfile), "alice", "s3cret"], check=True,
+                   capture_output=True)
+    port = free_port()
+    conf = install_snippet(tmp_path, tree["root"], port)
+    example = basic_auth_example(userfile)
+    if placement == "after":
+        snippet = tmp_path / "conf-enabled" / "50-medimg.conf"
+        snippet.write_text(snippet.read_text() + example)
+    else:
+        (tmp_path / "conf-enabled" / "10-auth.conf").write_text(example)
+    proc = start_lighttpd(conf, port, log=tmp_path / "error.log")
+    try:
+        base = f"http://127.0.0.1:{port}"
+        good = {"Authorization": "Basic " + base64.b64encode(b"alice:s3cret").decode()}
+        bad = {"Authorization": "Basic " + base64.b64encode(b"alice:wrong").decode()}
+        seg = f"{PATIENT}/scans/{SCAN}.nii.gz"
+        for path in (f"/output/{seg}", f"/output/{PATIENT}/", f"/filtered-scans/{seg}?label_ids=1",
+                     f"/output/{seg}/labels", f"/output/{seg}/info", "/viewer.html"):
+            a = request(base, path)
+            assert a.status == 401, (placement, path, a.status)
+            assert (a.header("WWW-Authenticate") or "").startswith("Basic"), (path, a.headers)
+            assert request(base, path, headers=bad).status == 401, (placement, path)
+            assert request(base, path, headers=good).status == 200, (placement, path)
+        assert request(base, "/health").status == 200
+    finally:
+        stop_lighttpd(proc)
+
+
 @pytest.mark.parametrize("group", [None, "own"])
 def test_cache_files_private_under_umask_022(tree, tmp_path, group):
     """Cached results are patient data (docs/SECURITY.md): a real worker
