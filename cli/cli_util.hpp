@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
 #include <exception>
 #include <filesystem>
 #include <functional>
@@ -20,6 +21,17 @@
 #include "nifti/reader.hpp"
 
 namespace medimg::cli {
+
+// Prints `j` (nlohmann::json or ordered_json) as one line on standard output
+// and flushes it. A file name may hold any bytes: those that are not UTF-8
+// are shown as U+FFFD, so that a name never costs its line (or the batch).
+template <class Json>
+void print_json_line(const Json& j) {
+    const std::string text = j.dump(-1, ' ', false, Json::error_handler_t::replace);
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fputc('\n', stdout);
+    std::fflush(stdout);
+}
 
 struct OptionSpec {
     std::string name;        // "--labels"

@@ -350,12 +350,7 @@ public:
         } else {
             ++ok_;
         }
-        if (json_) {
-            const std::string line = json_line(item).dump();
-            std::fwrite(line.data(), 1, line.size(), stdout);
-            std::fputc('\n', stdout);
-            std::fflush(stdout);
-        }
+        if (json_) print_json_line(json_line(item));
         progress_.show(index + 1, item.input);
     }
 
@@ -415,14 +410,24 @@ void run_jobs(std::vector<Item>& items, const Job& job, const BatchSettings& b, 
     std::vector<std::thread> threads;
     const int n_threads = static_cast<int>(std::min<std::size_t>(b.jobs, items.size()));
     for (int t = 0; t < n_threads; ++t) threads.emplace_back(worker);
-    for (std::size_t i = 0; i < items.size(); ++i) {
-        {
-            std::unique_lock lock(mutex);
-            done_cv.wait(lock, [&] { return finished[i]; });
+    std::exception_ptr failure;
+    try {
+        for (std::size_t i = 0; i < items.size(); ++i) {
+            {
+                std::unique_lock lock(mutex);
+                done_cv.wait(lock, [&] { return finished[i]; });
+            }
+            done(i, items[i]);
         }
-        done(i, items[i]);
+    } catch (...) {
+        // No new job starts; the running ones finish (each output whole or
+        // not there), then the failure goes on to the one catch point.
+        failure = std::current_exception();
+        std::lock_guard lock(mutex);
+        next = items.size();
     }
     for (auto& t : threads) t.join();
+    if (failure) std::rethrow_exception(failure);
 }
 
 int run_batch(const ParsedArgs& parsed, const Job& job) {

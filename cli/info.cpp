@@ -73,9 +73,7 @@ void info_one(const std::string& path, const ParsedArgs& parsed, const Config& c
     if (parsed.has("--json")) {
         auto json = nifti::info_json(h);
         json["path"] = path;
-        const std::string text = json.dump();
-        std::fwrite(text.data(), 1, text.size(), stdout);
-        std::fputc('\n', stdout);
+        print_json_line(json);
         return;
     }
 

@@ -70,9 +70,7 @@ void label_one(const std::string& path, const ParsedArgs& parsed, const Config& 
         auto answer = labels::labels_json(meta, dict, filename);
         if (with_image) labels::add_intensity_json(answer, both.intensity);
         answer["path"] = path;
-        const std::string text = answer.dump();
-        std::fwrite(text.data(), 1, text.size(), stdout);
-        std::fputc('\n', stdout);
+        print_json_line(answer);
         return;
     }
 

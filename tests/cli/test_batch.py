@@ -367,3 +367,30 @@ def test_names_with_underscores_any_case(tmp_path):
     assert p.returncode == 2
     assert 'unknown label name "right_kidny"; closest known: "right kidney"' in p.stderr
     assert not (tmp_path / "o.nii.gz").exists()
+
+
+def test_names_that_are_not_utf8_keep_their_json_lines(tmp_path):
+    """A file name may hold any bytes, and JSON only UTF-8: every input still
+    gets its line (the bytes shown as U+FFFD), the batch ends with the first
+    failure's status, and no output is left half-written."""
+    d = label_volume()
+    good = tmp_path / "good.nii.gz"
+    odd_name = os.fsdecode(b"odd\xff.nii.gz")
+    odd = tmp_path / odd_name
+    for path in (good, odd):
+        write_nifti(path, d)
+    junk = tmp_path / os.fsdecode(b"junk\xfe.nii.gz")
+    junk.write_bytes(b"\x1f\x8b\x08\x00")
+    out = tmp_path / "out"
+    p = run("filter", "--labels", "1,5", "--outdir", out, "-j", "2", "--json", good, junk, odd)
+    assert p.returncode == 3, p.stderr
+    lines = [json.loads(l) for l in p.stdout.decode("utf-8").splitlines()]
+    assert [l["status"] for l in lines] == ["ok", "error", "ok"], lines
+    assert lines[1]["input"].endswith("junk\ufffd.nii.gz") and lines[1]["error"], lines[1]
+    assert files_under(out) == sorted(["filtered_good.nii.gz", "filtered_" + odd_name]), files_under(out)
+    for name in files_under(out):
+        np.testing.assert_array_equal(load(out / name)[1], np.where(np.isin(d, [1, 5]), d, 0))
+    for command in ("info", "labels"):
+        q = run(command, "--json", odd, check=0)
+        line = json.loads(q.stdout.decode("utf-8"))
+        assert line["path"].endswith("odd\ufffd.nii.gz"), line
