@@ -163,3 +163,43 @@ def test_start_over_stale_files(pool_env):
     pool_processes = identify([pid])
     assert pool(env, "stop").returncode == 0
     assert wait_gone(pool_processes, timeout=10) == []
+
+
+def test_pid_file_names_one_process_and_a_shared_folder_keeps_its_mode(pool_env, tmp_path):
+    """The pid file names multiwatch as it stood when the file was written: a
+    process with that pid and name that started later (a pid handed on after
+    a crash) is not the pool, so neither status nor stop touches it. A
+    runtime folder that exists already (a shared one: sticky and
+    world-writable here) keeps its mode."""
+    env = pool_env["env"]
+    sock = Path(env["MEDIMG_SOCKET"])
+    sock.parent.mkdir(parents=True)
+    os.chmod(sock.parent, 0o1777)
+    r = pool(env, "start")
+    assert r.returncode == 0, r.stderr + Path(env["MEDIMG_POOL_LOG"]).read_text()
+    assert stat.S_IMODE(sock.parent.stat().st_mode) == 0o1777
+    pid_file = sock.parent / "pool.pid"
+    assert process_name(int(pid_file.read_text())) == "multiwatch"
+    assert pool(env, "stop").returncode == 0
+
+    # A stand-in named multiwatch, under a pid file written before it started.
+    fake = tmp_path / "multiwatch"
+    shutil.copy("/bin/sleep", fake)
+    impostor = subprocess.Popen([str(fake), "60"])
+    try:
+        deadline = time.monotonic() + 5
+        while process_name(impostor.pid) != "multiwatch" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pid_file.write_text(f"{impostor.pid}\n")
+        an_hour_ago = time.time() - 3600
+        os.utime(pid_file, (an_hour_ago, an_hour_ago))
+        assert pool(env, "status").returncode == 3
+        assert pool(env, "stop").returncode == 0
+        assert impostor.poll() is None, "stop signalled a process that is not the pool"
+        # Written after it started: the pool as far as the file can tell.
+        pid_file.write_text(f"{impostor.pid}\n")
+        assert pool(env, "status").returncode == 0
+    finally:
+        impostor.kill()
+        impostor.wait()
+        pid_file.unlink(missing_ok=True)

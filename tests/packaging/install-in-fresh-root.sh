@@ -87,6 +87,10 @@ apt-get install -y -q --no-install-recommends lighttpd lighttpd-modules-lua
 service lighttpd stop >/dev/null 2>&1 || true
 lighty-enable-mod medimg
 chown -R www-data:www-data /var/cache/medimg
+# An upgrade (a reinstall here) keeps the owner this setup gave the cache.
+apt-get install -y -q --reinstall "./$deb"
+[ "$(stat -c %U:%G /var/cache/medimg)" = www-data:www-data ] \
+  || { echo "the package took /var/cache/medimg back" >&2; exit 1; }
 # docs/DEPLOYMENT.md, "Keeping Debian's lighttpd on loopback", taken from the page:
 loopback=$(sed -n '/^sed -i -e .s|^server.port/,/\/etc\/lighttpd\/lighttpd.conf$/p' docs/DEPLOYMENT.md)
 [ -n "$loopback" ] || { echo "loopback command not found in DEPLOYMENT.md" >&2; exit 1; }
