@@ -3,7 +3,7 @@
 
 #include <fcntl.h>
 #include <netdb.h>
-#include <spawn.h>
+#include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -30,36 +30,62 @@ using std::chrono::milliseconds;
 using std::chrono::steady_clock;
 
 // Runs argv with default signal handling and nothing blocked; stdin from
-// /dev/null; stdout and stderr to `output_fd` when given, else ours.
+// /dev/null; stdout and stderr to `output_fd` when given, else ours. The
+// child gets SIGTERM when this process dies, however it dies (SIGKILL, the
+// OOM killer): a lighttpd left behind would go on serving the data root on
+// its port after `medimg serve` is gone. fork + exec rather than
+// posix_spawn, which cannot ask for that; between the two only
+// async-signal-safe calls, and an exec failure comes back through a pipe.
 pid_t spawn(const std::vector<std::string>& argv, bool new_group, int output_fd = -1) {
     std::vector<char*> cargv;
     for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
     cargv.push_back(nullptr);
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
-    if (new_group) flags |= POSIX_SPAWN_SETPGROUP;
-    posix_spawnattr_setflags(&attr, flags);
-    sigset_t child_mask;
-    sigemptyset(&child_mask);
-    posix_spawnattr_setsigmask(&attr, &child_mask);
-    sigset_t defaults;
-    sigemptyset(&defaults);
-    for (int s : {SIGINT, SIGTERM, SIGHUP, SIGCHLD, SIGPIPE}) sigaddset(&defaults, s);
-    posix_spawnattr_setsigdefault(&attr, &defaults);
-    if (new_group) posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-    if (output_fd >= 0) {
-        posix_spawn_file_actions_adddup2(&actions, output_fd, 1);
-        posix_spawn_file_actions_adddup2(&actions, output_fd, 2);
+    int report[2];
+    if (::pipe2(report, O_CLOEXEC) != 0)
+        throw Error(ErrorCode::Io, "cannot run " + argv[0] + ": " + std::strerror(errno));
+    const pid_t parent = ::getpid();
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+        ::close(report[0]);
+        if (new_group) ::setpgid(0, 0);
+        ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (::getppid() != parent) ::_exit(127);   // died before the line above
+        struct sigaction dfl {};
+        dfl.sa_handler = SIG_DFL;
+        for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGCHLD, SIGPIPE}) ::sigaction(sig, &dfl, nullptr);
+        sigset_t none;
+        sigemptyset(&none);
+        ::sigprocmask(SIG_SETMASK, &none, nullptr);
+        const int null = ::open("/dev/null", O_RDONLY);
+        if (null > 0) {
+            ::dup2(null, 0);
+            ::close(null);
+        }
+        if (output_fd >= 0) {
+            ::dup2(output_fd, 1);
+            ::dup2(output_fd, 2);
+        }
+        ::execve(cargv[0], cargv.data(), environ);
+        const int err = errno;
+        (void)!::write(report[1], &err, sizeof err);
+        ::_exit(127);
     }
-    pid_t pid = -1;
-    const int rc = ::posix_spawn(&pid, cargv[0], &actions, &attr, cargv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attr);
-    if (rc != 0) throw Error(ErrorCode::Io, "cannot run " + argv[0] + ": " + std::strerror(rc));
+    const int fork_errno = errno;
+    ::close(report[1]);
+    if (pid < 0) {
+        ::close(report[0]);
+        throw Error(ErrorCode::Io, "cannot run " + argv[0] + ": " + std::strerror(fork_errno));
+    }
+    int err = 0;
+    ssize_t got;
+    while ((got = ::read(report[0], &err, sizeof err)) < 0 && errno == EINTR) {
+    }
+    ::close(report[0]);
+    if (got == static_cast<ssize_t>(sizeof err)) {   // exec failed: reap the child
+        while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+        }
+        throw Error(ErrorCode::Io, "cannot run " + argv[0] + ": " + std::strerror(err));
+    }
     return pid;
 }
 

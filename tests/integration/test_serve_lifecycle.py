@@ -87,6 +87,27 @@ def test_sigterm_leaves_nothing_behind(own_server):
     s.proc = None
 
 
+def test_sigkill_of_serve_stops_what_it_started(own_server):
+    """`medimg serve` killed outright (SIGKILL, the OOM killer) has no chance
+    to stop anything: lighttpd, told by the kernel that its parent died,
+    stops itself and its workers, so the data root is not left served on the
+    port by processes nobody sees any more."""
+    import shutil
+    s = own_server(workers=2, threads=2)
+    rt = s.runtime_dir()
+    assert len(s.worker_pids()) == 2
+    everything = tree_of(s.proc)
+    assert len(everything) >= 4, everything       # serve, lighttpd, two workers
+    os.killpg(s.proc.pid, signal.SIGKILL)          # serve's group: not lighttpd's
+    s.proc.wait(10)
+    assert wait_gone(everything, timeout=15) == []
+    with socket.socket() as c:
+        c.settimeout(1)
+        assert c.connect_ex(("127.0.0.1", s.port)) != 0
+    shutil.rmtree(rt, ignore_errors=True)          # left behind: nobody could remove it
+    s.proc = None
+
+
 def test_sigint_stops_too(own_server):
     s = own_server(workers=1, threads=1)
     everything = tree_of(s.proc)
