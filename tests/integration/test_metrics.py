@@ -192,8 +192,9 @@ def test_prometheus_sees_the_pools_totals(kind, tree):
         assert prometheus.wait_value("medimg_worker_processes", 2.0) == 2.0
         assert prometheus.wait_value("medimg_cache_misses_total", 1.0) == 1.0
         assert prometheus.wait_value("medimg_cache_hits_total", 1.0) == 1.0
-        restarts = prometheus.query("medimg_worker_restarts_total")
-        assert restarts and restarts[0][1] >= 1, restarts
+        # The replacement took over the killed worker's slot, counts kept.
+        restarts = prometheus.wait_value("medimg_worker_restarts_total", 1.0)
+        assert isinstance(restarts, float) and restarts >= 1, (restarts, server.logs()[-3000:])
         body_bytes = prometheus.query('medimg_http_response_bytes_total{route="/health"}')
         health_len = len(request(server.base_url, "/health").body)
         assert body_bytes and body_bytes[0][1] >= expected * health_len, body_bytes
