@@ -63,12 +63,8 @@ std::string status_label(std::size_t i) {
 
 // Field 22 of /proc/PID/stat (start time in clock ticks since boot): with
 // the pid it names one process, so a reused pid is not taken for the old
-// process. 0 when the process is gone, a zombie, or exiting (field 9, the
-// kernel's flags, has PF_EXITING): a killed worker's socket closes while it
-// exits, before it is a zombie, and the web server may start its
-// replacement in between, which must see that slot's process as gone.
+// process. 0 when the process is gone or a zombie.
 std::uint64_t start_ticks(long pid) {
-    constexpr unsigned long kPfExiting = 0x4;   // include/linux/sched.h
     std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
     std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     auto close = stat.rfind(')');
@@ -77,7 +73,6 @@ std::uint64_t start_ticks(long pid) {
     std::string field;
     for (int i = 3; i <= 22 && rest >> field; ++i) {
         if (i == 3 && field == "Z") return 0;
-        if (i == 9 && (std::strtoul(field.c_str(), nullptr, 10) & kPfExiting)) return 0;
         if (i == 22) return std::strtoull(field.c_str(), nullptr, 10);
     }
     return 0;
@@ -177,6 +172,11 @@ std::unique_ptr<Metrics> Metrics::open(const std::filesystem::path& dir,
     // Nobody else may read or write it (docs/DEPLOYMENT.md, "Metrics").
     if ((st.st_mode & 077) != 0 && ::fchmod(fd, 0600) != 0) throw fail(std::strerror(errno));
     if (::flock(fd, LOCK_EX) != 0) throw fail(std::strerror(errno));
+    // The size again, under the lock: workers starting together all open the
+    // file before the first has sized it, and a size seen before the lock
+    // would have the next one truncate (zero) what the first just set up,
+    // its slot claim included.
+    if (::fstat(fd, &st) != 0) throw fail(std::strerror(errno));
     m->size_ = sizeof(File);
     if (static_cast<std::size_t>(st.st_size) != m->size_ && ::ftruncate(fd, 0) == 0 &&
         ::ftruncate(fd, static_cast<off_t>(m->size_)) != 0)

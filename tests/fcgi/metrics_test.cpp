@@ -3,6 +3,7 @@
 // SIGKILL keeps its counts and its slot is taken over (a restart), the file
 // is private, and a damaged file is started again from zero.
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -100,6 +101,57 @@ TEST_CASE("metrics: the counts of every process add up, a killed one's are kept"
     auto again = Metrics::open(dir, kRoutes, 1);
     REQUIRE(::stat(self->path().c_str(), &st) == 0);
     CHECK((st.st_mode & 0777) == 0600);
+}
+
+TEST_CASE("metrics: workers that start together each get a slot", "[fcgi][metrics]") {
+    // Two processes open the new, still empty file while another holds its
+    // lock (as the first of a pool's workers does while it sets the file
+    // up): the one that sets it up first must not have it truncated again
+    // (its slot claim lost) by the other, which saw it empty.
+    medimg::test::TempDir tmp;
+    const auto dir = tmp.path() / "cache";
+    const std::string name = Metrics::open(tmp.path() / "probe", kRoutes, 1)->path().filename();
+    std::filesystem::create_directories(dir / ".locks");
+    const auto path = dir / ".locks" / name;
+    const int held = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    REQUIRE(held >= 0);
+    REQUIRE(::flock(held, LOCK_EX) == 0);
+    std::vector<pid_t> children;
+    std::vector<int> readies;
+    for (int k = 0; k < 2; ++k) {
+        int ready[2];
+        REQUIRE(::pipe(ready) == 0);
+        const pid_t pid = ::fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) {
+            ::close(ready[0]);
+            auto m = Metrics::open(dir, kRoutes, 2);
+            m->count_request(0, 200, 0.002, 10);
+            (void)!::write(ready[1], "x", 1);
+            for (;;) ::pause();
+        }
+        ::close(ready[1]);
+        children.push_back(pid);
+        readies.push_back(ready[0]);
+    }
+    ::usleep(300 * 1000);   // both have seen the empty file and wait for the lock
+    REQUIRE(::flock(held, LOCK_UN) == 0);
+    for (int fd : readies) {
+        char c;
+        REQUIRE(::read(fd, &c, 1) == 1);
+        ::close(fd);
+    }
+    auto self = Metrics::open(dir, kRoutes, 1);
+    const auto text = self->render(-1, -1);
+    CHECK(value_of(text, "medimg_worker_starts_total") == 3);
+    CHECK(value_of(text, "medimg_worker_processes") == 3);
+    CHECK(value_of(text, "medimg_threads") == 5);
+    CHECK(value_of(text, "medimg_http_requests_total{route=\"/health\",status=\"200\"}") == 2);
+    for (pid_t p : children) {
+        ::kill(p, SIGKILL);
+        ::waitpid(p, nullptr, 0);
+    }
+    ::close(held);
 }
 
 TEST_CASE("metrics: a file of the wrong size or magic starts from zero", "[fcgi][metrics]") {
